@@ -1,0 +1,271 @@
+"""Loading and validating `harvester.toml`.
+
+A bad config is refused before anything runs, with the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pytimeparse.timeparse import timeparse as parse_timespan
+
+from harvester import USER_AGENT
+from harvester.urls import default_feed_name, normalize_url
+
+DEFAULT_CONFIG_PATH = Path("config/harvester.toml")
+FETCHABLE_SCHEMES = ("http", "https", "webcal", "webcals")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and the key."""
+
+    def __init__(self, path: Path | str, key: str, reason: str) -> None:
+        self.path, self.key, self.reason = str(path), key, reason
+        where = f"{self.path}: {key}" if key else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    user_agent: str = USER_AGENT
+    timeout: float = 30.0
+    max_bytes: int = 20_000_000
+    retries: int = 3
+    allow_private: bool = False
+    allowed_hosts: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    base_url: str = "https://researchseminars.org"
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    interval: float = 30 * 60.0
+    jitter: float = 2 * 60.0
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    url: str  # normalised; may carry a personal token, so never log it unmasked
+    name: str
+    interval: float | None = None
+    enabled: bool = True
+
+    def interval_or(self, default: float) -> float:
+        return self.interval if self.interval is not None else default
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    archive_path: Path
+    http: HttpSettings = field(default_factory=HttpSettings)
+    site: SiteSettings = field(default_factory=SiteSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    feeds: tuple[FeedConfig, ...] = ()
+
+    def with_archive(self, path: Path) -> Config:
+        return replace(self, archive_path=path)
+
+    def find_feed(self, name_or_url: str) -> FeedConfig | None:
+        url = normalize_url(name_or_url)
+        for feed in self.feeds:
+            if name_or_url in (feed.name, feed.url) or url == feed.url:
+                return feed
+        return None
+
+
+def parse_duration(value: object, path: Path | str, key: str, *, allow_zero: bool = False) -> float:
+    """Seconds from `30m`, `6h`, `1d`, `90s` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(path, key, f"expected a duration like '30m' or '6h', got {value!r}")
+    if isinstance(value, int | float):
+        seconds: float | None = float(value)
+    elif isinstance(value, str):
+        seconds = parse_timespan(value.strip())
+    else:
+        seconds = None
+    if seconds is None or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ConfigError(path, key, f"expected a duration like '30m' or '6h', got {value!r}")
+    return float(seconds)
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """`--config`, then `$HARVESTER_CONFIG`, then `./config/harvester.toml` (if it exists)."""
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get("HARVESTER_CONFIG"):
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def load_config(
+    explicit_path: str | os.PathLike[str] | None = None,
+    db_override: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Read the config by the lookup order and apply `--db` / `$HARVESTER_DB`."""
+    path = resolve_config_path(explicit_path)
+    if path is None:
+        config = Config(path=None, archive_path=Path("data/archive.db"))
+    else:
+        config = parse_config(_read_toml(path), path)
+    db = db_override or os.environ.get("HARVESTER_DB")
+    return config.with_archive(Path(db)) if db else config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(path, "", "no such file") from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+
+
+class _Table:
+    """One TOML table being read, so every error can name its full key."""
+
+    def __init__(self, data: object, path: Path, prefix: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(path, prefix, f"expected a table, got {type(data).__name__}")
+        self.data, self.path, self.prefix = data, path, prefix
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def get(self, name: str, kinds: type | tuple[type, ...], default: Any) -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        if isinstance(value, bool) and bool not in kinds:
+            value = None  # bool is an int in Python, never in a config file
+        if not isinstance(value, kinds):
+            wanted = " or ".join(k.__name__ for k in kinds)
+            raise ConfigError(self.path, self.key(name), f"expected {wanted}, got {value!r}")
+        return value
+
+    def duration(
+        self, name: str, default: float | None, *, allow_zero: bool = False
+    ) -> float | None:
+        self.seen.add(name)
+        if name not in self.data:
+            return default
+        return parse_duration(self.data[name], self.path, self.key(name), allow_zero=allow_zero)
+
+    def refuse_unknown(self) -> None:
+        for name in self.data:
+            if name not in self.seen:
+                raise ConfigError(self.path, self.key(name), "unknown key")
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    """A validated Config from parsed TOML; relative paths resolve against the file's folder."""
+    top = _Table(data, path, "")
+    archive = _Table(top.get("archive", dict, {}), path, "archive")
+    archive_path = Path(archive.get("path", str, "../data/archive.db"))
+    archive.refuse_unknown()
+    if not archive_path.is_absolute():
+        archive_path = path.parent / archive_path
+
+    http = _parse_http(_Table(top.get("http", dict, {}), path, "http"))
+    site = _Table(top.get("site", dict, {}), path, "site")
+    base_url = site.get("base_url", str, SiteSettings.base_url).rstrip("/")
+    _check_fetchable(base_url, path, "site.base_url")
+    site.refuse_unknown()
+
+    schedule = _Table(top.get("schedule", dict, {}), path, "schedule")
+    interval = schedule.duration("interval", ScheduleSettings.interval)
+    jitter = schedule.duration("jitter", ScheduleSettings.jitter, allow_zero=True)
+    schedule.refuse_unknown()
+
+    raw_feeds = top.get("feeds", list, [])
+    top.refuse_unknown()
+    feeds = tuple(_parse_feed(raw, path, f"feeds[{i}]") for i, raw in enumerate(raw_feeds))
+    _refuse_duplicate_feeds(feeds, path)
+    return Config(
+        path=path,
+        archive_path=archive_path,
+        http=http,
+        site=SiteSettings(base_url=base_url),
+        schedule=ScheduleSettings(interval=interval or 0.0, jitter=jitter or 0.0),
+        feeds=feeds,
+    )
+
+
+def _parse_http(table: _Table) -> HttpSettings:
+    defaults = HttpSettings()
+    timeout = float(table.get("timeout", (int, float), defaults.timeout))
+    max_bytes = table.get("max_bytes", int, defaults.max_bytes)
+    retries = table.get("retries", int, defaults.retries)
+    hosts = table.get("allowed_hosts", list, None)
+    settings = HttpSettings(
+        user_agent=table.get("user_agent", str, defaults.user_agent),
+        timeout=timeout,
+        max_bytes=max_bytes,
+        retries=retries,
+        allow_private=table.get("allow_private", bool, defaults.allow_private),
+        allowed_hosts=None if hosts is None else tuple(str(h).lower() for h in hosts),
+    )
+    for name, value in (("timeout", timeout), ("max_bytes", max_bytes)):
+        if value <= 0:
+            raise ConfigError(table.path, table.key(name), f"must be positive, got {value!r}")
+    if retries < 0:
+        raise ConfigError(table.path, table.key("retries"), f"must be 0 or more, got {retries}")
+    table.refuse_unknown()
+    return settings
+
+
+def _parse_feed(data: object, path: Path, prefix: str) -> FeedConfig:
+    table = _Table(data, path, prefix)
+    raw_url = table.get("url", str, None)
+    if raw_url is None:
+        raise ConfigError(path, table.key("url"), "missing: every feed needs a url")
+    _check_fetchable(raw_url, path, table.key("url"))
+    url = normalize_url(raw_url)
+    feed = FeedConfig(
+        url=url,
+        name=table.get("name", str, None) or default_feed_name(url),
+        interval=table.duration("interval", None),
+        enabled=table.get("enabled", bool, True),
+    )
+    table.refuse_unknown()
+    return feed
+
+
+def _check_fetchable(url: str, path: Path, key: str) -> None:
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in FETCHABLE_SCHEMES:
+        shown = parts.scheme + ":" if parts.scheme else repr(url[:40])
+        raise ConfigError(
+            path, key, f"only http(s) and webcal feed URLs can be polled, not {shown}"
+        )
+    if not parts.hostname:
+        raise ConfigError(path, key, "the URL has no host")
+
+
+def _refuse_duplicate_feeds(feeds: tuple[FeedConfig, ...], path: Path) -> None:
+    seen_urls: dict[str, int] = {}
+    seen_names: dict[str, int] = {}
+    for i, feed in enumerate(feeds):
+        if feed.url in seen_urls:
+            raise ConfigError(path, f"feeds[{i}].url", f"same feed as feeds[{seen_urls[feed.url]}]")
+        if feed.name in seen_names:
+            raise ConfigError(
+                path,
+                f"feeds[{i}].name",
+                f"name {feed.name!r} already used by feeds[{seen_names[feed.name]}]",
+            )
+        seen_urls[feed.url] = seen_names[feed.name] = i

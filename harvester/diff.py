@@ -1,0 +1,176 @@
+"""Diff stage: archive state + incoming talk records → changes (pure, no I/O).
+
+Implements the change rules of the contract: DTSTAMP alone says nothing on
+researchseminars.org (it is the download time), so content decides, by fingerprint first
+and field by field second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from harvester.talk import TalkRecord, changed_fields
+from harvester.urls import FeedKind
+
+Change = Literal["new", "changed", "removed", "restored"]
+PERSONAL_WINDOW = timedelta(days=14)
+MASS_REMOVAL_MINIMUM = 5
+
+
+@dataclass(frozen=True)
+class StoredTalk:
+    """What the archive knows of one UID (its `talks` row)."""
+
+    uid: str
+    fingerprint: str
+    dtstamp: str | None
+    status: str
+    version: int
+    content: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FeedState:
+    kind: FeedKind
+    present: frozenset[str] = frozenset()  # UIDs the feed carried at its last good poll
+    held_removals: frozenset[str] = frozenset()  # removals the guard held back last poll
+
+
+@dataclass(frozen=True)
+class ArchiveState:
+    feed: FeedState
+    talks: Mapping[str, StoredTalk]  # at least the incoming UIDs and feed.present
+    carried_elsewhere: frozenset[str] = frozenset()  # UIDs present in some other feed
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    uid: str
+    version: int
+    change: Change
+    changed_fields: tuple[str, ...]
+    content: Mapping[str, Any]
+    record: TalkRecord | None  # None for a removal: the content is the last one known
+
+
+@dataclass
+class Changes:
+    versions: list[NewVersion] = field(default_factory=list)
+    unchanged: list[TalkRecord] = field(default_factory=list)  # only dtstamp/last_seen move
+    refingerprinted: list[TalkRecord] = field(default_factory=list)  # new bytes, same content
+    stale: list[str] = field(default_factory=list)
+    present: frozenset[str] = frozenset()  # UIDs in this poll
+    left: frozenset[str] = frozenset()  # UIDs that leave this feed now
+    aged_out: frozenset[str] = frozenset()
+    held_removals: frozenset[str] = frozenset()
+    warnings: list[str] = field(default_factory=list)
+
+    def count(self, change: Change) -> int:
+        return sum(1 for v in self.versions if v.change == change)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "new": self.count("new"),
+            "changed": self.count("changed"),
+            "removed": self.count("removed"),
+            "restored": self.count("restored"),
+            "unchanged": len(self.unchanged) + len(self.refingerprinted),
+            "stale": len(self.stale),
+        }
+
+    @property
+    def any_change(self) -> bool:
+        return bool(self.versions)
+
+
+def diff(state: ArchiveState, incoming: Iterable[TalkRecord], observed_at: datetime) -> Changes:
+    """The changes one complete, successful poll of a feed makes to the archive."""
+    changes = Changes()
+    records = list(incoming)
+    for record in records:
+        _classify(state.talks.get(record.uid), record, changes)
+    changes.present = frozenset(r.uid for r in records)
+    _removals(state, changes, observed_at)
+    return changes
+
+
+def _classify(stored: StoredTalk | None, record: TalkRecord, changes: Changes) -> None:
+    if stored is None:
+        changes.versions.append(_version(record, 1, "new", ()))
+        return
+    if _is_stale(record, stored):
+        if stored.status == "removed" or record.fingerprint != stored.fingerprint:
+            changes.stale.append(record.uid)
+        else:
+            changes.unchanged.append(record)
+        return
+    if stored.status == "removed":
+        fields = (*changed_fields(stored.content, record.content()), "status")
+        changes.versions.append(_version(record, stored.version + 1, "restored", fields))
+    elif record.fingerprint == stored.fingerprint:
+        changes.unchanged.append(record)
+    elif fields := tuple(changed_fields(stored.content, record.content())):
+        changes.versions.append(_version(record, stored.version + 1, "changed", fields))
+    else:
+        changes.refingerprinted.append(record)
+
+
+def _version(
+    record: TalkRecord, number: int, change: Change, fields: tuple[str, ...]
+) -> NewVersion:
+    return NewVersion(record.uid, number, change, fields, record.content(), record)
+
+
+def _is_stale(record: TalkRecord, stored: StoredTalk) -> bool:
+    """A copy whose DTSTAMP is older than the one stored (ISO UTC strings sort by time)."""
+    return bool(record.dtstamp and stored.dtstamp and record.dtstamp < stored.dtstamp)
+
+
+def _removals(state: ArchiveState, changes: Changes, observed_at: datetime) -> None:
+    feed = state.feed
+    leaving = feed.present - changes.present
+    if _is_suspect(feed, changes.present, leaving) and not feed.held_removals:
+        changes.held_removals = frozenset(leaving)
+        changes.warnings.append(
+            f"feed would lose {len(leaving)} of {len(feed.present)} talks at once; "
+            "removals held back until the next poll confirms them"
+        )
+        return
+    changes.left = frozenset(leaving)
+    aged_out = set()
+    for uid in sorted(leaving - state.carried_elsewhere):
+        stored = state.talks.get(uid)
+        if stored is None or stored.status == "removed":
+            continue
+        if feed.kind == "personal" and _ended_before(stored, observed_at - PERSONAL_WINDOW):
+            aged_out.add(uid)
+            continue
+        changes.versions.append(
+            NewVersion(uid, stored.version + 1, "removed", ("status",), stored.content, None)
+        )
+    changes.aged_out = frozenset(aged_out)
+
+
+def _is_suspect(feed: FeedState, present: frozenset[str], leaving: frozenset[str]) -> bool:
+    if not feed.present:
+        return False
+    if not present:
+        return True
+    return len(leaving) >= MASS_REMOVAL_MINIMUM and len(leaving) * 2 > len(feed.present)
+
+
+def _ended_before(stored: StoredTalk, moment: datetime) -> bool:
+    end = stored.content.get("dtend") or stored.content.get("dtstart")
+    if not end:
+        return False
+    try:
+        ended = datetime.fromisoformat(end)
+    except ValueError:
+        return False
+    if ended.tzinfo is None:  # an all-day date
+        ended = ended.replace(tzinfo=moment.tzinfo)
+    return ended < moment

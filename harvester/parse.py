@@ -1,0 +1,378 @@
+"""Parse stage: an iCalendar body → talk records (pure, no I/O).
+
+researchseminars.org puts the speakers in SUMMARY and everything else (title, talk page,
+series name, livestream, room, abstract, comments) in DESCRIPTION; other calendars still
+archive, with the title taken from SUMMARY.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import icalendar
+
+from harvester.talk import Speaker, TalkRecord
+
+
+class ParseError(Exception):
+    """The body is not one complete calendar; nothing from it may be archived."""
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    talks: list[TalkRecord]
+    warnings: list[str] = field(default_factory=list)
+    events: int = 0  # VEVENTs in the body, including skipped ones
+
+
+# --- raw blocks and fingerprints ---------------------------------------------------------
+
+_FOLD = re.compile(rb"\r?\n[ \t]")
+_LINE_BREAK = re.compile(rb"\r\n|\n|\r")
+_COMPONENT_LINE = re.compile(
+    rb"^(BEGIN|END):([A-Za-z0-9-]+)[ \t]*\r?$", re.MULTILINE | re.IGNORECASE
+)
+
+
+def fingerprint_block(block: bytes) -> str:
+    """A hash of one VEVENT that ignores DTSTAMP, line folding, line endings and blank lines."""
+    unfolded = _FOLD.sub(b"", block)
+    kept = [line for line in _LINE_BREAK.split(unfolded) if line.strip() and not _is_dtstamp(line)]
+    return hashlib.sha256(b"\n".join(kept)).hexdigest()
+
+
+def _is_dtstamp(line: bytes) -> bool:
+    return line[:7].upper() == b"DTSTAMP" and line[7:8] in (b":", b";")
+
+
+def split_vevents(body: bytes) -> list[bytes] | None:
+    """The raw text of each VEVENT directly inside the VCALENDAR, in order.
+
+    None when the BEGIN/END structure is not what a single well-formed calendar has.
+    """
+    blocks: list[bytes] = []
+    stack: list[bytes] = []
+    start = 0
+    for match in _COMPONENT_LINE.finditer(body):
+        kind, name = match.group(1).upper(), match.group(2).upper()
+        if kind == b"BEGIN":
+            stack.append(name)
+            if stack == [b"VCALENDAR", b"VEVENT"]:
+                start = match.start()
+        else:
+            if not stack or stack[-1] != name:
+                return None
+            if stack == [b"VCALENDAR", b"VEVENT"]:
+                blocks.append(body[start : match.end()])
+            stack.pop()
+    return blocks if not stack else None
+
+
+# --- the whole body ----------------------------------------------------------------------
+
+
+def check_calendar_bytes(body: bytes) -> bytes:
+    """Refuse bodies that cannot be a calendar, with a reason a person understands."""
+    text = body.removeprefix(b"\xef\xbb\xbf").strip()
+    if not text:
+        raise ParseError("empty body, not a calendar")
+    if b"\x00" in text:
+        raise ParseError("body contains NUL bytes, not a calendar")
+    if not text[:15].upper().startswith(b"BEGIN:VCALENDAR"):
+        start = text[:40].decode("utf-8", "replace").splitlines()[0]
+        kind = "an HTML page" if start.lstrip().startswith("<") else "not a calendar"
+        raise ParseError(f"{kind}: body starts with {start!r}")
+    return text
+
+
+def parse_feed(body: bytes) -> ParsedFeed:
+    """Every VEVENT of a complete VCALENDAR as a talk record; raise ParseError otherwise."""
+    text = check_calendar_bytes(body)
+    warnings: list[str] = []
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        warnings.append(f"invalid UTF-8 at byte {exc.start}; replaced")
+        text = text.decode("utf-8", "replace").encode("utf-8")
+    try:
+        calendar = icalendar.Calendar.from_ical(text)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise ParseError(f"not one complete VCALENDAR: {_first_line(exc)}") from None
+    events = [c for c in calendar.subcomponents if c.name == "VEVENT"]
+    blocks = split_vevents(text)
+    if blocks is None or len(blocks) != len(events):
+        blocks = [event.to_ical() for event in events]
+    talks = records_from_events(events, blocks, warnings)
+    return ParsedFeed(talks=talks, warnings=warnings, events=len(events))
+
+
+def records_from_events(
+    events: list[icalendar.cal.Component], blocks: list[bytes], warnings: list[str]
+) -> list[TalkRecord]:
+    """Talk records in body order; a later event with the same UID replaces an earlier one."""
+    by_uid: dict[str, TalkRecord] = {}
+    for position, (event, block) in enumerate(zip(events, blocks, strict=True), start=1):
+        record = talk_from_event(event, block, position, warnings)
+        if record is None:
+            continue
+        if record.uid in by_uid:
+            warnings.append(f"event #{position}: duplicate UID {record.uid!r}; the last one wins")
+            del by_uid[record.uid]
+        by_uid[record.uid] = record
+    return list(by_uid.values())
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+# --- one event ---------------------------------------------------------------------------
+
+
+def talk_from_event(
+    event: icalendar.cal.Component, block: bytes, position: int, warnings: list[str]
+) -> TalkRecord | None:
+    """One talk record, or None (with a warning naming the event) when it cannot be archived."""
+    summary = _text(event.get("SUMMARY"))
+    label = f"event #{position}" + (f" ({summary[:60]!r})" if summary else "")
+    uid = _text(event.get("UID"))
+    if not uid:
+        warnings.append(f"{label} has no UID; skipped")
+        return None
+    label = f"event {uid!r}"
+    try:
+        dtstart = _time(event, "DTSTART")
+        dtend = _time(event, "DTEND") or _end_from_duration(event)
+        dtstamp = _time(event, "DTSTAMP")
+    except (ValueError, OverflowError, TypeError) as exc:
+        warnings.append(f"{label} has an unusable date ({_first_line(exc)}); skipped")
+        return None
+    if dtstart is None:
+        warnings.append(f"{label} has no DTSTART; skipped")
+        return None
+    description = _text(event.get("DESCRIPTION"))
+    location = _text(event.get("LOCATION"))
+    site = parse_site_description(description) if description else None
+    series_id, counter = _split_uid(uid)
+    common: dict[str, Any] = {
+        "uid": uid,
+        "dtstart": dtstart,
+        "dtend": dtend,
+        "dtstamp": dtstamp,
+        "fingerprint": fingerprint_block(block),
+        "raw": block.decode("utf-8", "replace"),
+        "summary": summary,
+        "description": description,
+        "location": location,
+        "urls": tuple(_texts(event.get("URL"))),
+        "series_id": series_id,
+        "counter": counter,
+    }
+    if site is None:
+        return TalkRecord(**common, title=summary)
+    return TalkRecord(
+        **common,
+        title=site.title,
+        speaker=summary,
+        speakers=parse_speakers(summary or ""),
+        series_name=site.series_name,
+        abstract=site.abstract,
+        room=site.room,
+        talk_url=site.talk_url or _talk_url_from_location(location),
+        livestream_url=site.livestream_url,
+        comments=site.comments,
+    )
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):  # a property given twice: keep the first
+        value = value[0] if value else None
+        return _text(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _texts(value: object) -> list[str]:
+    values = value if isinstance(value, list) else [value] if value is not None else []
+    return [str(v).strip() for v in values if str(v).strip()]
+
+
+def _time(event: icalendar.cal.Component, name: str) -> str | None:
+    prop = event.get(name)
+    if prop is None:
+        return None
+    if isinstance(prop, list):
+        prop = prop[0]
+    return iso_utc(prop.dt)
+
+
+def iso_utc(value: object) -> str:
+    """ISO 8601 in UTC with an explicit offset; a floating time is taken as UTC."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise ValueError(f"expected a date or date-time, got {type(value).__name__}")
+
+
+def _end_from_duration(event: icalendar.cal.Component) -> str | None:
+    duration = event.get("DURATION")
+    start = event.get("DTSTART")
+    if duration is None or start is None:
+        return None
+    return iso_utc(start.dt + duration.dt)
+
+
+_UID = re.compile(r"^(?P<series>[^/\s]+)/(?P<counter>-?\d+)$")
+
+
+def _split_uid(uid: str) -> tuple[str | None, int | None]:
+    match = _UID.match(uid)
+    if not match:
+        return None, None
+    return match["series"], int(match["counter"])
+
+
+_TALK_PATH = re.compile(r"^(?:https?://[^/]+)?/talk/[^/]+/-?\d+/?$")
+
+
+def _talk_url_from_location(location: str | None) -> str | None:
+    if location and _TALK_PATH.match(location):
+        if location.startswith("/"):
+            return "https://researchseminars.org" + location
+        return location
+    return None
+
+
+# --- researchseminars.org DESCRIPTION ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteDescription:
+    title: str | None = None
+    talk_url: str | None = None
+    series_name: str | None = None
+    livestream_url: str | None = None
+    room: str | None = None
+    abstract: str | None = None
+    comments: str | None = None
+
+
+_TITLE_LINE = re.compile(
+    r'^Title:\s*(?:<a href="(?P<href>[^"]*)">(?P<linked>.*)</a>|(?P<plain>.*))$'
+)
+_BY_LINE = re.compile(r"^by (?P<speakers>.*?)(?: as part of (?P<series>.*))?$")
+_TAG = re.compile(r"<[^>]+>")
+
+
+def parse_site_description(description: str) -> SiteDescription | None:
+    """The parts of a researchseminars.org DESCRIPTION, or None if it is not one of theirs."""
+    lines = description.replace("\r\n", "\n").split("\n")
+    title = talk_url = None
+    if lines and (match := _TITLE_LINE.match(lines[0])):
+        talk_url = match["href"] or None
+        title = _html_text(match["linked"] if match["linked"] is not None else match["plain"])
+        lines = lines[1:]
+    if not lines or not (by := _BY_LINE.match(lines[0])):
+        return None
+    rest = lines[1:]
+    found: dict[str, str] = {}
+    while rest and (not rest[0].strip() or _take_detail(rest[0], found)):
+        rest = rest[1:]
+    abstract, comments = _abstract_and_comments(rest)
+    return SiteDescription(
+        title=title,
+        talk_url=talk_url,
+        series_name=_html_text(by["series"]) if by["series"] else None,
+        livestream_url=found.get("Interactive livestream") or found.get("View-only livestream"),
+        room=found.get("room"),
+        abstract=abstract,
+        comments=comments,
+    )
+
+
+_DETAIL = re.compile(
+    r"^(?P<key>Interactive livestream|View-only livestream|Password hint):\s*(?P<value>.*)$"
+)
+_ROOM = re.compile(r"^Lecture held in (?P<room>.*?)\.?\s*$")
+
+
+def _take_detail(line: str, found: dict[str, str]) -> bool:
+    if match := _DETAIL.match(line):
+        found.setdefault(match["key"], match["value"].strip())
+        return True
+    if match := _ROOM.match(line):
+        found.setdefault("room", match["room"].strip())
+        return True
+    return False
+
+
+def _abstract_and_comments(lines: list[str]) -> tuple[str | None, str | None]:
+    """After the header: `Abstract` + text, or `Abstract: TBA` + optional comments.
+
+    With an abstract present, comments follow it after a blank line, but an abstract may
+    have paragraphs of its own: the two cannot be told apart, so it all stays the abstract.
+    """
+    if not lines:
+        return None, None
+    head, body = lines[0].strip(), "\n".join(lines[1:]).strip()
+    if head == "Abstract":
+        return body or None, None
+    if head.startswith("Abstract:"):
+        return None, body or None
+    return None, "\n".join(lines).strip() or None
+
+
+def _html_text(fragment: str | None) -> str | None:
+    if fragment is None:
+        return None
+    text = html.unescape(_TAG.sub("", fragment)).strip()
+    return text or None
+
+
+# --- speakers ----------------------------------------------------------------------------
+
+_SEPARATOR = re.compile(r",\s*and\s+|\s+and\s+|,\s*")
+_NAME_AFFILIATION = re.compile(r"^(?P<name>[^()]*?)\s*\((?P<affiliation>.*)\)$", re.DOTALL)
+
+
+def parse_speakers(summary: str) -> tuple[Speaker, ...]:
+    """`A (X)`, `A (X) and B (Y)` or `A (X), B (Y), and C (Z)` → speakers with affiliations.
+
+    Separators count only outside parentheses, so affiliations may hold commas and "and".
+    """
+    speakers = []
+    for part in _split_top_level(summary):
+        if match := _NAME_AFFILIATION.match(part):
+            speakers.append(Speaker(match["name"].strip(), match["affiliation"].strip() or None))
+        else:
+            speakers.append(Speaker(part))
+    return tuple(speakers)
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(depth - 1, 0)
+        elif depth == 0 and (sep := _SEPARATOR.match(text, position)):
+            parts.append(text[start:position])
+            start = position = sep.end()
+            continue
+        position += 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]

@@ -1,0 +1,80 @@
+"""The talk record: what the parser produces and the archive stores, field by field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# The fields of `talks` that describe the talk itself; a difference in any of them is a change.
+CONTENT_FIELDS: tuple[str, ...] = (
+    "series_id",
+    "counter",
+    "title",
+    "speaker",
+    "speakers",
+    "series_name",
+    "abstract",
+    "room",
+    "talk_url",
+    "livestream_url",
+    "comments",
+    "dtstart",
+    "dtend",
+    "summary",
+    "description",
+    "location",
+    "urls",
+)
+JSON_FIELDS = frozenset({"speakers", "urls"})
+
+
+@dataclass(frozen=True)
+class Speaker:
+    name: str
+    affiliation: str | None = None
+
+
+@dataclass(frozen=True)
+class TalkRecord:
+    """One VEVENT as the archive sees it. Times are ISO 8601 strings in UTC."""
+
+    uid: str
+    dtstart: str
+    fingerprint: str
+    raw: str
+    series_id: str | None = None
+    counter: int | None = None
+    title: str | None = None
+    speaker: str | None = None
+    speakers: tuple[Speaker, ...] = field(default_factory=tuple)
+    series_name: str | None = None
+    abstract: str | None = None
+    room: str | None = None
+    talk_url: str | None = None
+    livestream_url: str | None = None
+    comments: str | None = None
+    dtend: str | None = None
+    summary: str | None = None
+    description: str | None = None
+    location: str | None = None
+    urls: tuple[str, ...] = field(default_factory=tuple)
+    dtstamp: str | None = None
+
+    def content(self) -> dict[str, Any]:
+        """The content fields as they are stored (lists as JSON text)."""
+        return {name: _stored(name, getattr(self, name)) for name in CONTENT_FIELDS}
+
+
+def _stored(name: str, value: Any) -> Any:
+    if name == "speakers":
+        return json.dumps([asdict(s) for s in value], ensure_ascii=False)
+    if name == "urls":
+        return json.dumps(list(value), ensure_ascii=False)
+    return value
+
+
+def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The content fields whose stored values differ, in schema order."""
+    return [name for name in CONTENT_FIELDS if old.get(name) != new.get(name)]

@@ -1,0 +1,81 @@
+"""Feed URLs: normalisation, the kind of feed a URL names, and masking of personal tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+FeedKind = Literal["series", "talk", "personal", "other", "file"]
+
+SITE_HOST = "researchseminars.org"
+# Old names of the site that answer with a 301 to researchseminars.org.
+OLD_SITE_HOSTS = frozenset(
+    {
+        "www.researchseminars.org",
+        "mathseminars.org",
+        "www.mathseminars.org",
+        "rsem.org",
+        "www.rsem.org",
+    }
+)
+
+_SERIES_PATH = re.compile(r"^/seminar/(?P<series>[^/]+)/ics/?$")
+_TALK_PATH = re.compile(r"^/talk/(?P<series>[^/]+)/(?P<counter>-?\d+)/ics/?$")
+_PERSONAL_PATH = re.compile(r"^(?P<prefix>/user/ics/)(?P<token>[^/?#]+)")
+# A personal token also appears in error messages from httpx, so it is masked inside any text.
+_PERSONAL_IN_TEXT = re.compile(r"(/user/ics/)([^/?#\s'\"]{4})[^/?#\s'\"]*")
+
+
+def normalize_url(url: str) -> str:
+    """The URL the harvester fetches: webcal:// means https://, old site names mean the site."""
+    url = url.strip()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("webcal", "webcals"):
+        scheme = "https"
+    host = (parts.hostname or "").lower()
+    netloc = parts.netloc
+    if host in OLD_SITE_HOSTS or host == SITE_HOST:
+        netloc = SITE_HOST
+        scheme = "https"
+    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def feed_kind(url: str) -> FeedKind:
+    """Which of the site's three feed kinds a URL is (`other` for any other calendar)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return "file"
+    if _SERIES_PATH.match(parts.path):
+        return "series"
+    if _TALK_PATH.match(parts.path):
+        return "talk"
+    if _PERSONAL_PATH.match(parts.path):
+        return "personal"
+    return "other"
+
+
+def mask_secrets(text: str) -> str:
+    """Replace every personal-feed token in `text` by its first four characters and '…'."""
+    return _PERSONAL_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}…", text)
+
+
+def url_hash(url: str) -> str:
+    """The key that matches an archived feed to a config entry without storing its secret."""
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def default_feed_name(url: str) -> str:
+    """A short, secret-free name for a feed: the series shortname, `series/counter`, or host."""
+    parts = urlsplit(url)
+    if match := _SERIES_PATH.match(parts.path):
+        return match["series"]
+    if match := _TALK_PATH.match(parts.path):
+        return f"{match['series']}/{match['counter']}"
+    if _PERSONAL_PATH.match(parts.path):
+        return mask_secrets(parts.path.strip("/"))
+    if parts.scheme == "file":
+        return parts.path.rsplit("/", 1)[-1] or parts.path
+    return (parts.hostname or "") + parts.path.rstrip("/")
