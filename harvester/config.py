@@ -193,7 +193,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
 
     raw_feeds = top.get("feeds", list, [])
     top.refuse_unknown()
-    feeds = tuple(_parse_feed(raw, path, f"feeds[{i}]") for i, raw in enumerate(raw_feeds))
+    parsed = [_parse_feed(raw, path, f"feeds[{i}]") for i, raw in enumerate(raw_feeds)]
+    feeds = _unique_names(parsed)
     _refuse_duplicate_feeds(feeds, path)
     return Config(
         path=path,
@@ -228,21 +229,37 @@ def _parse_http(table: _Table) -> HttpSettings:
     return settings
 
 
-def _parse_feed(data: object, path: Path, prefix: str) -> FeedConfig:
+def _parse_feed(data: object, path: Path, prefix: str) -> tuple[FeedConfig, bool]:
+    """A feed entry, and whether its name was given (derived names may be made unique)."""
     table = _Table(data, path, prefix)
     raw_url = table.get("url", str, None)
     if raw_url is None:
         raise ConfigError(path, table.key("url"), "missing: every feed needs a url")
     _check_fetchable(raw_url, path, table.key("url"))
     url = normalize_url(raw_url)
+    name = table.get("name", str, None)
     feed = FeedConfig(
         url=url,
-        name=table.get("name", str, None) or default_feed_name(url),
+        name=name or default_feed_name(url),
         interval=table.duration("interval", None),
         enabled=table.get("enabled", bool, True),
     )
     table.refuse_unknown()
-    return feed
+    return feed, bool(name)
+
+
+def _unique_names(parsed: list[tuple[FeedConfig, bool]]) -> tuple[FeedConfig, ...]:
+    """Derived names that collide (two personal feeds share a masked prefix) get -2, -3, …"""
+    taken = {feed.name for feed, explicit in parsed if explicit}
+    feeds = []
+    for feed, explicit in parsed:
+        name, n = feed.name, 1
+        while not explicit and name in taken:
+            n += 1
+            name = f"{feed.name}-{n}"
+        taken.add(name)
+        feeds.append(feed if name == feed.name else replace(feed, name=name))
+    return tuple(feeds)
 
 
 def _check_fetchable(url: str, path: Path, key: str) -> None:

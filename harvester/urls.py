@@ -75,7 +75,7 @@ def default_feed_name(url: str) -> str:
     if match := _TALK_PATH.match(parts.path):
         return f"{match['series']}/{match['counter']}"
     if _PERSONAL_PATH.match(parts.path):
-        return mask_secrets(parts.path.strip("/"))
+        return mask_secrets(parts.path).strip("/")
     if parts.scheme == "file":
         return parts.path.rsplit("/", 1)[-1] or parts.path
     return (parts.hostname or "") + parts.path.rstrip("/")
