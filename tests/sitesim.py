@@ -120,6 +120,7 @@ class Site:
         self.overrides: dict[str, Override] = {}  # path → handler that answers instead
         self.lock = threading.Lock()
         self.base_url = ""
+        self.on_request: Callable[[str], None] | None = None  # called with each path
 
     def add_series(self, shortname: str, name: str) -> SimSeries:
         series = SimSeries(shortname, name)
@@ -171,6 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
         site = self.server.site
         path = self.path.split("?", 1)[0]
         site.hits[path] += 1
+        if site.on_request is not None:
+            site.on_request(path)
         host = self.headers.get("Host", "")
         if host.startswith("localhost:"):
             self._send(
