@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,13 +15,18 @@ from typing import Any, NoReturn
 import click
 from sqlite_utils import Database
 
-from harvester import __version__, query
+from harvester import __version__, health, query
+from harvester.cli_feeds import discover, feeds_group
+from harvester.cli_run import EXIT_LOCKED, run
 from harvester.config import Config, ConfigError, load_config
 from harvester.export import FORMATS, render
 from harvester.fetch import make_client
+from harvester.lock import LockBusyError, hold
 from harvester.logs import configure_logging
+from harvester.series import refresh_followed_series
+from harvester.serve import serve
 from harvester.store import ArchiveError, FetchFacts, open_archive
-from harvester.sync import FeedTarget, PollResult, archive_body, poll_feed, utc_now
+from harvester.sync import FeedTarget, PollResult, archive_body, sync_feeds, utc_now
 from harvester.urls import mask_secrets, normalize_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -120,6 +128,12 @@ def main() -> None:
     cli(prog_name="harvester")
 
 
+cli.add_command(run)
+cli.add_command(discover)
+cli.add_command(feeds_group)
+cli.add_command(serve)
+
+
 # --- sync and import ---------------------------------------------------------------------
 
 
@@ -162,23 +176,81 @@ def _report(app: App, results: list[PollResult]) -> None:
 
 @cli.command()
 @click.argument("urls", nargs=-1)
+@click.option(
+    "--lock",
+    "use_lock",
+    is_flag=True,
+    help="Skip this run (exit 3) while another `sync --lock` on the archive is running.",
+)
 @click.pass_obj
-def sync(app: App, urls: tuple[str, ...]) -> None:
+def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
     """Poll every enabled feed of the config once (or only URLS) and archive the changes.
 
     URLS may be configured feed names or URLs; an unknown URL is polled ad hoc and
     recorded in the archive. Exit code 0 when every feed was fine, 1 when at least one
-    failed (the others are still archived), 2 for a usage or config error.
+    failed (the others are still archived), 2 for a usage or config error, 3 when --lock
+    found another `sync --lock` still running (cron runs never pile up).
     """
     targets = _targets(app, urls)
     if not targets:
         raise UsageProblem(
             f"no feeds to poll: add [[feeds]] to {app.config.path or 'a config file'}"
         )
+    if not use_lock:
+        _sync(app, targets)
+        return
+    try:
+        with hold(app.config.archive_path, "sync"):
+            _sync(app, targets)
+    except LockBusyError as exc:
+        fail(f"another `harvester sync --lock` is still running ({exc}); skipped", EXIT_LOCKED)
+
+
+def _sync(app: App, targets: list[FeedTarget]) -> None:
     db = app.archive()
-    with make_client(app.config.http) as client:
-        results = [poll_feed(db, client, target, app.config.http.max_bytes) for target in targets]
+    http, path = app.config.http, app.config.archive_path
+    with make_client(http) as client, _progress(app, len(targets)) as advance:
+        results = sync_feeds(
+            lambda: open_archive(path),
+            client,
+            targets,
+            http.max_bytes,
+            concurrency=http.concurrency,
+            on_result=advance,
+        )
+    refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
     _report(app, results)
+
+
+PROGRESS_MIN_FEEDS = 5
+
+
+@contextlib.contextmanager
+def _progress(app: App, total: int) -> Iterator[Callable[[PollResult], None]]:
+    """A progress bar on a terminal for a sync of many feeds; nothing in cron or with -q/-v.
+
+    While it shows, the per-feed info lines are held back (warnings and errors still
+    print); the summary line follows the bar.
+    """
+    show = (
+        total >= PROGRESS_MIN_FEEDS
+        and not app.quiet
+        and sys.stderr.isatty()
+        and logging.getLogger().getEffectiveLevel() == logging.INFO
+    )
+    if not show:
+        yield lambda _result: None
+        return
+    chatty = [logging.getLogger(name) for name in ("harvester.sync", "harvester.fetch")]
+    levels = [logger.level for logger in chatty]
+    for logger in chatty:
+        logger.setLevel(logging.WARNING)
+    try:
+        with click.progressbar(length=total, label="polling", file=sys.stderr) as bar:
+            yield lambda _result: bar.update(1)
+    finally:
+        for logger, level in zip(chatty, levels, strict=True):
+            logger.setLevel(level)
 
 
 @cli.command("import")
@@ -243,17 +315,25 @@ def _import_target(app: App, path: Path, feed_name: str | None) -> FeedTarget:
 @click.option("--json", "as_json", is_flag=True, help="Print the versions as a JSON array.")
 @click.pass_obj
 def history(app: App, uid: str, as_json: bool) -> None:
-    """Every version of the talk UID (e.g. PhysicsMeetsML/3), oldest first, with what changed.
+    """Every version of one talk, oldest first, with what changed.
 
-    Exit code 1 for a UID the archive has never seen.
+    UID is the talk's iCalendar UID, e.g. PhysicsMeetsML/3. Exit code 1 for a UID the
+    archive has never seen.
     """
-    versions = query.talk_history(app.archive(), uid)
+    db = app.archive()
+    versions = query.talk_history(db, uid)
     if not versions:
         fail(f"no talk with UID {uid!r} in the archive")
+    links = query.reschedule_links(db, uid)
     if as_json:
+        versions = [
+            v | {"old_slot_of": links["old_slot_of"], "old_slots": links["old_slots"]}
+            for v in versions
+        ]
         click.echo(json.dumps(versions, ensure_ascii=False, indent=2))
         return
     click.echo(f"{uid}: {versions[-1]['title'] or versions[-1]['summary'] or ''}")
+    _echo_reschedule(versions[-1], links)
     previous: dict[str, Any] = {}
     for version in versions:
         click.echo(f"  v{version['version']}  {version['observed_at']}  {version['change']}")
@@ -261,6 +341,18 @@ def history(app: App, uid: str, as_json: bool) -> None:
             if version["change"] != "new" and name in previous:
                 click.echo(f"      {name}: {_short(previous[name])} → {_short(version[name])}")
         previous = version
+
+
+def _echo_reschedule(latest: dict[str, Any], links: dict[str, Any]) -> None:
+    if links["old_slot_of"]:
+        click.echo(
+            f"  old slot of a reschedule: {links['old_slot_of']} moved from"
+            f" {latest['dtstart']} to {links['moved_to_dtstart']}"
+        )
+    elif (latest.get("counter") or 0) < 0:
+        click.echo("  old slot of a reschedule (the archive cannot tell which talk moved)")
+    for slot in links["old_slots"]:
+        click.echo(f"  rescheduled: the site keeps its old slot as {slot}")
 
 
 def _short(value: Any, width: int = 70) -> str:
@@ -299,25 +391,46 @@ def export(app: App, as_of: datetime | None, fmt: str, output: Path | None) -> N
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the feeds as a JSON array.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="For monitoring: print one summary line; exit 1 if a feed is failing, 4 if one is"
+    " stale or the daemon died.",
+)
 @click.pass_obj
-def status(app: App, as_json: bool) -> None:
+def status(app: App, as_json: bool, check: bool) -> None:
     """One line per feed: last poll, last success, outcome, counts, consecutive failures.
 
-    Exit code 1 when any feed's last poll failed.
+    A configured feed is STALE when its last success is older than 3 of its intervals.
+    The first line tells whether the daemon (`harvester run`) is running, by its heartbeat.
+    Exit code 1 when any feed's last poll failed. With --check: 0 all healthy, 1 a feed is
+    failing, 4 none failing but a feed is stale or the daemon stopped beating without a
+    clean stop.
     """
-    feeds = query.feed_status(app.archive())
+    db = app.archive()
+    now = utc_now()
+    feeds = query.feed_status(db)
+    health.annotate_feeds(feeds, app.config, now)
+    daemon = health.daemon_status(db, now)
+    code, summary = health.check(feeds, daemon)
     if as_json:
         click.echo(json.dumps(feeds, ensure_ascii=False, indent=2))
+    elif check:
+        click.echo(summary)
     else:
+        if daemon is not None:
+            click.echo(daemon.text)
         for feed in feeds:
-            click.echo(_status_line(feed))
+            click.echo(_status_line(feed, now))
         if not feeds:
             click.echo("no feeds polled yet")
+    if check and code:
+        raise SystemExit(code)
     if any(f["last_outcome"] == "error" for f in feeds):
         raise SystemExit(EXIT_FAILED)
 
 
-def _status_line(feed: dict[str, Any]) -> str:
+def _status_line(feed: dict[str, Any], now: datetime) -> str:
     counts = ", ".join(
         f"{feed[k]} {k}" for k in ("new", "changed", "removed", "restored", "unchanged") if feed[k]
     )
@@ -330,4 +443,10 @@ def _status_line(feed: dict[str, Any]) -> str:
         line += f"  ({counts})"
     if feed["consecutive_failures"]:
         line += f"  {feed['consecutive_failures']} failures: {feed['last_error']}"
+    if feed["stale"]:
+        since = feed["last_success_at"] or feed["added_at"]
+        age = health.human_duration((now - datetime.fromisoformat(since)).total_seconds())
+        line += (
+            f"  STALE: no success for {age} (interval {health.human_duration(feed['interval_s'])})"
+        )
     return line

@@ -36,6 +36,10 @@ class HttpSettings:
     timeout: float = 30.0
     max_bytes: int = 20_000_000
     retries: int = 3
+    max_poll_time: float = 180.0  # seconds for one poll: every attempt, wait and body read
+    per_host: int = 2  # requests in flight to one host
+    min_gap: float = 0.0  # seconds between the starts of two requests to one host
+    concurrency: int = 4  # feeds a sync polls at once
     allow_private: bool = False
     allowed_hosts: tuple[str, ...] | None = None
 
@@ -217,6 +221,10 @@ def _parse_http(table: _Table) -> HttpSettings:
         timeout=timeout,
         max_bytes=max_bytes,
         retries=retries,
+        max_poll_time=table.duration("max_poll_time", defaults.max_poll_time) or 0.0,
+        per_host=table.get("per_host", int, defaults.per_host),
+        min_gap=table.duration("min_gap", defaults.min_gap, allow_zero=True) or 0.0,
+        concurrency=table.get("concurrency", int, defaults.concurrency),
         allow_private=table.get("allow_private", bool, defaults.allow_private),
         allowed_hosts=None if hosts is None else tuple(str(h).lower() for h in hosts),
     )
@@ -225,6 +233,9 @@ def _parse_http(table: _Table) -> HttpSettings:
             raise ConfigError(table.path, table.key(name), f"must be positive, got {value!r}")
     if retries < 0:
         raise ConfigError(table.path, table.key("retries"), f"must be 0 or more, got {retries}")
+    for name, count in (("per_host", settings.per_host), ("concurrency", settings.concurrency)):
+        if count < 1:
+            raise ConfigError(table.path, table.key(name), f"must be 1 or more, got {count}")
     table.refuse_unknown()
     return settings
 

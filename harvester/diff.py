@@ -33,6 +33,19 @@ class StoredTalk:
 
 
 @dataclass(frozen=True)
+class KnownTalk:
+    """An incoming event the fast path did not parse: the archive has its UID and fingerprint."""
+
+    uid: str
+    fingerprint: str
+    dtstamp: str | None
+
+
+class StaleKnowledgeError(Exception):
+    """A KnownTalk no longer matches the archive (another poll changed it meanwhile)."""
+
+
+@dataclass(frozen=True)
 class FeedState:
     kind: FeedKind
     present: frozenset[str] = frozenset()  # UIDs the feed carried at its last good poll
@@ -59,7 +72,7 @@ class NewVersion:
 @dataclass
 class Changes:
     versions: list[NewVersion] = field(default_factory=list)
-    unchanged: list[TalkRecord] = field(default_factory=list)  # only dtstamp/last_seen move
+    unchanged: list[TalkRecord | KnownTalk] = field(default_factory=list)  # dtstamp/last_seen
     refingerprinted: list[TalkRecord] = field(default_factory=list)  # new bytes, same content
     stale: list[str] = field(default_factory=list)
     present: frozenset[str] = frozenset()  # UIDs in this poll
@@ -87,13 +100,24 @@ class Changes:
         return bool(self.versions)
 
 
-def diff(state: ArchiveState, incoming: Iterable[TalkRecord], observed_at: datetime) -> Changes:
-    """The changes one complete, successful poll of a feed makes to the archive."""
+def diff(
+    state: ArchiveState,
+    incoming: Iterable[TalkRecord],
+    observed_at: datetime,
+    known: Iterable[KnownTalk] = (),
+) -> Changes:
+    """The changes one complete, successful poll of a feed makes to the archive.
+
+    `known` are further events of the poll, unparsed because the archive has them active
+    with the same fingerprint (the caller checked that inside the poll's transaction, see
+    `store.load_state`): each is unchanged, as `_classify` would find.
+    """
     changes = Changes()
     records = list(incoming)
     for record in records:
         _classify(state.talks.get(record.uid), record, changes)
-    changes.present = frozenset(r.uid for r in records)
+    changes.unchanged.extend(known)
+    changes.present = frozenset(r.uid for r in records) | {t.uid for t in changes.unchanged}
     _removals(state, changes, observed_at)
     return changes
 

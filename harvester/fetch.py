@@ -1,27 +1,103 @@
-"""Fetch stage: one HTTP GET of a feed, with timeouts, redirects and a body-size limit.
+"""Fetch stage: one HTTP GET of a feed, politely and robustly.
 
-The httpx transport is the testing seam: `make_client(settings, transport=...)`.
+- conditional requests (If-None-Match / If-Modified-Since; 304 is `not_modified`);
+- retries of connect errors, timeouts, 429 and 5xx with exponential backoff and jitter,
+  honouring Retry-After (seconds or HTTP-date), within a time budget per poll
+  (tenacity); any other 4xx fails at once;
+- at most N requests in flight per host and a minimum gap between them (`HostLimiter`);
+- redirects followed hop by hop, each hop checked by the policy's `check_url` hook and
+  counted against the host limits;
+- a body limit that holds after gzip/deflate decoding: the raw stream is inflated
+  incrementally with a bounded output size, so a compression bomb is refused after at
+  most `max_bytes` of output.
+
+The httpx transport is the testing seam: `make_client(settings, transport=...)`; the
+policy's `sleep` and `clock` make backoff testable without waiting.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import email.utils
+import random
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+import tenacity
 
 from harvester.config import HttpSettings
+from harvester.limits import HostLimiter
+from harvester.logs import get_logger
 from harvester.urls import mask_secrets
 
 MAX_REDIRECTS = 10
+ACCEPT_ENCODING = "gzip, deflate"  # the encodings `_Inflater` can bound
+log = get_logger("harvester.fetch")
 
 
 class FetchError(Exception):
     """A poll that produced no usable body; the message is safe to show (tokens masked)."""
 
-    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        status: int | None = None,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.reason = mask_secrets(reason)
+        self.retryable = retryable
+        self.retry_after = retry_after
         super().__init__(f"{mask_secrets(url)}: {self.reason}")
+
+
+UrlCheck = Callable[[str], None]
+"""Called with every URL before it is requested (redirect targets too); raises
+FetchError to refuse it. The seam for address policies (private networks, allow-lists)."""
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How a client behaves towards servers; one per client, shared by its threads."""
+
+    retries: int = 3
+    max_poll_time: float = 180.0  # cap on one poll: every attempt, wait and body read
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    backoff_jitter: float = 1.0
+    limiter: HostLimiter = field(default_factory=HostLimiter)
+    check_url: UrlCheck | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    @classmethod
+    def from_settings(cls, settings: HttpSettings, **overrides: Any) -> FetchPolicy:
+        values: dict[str, Any] = {
+            "retries": settings.retries,
+            "max_poll_time": settings.max_poll_time,
+            "limiter": HostLimiter(settings.per_host, settings.min_gap),
+        }
+        return cls(**(values | overrides))
+
+
+DEFAULT_POLICY = FetchPolicy()
+
+
+class FeedClient(httpx.Client):
+    """An httpx client that carries the fetch policy its feeds are polled with."""
+
+    def __init__(self, *args: Any, policy: FetchPolicy = DEFAULT_POLICY, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy = policy
 
 
 @dataclass(frozen=True)
@@ -32,6 +108,7 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     content_type: str | None = None
+    attempts: int = 1
 
     @property
     def not_modified(self) -> bool:
@@ -39,15 +116,24 @@ class FetchResult:
 
 
 def make_client(
-    settings: HttpSettings, transport: httpx.BaseTransport | None = None
-) -> httpx.Client:
+    settings: HttpSettings,
+    transport: httpx.BaseTransport | None = None,
+    *,
+    policy: FetchPolicy | None = None,
+) -> FeedClient:
     """The one client a sync shares across feeds (connection reuse, same policy everywhere)."""
-    return httpx.Client(
-        headers={"User-Agent": settings.user_agent, "Accept": "text/calendar, */*;q=0.5"},
+    return FeedClient(
+        headers={
+            "User-Agent": settings.user_agent,
+            "Accept": "text/calendar, */*;q=0.5",
+            "Accept-Encoding": ACCEPT_ENCODING,
+        },
         timeout=httpx.Timeout(settings.timeout),
-        follow_redirects=True,
+        follow_redirects=True,  # for other users of the client; `fetch` follows hop by hop
         max_redirects=MAX_REDIRECTS,
         transport=transport,
+        limits=httpx.Limits(max_connections=max(settings.concurrency, settings.per_host) + 2),
+        policy=policy or FetchPolicy.from_settings(settings),
     )
 
 
@@ -58,54 +144,247 @@ def fetch(
     *,
     etag: str | None = None,
     last_modified: str | None = None,
+    policy: FetchPolicy | None = None,
 ) -> FetchResult:
-    """GET `url`; raise FetchError for anything that is not a calendar body within the limit."""
+    """GET `url`; raise FetchError for anything that is not a calendar body within the limit.
+
+    The policy is the argument, else the client's (see `make_client`), else the default.
+    """
+    policy = policy or getattr(client, "policy", None) or DEFAULT_POLICY
     headers = {}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
+    deadline = policy.clock() + policy.max_poll_time
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(policy.retries + 1) | _OutOfTime(policy.clock, deadline),
+        wait=_Wait(policy),
+        retry=tenacity.retry_if_exception(lambda exc: getattr(exc, "retryable", False)),
+        sleep=policy.sleep,
+        before_sleep=lambda state: _log_retry(url, state),
+        reraise=True,
+    )
+    attempts = 0
+    for attempt in retrying:
+        with attempt:
+            attempts += 1
+            result = _attempt(client, url, max_bytes, headers, policy, deadline)
+            return dataclasses.replace(result, attempts=attempts)
+    raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
+
+
+class _OutOfTime(tenacity.stop.stop_base):
+    """Stop when the next wait would end past the poll's time limit (on the policy's clock)."""
+
+    def __init__(self, clock: Callable[[], float], deadline: float) -> None:
+        self.clock, self.deadline = clock, deadline
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        return self.clock() + state.upcoming_sleep >= self.deadline
+
+
+class _Wait:
+    """Retry-After when the server sent one, else exponential backoff with jitter."""
+
+    def __init__(self, policy: FetchPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, FetchError) and exc.retry_after is not None:
+            return exc.retry_after
+        p = self.policy
+        backoff = min(p.backoff_initial * 2.0 ** (state.attempt_number - 1), p.backoff_max)
+        return backoff + random.uniform(0, p.backoff_jitter)
+
+
+def _log_retry(url: str, state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.info(
+        "fetch.retry",
+        url=mask_secrets(url),
+        attempt=state.attempt_number,
+        wait_s=round(wait, 2),
+        reason=getattr(exc, "reason", str(exc)),
+    )
+
+
+def _attempt(
+    client: httpx.Client,
+    url: str,
+    max_bytes: int,
+    headers: dict[str, str],
+    policy: FetchPolicy,
+    deadline: float,
+) -> FetchResult:
+    """One try: the request and its redirect hops, each hop checked and host-limited."""
+    request = client.build_request("GET", url, headers=headers)
+    for _hop in range(MAX_REDIRECTS + 1):
+        target = str(request.url)
+        if policy.check_url is not None:
+            policy.check_url(target)
+        _check_deadline(url, policy, deadline)
+        with policy.limiter.slot(_host_key(request.url)):
+            response = _send(client, request, url)
+            try:
+                if response.next_request is not None:
+                    request = response.next_request
+                    continue
+                if response.status_code == 304:
+                    return _result(response, None)
+                _check_response(url, response, policy)
+                body = _read_limited(url, response, max_bytes, policy, deadline)
+                return _result(response, body)
+            except httpx.TimeoutException as exc:
+                raise FetchError(
+                    url, f"timed out reading the body ({type(exc).__name__})", retryable=True
+                ) from None
+            except httpx.HTTPError as exc:
+                raise _transport_error(url, exc) from None
+            finally:
+                response.close()
+    raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _send(client: httpx.Client, request: httpx.Request, url: str) -> httpx.Response:
     try:
-        with client.stream("GET", url, headers=headers) as response:
-            if response.status_code == 304:
-                return _result(response, None)
-            _check_response(url, response)
-            body = _read_limited(url, response, max_bytes)
-            return _result(response, body)
-    except httpx.TooManyRedirects:
-        raise FetchError(url, f"more than {MAX_REDIRECTS} redirects") from None
+        return client.send(request, stream=True, follow_redirects=False)
     except httpx.TimeoutException as exc:
-        raise FetchError(url, f"timed out ({type(exc).__name__})") from None
+        raise FetchError(url, f"timed out ({type(exc).__name__})", retryable=True) from None
     except httpx.HTTPError as exc:
-        raise FetchError(url, f"{type(exc).__name__}: {exc}") from None
+        raise _transport_error(url, exc) from None
 
 
-def _check_response(url: str, response: httpx.Response) -> None:
+def _transport_error(url: str, exc: httpx.HTTPError) -> FetchError:
+    retryable = isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError)
+    return FetchError(url, f"{type(exc).__name__}: {exc}", retryable=retryable)
+
+
+def _host_key(url: httpx.URL) -> str:
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
+def _check_deadline(url: str, policy: FetchPolicy, deadline: float) -> None:
+    if policy.clock() > deadline:
+        raise FetchError(url, f"gave up after {policy.max_poll_time:g} s (the poll's time limit)")
+
+
+def _check_response(url: str, response: httpx.Response, policy: FetchPolicy) -> None:
+    status = response.status_code
     if not response.is_success:
+        retryable = status == 429 or status >= 500
+        retry_after = parse_retry_after(response.headers.get("retry-after"), policy.wall_clock())
         raise FetchError(
-            url, f"HTTP {response.status_code} {response.reason_phrase}", response.status_code
+            url,
+            f"HTTP {status} {response.reason_phrase}",
+            status,
+            retryable=retryable,
+            retry_after=retry_after if retryable else None,
         )
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("text/html", "application/xhtml+xml"):
-        raise FetchError(
-            url, f"got an HTML page ({content_type}), not a calendar", response.status_code
-        )
+        raise FetchError(url, f"got an HTML page ({content_type}), not a calendar", status)
 
 
-def _read_limited(url: str, response: httpx.Response, max_bytes: int) -> bytes:
-    declared = response.headers.get("content-length")
-    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-    if declared and declared.isdigit() and not encoded and int(declared) > max_bytes:
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - now).total_seconds(), 0.0)
+
+
+def _read_limited(
+    url: str, response: httpx.Response, max_bytes: int, policy: FetchPolicy, deadline: float
+) -> bytes:
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(url, f"body of {declared} bytes is over the limit of {max_bytes}")
+    if response.is_stream_consumed:  # an in-memory response (httpx.MockTransport): decoded
+        if len(response.content) > max_bytes:
+            raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
+        return response.content
+    inflater = _Inflater.for_encoding(url, encoding)
     chunks: list[bytes] = []
-    size = 0
-    # iter_bytes yields decoded bytes, so the limit holds after gzip/deflate too.
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
+    size = raw_size = 0
+    for raw in response.iter_raw():
+        _check_deadline(url, policy, deadline)
+        raw_size += len(raw)
+        if raw_size > max_bytes:
             raise FetchError(url, f"body is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+        for piece in inflater.feed(raw, max_bytes - size + 1) if inflater else (raw,):
+            size += len(piece)
+            if size > max_bytes:
+                raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
+            chunks.append(piece)
+    if inflater:
+        tail = inflater.finish(max_bytes - size + 1)
+        if size + len(tail) > max_bytes:
+            raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
+        chunks.append(tail)
     return b"".join(chunks)
+
+
+class _Inflater:
+    """gzip or deflate, inflated piece by piece with `max_length`, so output stays bounded."""
+
+    def __init__(self, url: str, encoding: str) -> None:
+        self.url = url
+        self.encoding = encoding
+        self.gzip = encoding in ("gzip", "x-gzip")
+        self.raw_deflate = False
+        self.started = False
+        self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
+
+    @classmethod
+    def for_encoding(cls, url: str, encoding: str) -> _Inflater | None:
+        if encoding in ("", "identity"):
+            return None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            return cls(url, encoding)
+        raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
+
+    def feed(self, data: bytes, room: int) -> list[bytes]:
+        """Inflate `data`; never more than `room` bytes out in total (the caller refuses then)."""
+        pieces = []
+        try:
+            while data and room > 0 and not self.inflater.eof:
+                piece = self._decompress(data, room)
+                data = self.inflater.unconsumed_tail
+                room -= len(piece)
+                pieces.append(piece)
+        except zlib.error as exc:
+            raise FetchError(self.url, f"corrupt {self.encoding} body: {exc}") from None
+        return pieces
+
+    def finish(self, room: int) -> bytes:
+        try:
+            return self.inflater.flush(max(room, 1))
+        except zlib.error as exc:
+            raise FetchError(self.url, f"corrupt {self.encoding} body: {exc}") from None
+
+    def _decompress(self, data: bytes, room: int) -> bytes:
+        if self.started or self.gzip:
+            return self.inflater.decompress(data, room)
+        # "deflate" is meant to be zlib-wrapped, but some servers send a raw deflate stream.
+        self.started = True
+        try:
+            return self.inflater.decompress(data, room)
+        except zlib.error:
+            self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            self.raw_deflate = True
+            return self.inflater.decompress(data, room)
 
 
 def _result(response: httpx.Response, body: bytes | None) -> FetchResult:

@@ -16,6 +16,7 @@ from typing import Any
 
 import icalendar
 
+from harvester.diff import KnownTalk
 from harvester.talk import Speaker, TalkRecord
 
 
@@ -28,6 +29,10 @@ class ParsedFeed:
     talks: list[TalkRecord]
     warnings: list[str] = field(default_factory=list)
     events: int = 0  # VEVENTs in the body, including skipped ones
+    # The fast path's events that the archive already has, unparsed (see fastpath.py),
+    # and the raw keys of the events it read with certainty, by UID.
+    known: list[KnownTalk] = field(default_factory=list)
+    raw_keys: dict[str, str] = field(default_factory=dict)
 
 
 # --- raw blocks and fingerprints ---------------------------------------------------------
@@ -41,12 +46,37 @@ _COMPONENT_LINE = re.compile(
 
 def fingerprint_block(block: bytes) -> str:
     """A hash of one VEVENT that ignores DTSTAMP, line folding, line endings and blank lines."""
-    unfolded = _FOLD.sub(b"", block)
-    kept = [line for line in _LINE_BREAK.split(unfolded) if line.strip() and not _is_dtstamp(line)]
-    return hashlib.sha256(b"\n".join(kept)).hexdigest()
+    return hashlib.sha256(b"\n".join(fingerprint_lines(block))).hexdigest()
 
 
-def _is_dtstamp(line: bytes) -> bool:
+def fingerprint_lines(block: bytes) -> list[bytes]:
+    """The unfolded lines a fingerprint covers: no blank lines, no DTSTAMP."""
+    lines = unfolded_lines(block)
+    if lines is None:  # the general rule, for blocks with stray CRs or blank-line folds
+        lines = _LINE_BREAK.split(_FOLD.sub(b"", block))
+    return [line for line in lines if line.strip() and not is_dtstamp(line)]
+
+
+def unfolded_lines(block: bytes) -> list[bytes] | None:
+    """The block's lines after unfolding, split on line breaks; None for an unusual block.
+
+    The same lines as `_LINE_BREAK.split(_FOLD.sub(b"", block))` (and as icalendar
+    unfolds), computed with plain byte operations: usual when every CR belongs to a CRLF
+    and no blank line is followed by a continuation line. Otherwise None.
+    """
+    text = block.replace(b"\r\n", b"\n") if b"\r" in block else block
+    if text.endswith(b"\r"):  # a block cut right before its final LF
+        text = text[:-1]
+    if b"\r" in text or (b"\n\n" in text and (b"\n\n " in text or b"\n\n\t" in text)):
+        return None
+    if b"\n " in text:
+        text = text.replace(b"\n ", b"")
+    if b"\t" in text and b"\n\t" in text:
+        text = text.replace(b"\n\t", b"")
+    return text.split(b"\n")
+
+
+def is_dtstamp(line: bytes) -> bool:
     return line[:7].upper() == b"DTSTAMP" and line[7:8] in (b":", b";")
 
 
@@ -99,16 +129,21 @@ def parse_feed(body: bytes) -> ParsedFeed:
     except UnicodeDecodeError as exc:
         warnings.append(f"invalid UTF-8 at byte {exc.start}; replaced")
         text = text.decode("utf-8", "replace").encode("utf-8")
-    try:
-        calendar = icalendar.Calendar.from_ical(text)
-    except (ValueError, IndexError, KeyError) as exc:
-        raise ParseError(f"not one complete VCALENDAR: {_first_line(exc)}") from None
-    events = [c for c in calendar.subcomponents if c.name == "VEVENT"]
+    events = calendar_events(text)
     blocks = split_vevents(text)
     if blocks is None or len(blocks) != len(events):
         blocks = [event.to_ical() for event in events]
     talks = records_from_events(events, blocks, warnings)
     return ParsedFeed(talks=talks, warnings=warnings, events=len(events))
+
+
+def calendar_events(text: bytes) -> list[icalendar.cal.Component]:
+    """The VEVENTs directly inside the one VCALENDAR of `text` (icalendar's parse)."""
+    try:
+        calendar = icalendar.Calendar.from_ical(text)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise ParseError(f"not one complete VCALENDAR: {_first_line(exc)}") from None
+    return [c for c in calendar.subcomponents if c.name == "VEVENT"]
 
 
 def records_from_events(
@@ -135,9 +170,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def talk_from_event(
-    event: icalendar.cal.Component, block: bytes, position: int, warnings: list[str]
+    event: icalendar.cal.Component,
+    block: bytes,
+    position: int,
+    warnings: list[str],
+    fingerprint: str | None = None,
 ) -> TalkRecord | None:
-    """One talk record, or None (with a warning naming the event) when it cannot be archived."""
+    """One talk record, or None (with a warning naming the event) when it cannot be archived.
+
+    `fingerprint` is `fingerprint_block(block)` when the caller has it already.
+    """
     summary = _text(event.get("SUMMARY"))
     label = f"event #{position}" + (f" ({summary[:60]!r})" if summary else "")
     uid = _text(event.get("UID"))
@@ -164,7 +206,7 @@ def talk_from_event(
         "dtstart": dtstart,
         "dtend": dtend,
         "dtstamp": dtstamp,
-        "fingerprint": fingerprint_block(block),
+        "fingerprint": fingerprint or fingerprint_block(block),
         "raw": block.decode("utf-8", "replace"),
         "summary": summary,
         "description": description,
@@ -359,6 +401,8 @@ def parse_speakers(summary: str) -> tuple[Speaker, ...]:
 
 
 def _split_top_level(text: str) -> list[str]:
+    if "," not in text and not _SEPARATOR.search(text):  # one speaker: nothing to split
+        return [text.strip()] if text.strip() else []
     parts: list[str] = []
     depth = 0
     start = 0

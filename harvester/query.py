@@ -53,7 +53,8 @@ def talk_history(db: Database, uid: str) -> list[dict[str, Any]]:
 def feed_status(db: Database) -> list[dict[str, Any]]:
     """One row per feed: health columns and the counts of its latest poll."""
     sql = """
-        SELECT f.id, f.name, f.url, f.kind, f.enabled, f.last_fetched_at, f.last_success_at,
+        SELECT f.id, f.name, f.url, f.url_hash, f.kind, f.enabled, f.added_at,
+               f.last_fetched_at, f.last_success_at,
                f.last_outcome, f.consecutive_failures, f.last_error,
                x.events, x.new, x.changed, x.removed, x.restored, x.unchanged, x.duration_ms,
                (SELECT count(*) FROM feed_talks t WHERE t.feed_id = f.id AND t.present = 1)
@@ -64,3 +65,24 @@ def feed_status(db: Database) -> list[dict[str, Any]]:
         ORDER BY f.name
     """
     return list(db.query(sql))
+
+
+def reschedule_links(db: Database, uid: str) -> dict[str, Any]:
+    """How a talk relates to a reschedule, as far as the archive can tell.
+
+    `old_slot_of`: for an old slot (`<series>/-N`), the talk that moved away from it;
+    `old_slots`: for a moved talk, the old slots the site kept (see the
+    `rescheduled_slots` view).
+    """
+    moved = db.execute(
+        "SELECT talk_uid, new_dtstart FROM rescheduled_slots WHERE old_slot_uid = ?", [uid]
+    ).fetchone()
+    slots = db.execute(
+        "SELECT old_slot_uid FROM rescheduled_slots WHERE talk_uid = ? ORDER BY old_slot_uid",
+        [uid],
+    ).fetchall()
+    return {
+        "old_slot_of": moved[0] if moved else None,
+        "moved_to_dtstart": moved[1] if moved else None,
+        "old_slots": [row[0] for row in slots],
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from harvester import browse
 from harvester.talk import CONTENT_FIELDS
 
 migrations = Migrations("harvester")
@@ -108,6 +109,92 @@ def initial(db: Database) -> None:
     db.table("talk_versions").create_index(["observed_at"])
     db.table("fetches").create_index(["feed_id", "started_at"])
     db.table("feed_talks").create_index(["uid"])
+
+
+@migrations(name="0002_fast_path")
+def fast_path(db: Database) -> None:
+    """What the fast path compares a poll with (see harvester/fastpath.py).
+
+    `feeds.body_fingerprint`: the last successful body without its DTSTAMP values (NULL when
+    that body cannot vouch for the next one). `feed_talks.fingerprint`: the fingerprint of
+    the talk as this feed last carried it; `feed_talks.raw_key`: a hash of its raw bytes
+    (DTSTAMP aside), when the fast path read them. The index answers "is this UID active
+    with this fingerprint" without reading whole talks rows.
+    """
+    db.table("feeds").add_column("body_fingerprint", str)
+    db.table("feed_talks").add_column("fingerprint", str)
+    db.table("feed_talks").add_column("raw_key", str)
+    db.table("talks").create_index(["uid", "status", "fingerprint"], "idx_talks_uid_state")
+
+
+@migrations(name="0005_daemon_heartbeat")
+def daemon_heartbeat(db: Database) -> None:
+    """One row (id 1): the `harvester run` daemon that last used this archive."""
+    db.table("daemon").create(
+        {
+            "id": int,
+            "pid": int,
+            "host": str,
+            "version": str,
+            "config": str,
+            "feeds": int,
+            "started_at": str,
+            "heartbeat_at": str,
+            "heartbeat_every": float,
+            "stopped_at": str,
+        },
+        pk="id",
+    )
+
+
+# The old slot of a reschedule (`<series>/-N`) and the talk that moved away from it: same
+# series, a positive counter, a past version at the slot's time and a different time now.
+# Only slots with exactly one such talk are listed: elsewhere the archive cannot tell.
+RESCHEDULED_SLOTS_SQL = """
+WITH candidates AS (
+    SELECT slot.uid AS old_slot_uid, moved.uid AS talk_uid, slot.series_id AS series_id,
+           slot.dtstart AS old_dtstart, moved.dtstart AS new_dtstart,
+           count(*) OVER (PARTITION BY slot.uid) AS matches
+    FROM talks AS slot
+    JOIN talks AS moved
+      ON moved.series_id = slot.series_id AND moved.counter > 0
+     AND moved.dtstart IS NOT slot.dtstart
+    WHERE slot.counter < 0
+      AND EXISTS (SELECT 1 FROM talk_versions v
+                  WHERE v.uid = moved.uid AND v.dtstart = slot.dtstart)
+)
+SELECT old_slot_uid, talk_uid, series_id, old_dtstart, new_dtstart
+FROM candidates WHERE matches = 1
+"""
+
+
+@migrations(name="0004_series_and_rescheduled_slots")
+def series_and_rescheduled_slots(db: Database) -> None:
+    """`series`: the API's metadata per series, joined to talks by `talks.series_id`."""
+    db.table("series").create(
+        {
+            "shortname": str,
+            "name": str,
+            "institutions": str,  # JSON list of institution shortnames
+            "topics": str,  # JSON list of topic ids
+            "timezone": str,
+            "refreshed_at": str,
+        },
+        pk="shortname",
+    )
+    db.create_view("rescheduled_slots", RESCHEDULED_SLOTS_SQL)
+
+
+@migrations(name="0003_talks_fts")
+def talks_fts(db: Database) -> None:
+    """Full-text search over talks (title, speakers, abstract, series), filled on migrate."""
+    browse.create_talks_fts(db)
+
+
+@migrations(name="0003_browse_views")
+def browse_views(db: Database) -> None:
+    """The views behind the Datasette pages: upcoming talks, changes, feed health, ..."""
+    browse.create_views(db)
 
 
 MIGRATION_SETS: list[Migrations] = [migrations]

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,12 +14,22 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from harvester.diff import ArchiveState, Changes, FeedState, NewVersion, StoredTalk
+from harvester.diff import (
+    ArchiveState,
+    Changes,
+    FeedState,
+    KnownTalk,
+    NewVersion,
+    StaleKnowledgeError,
+    StoredTalk,
+)
 from harvester.schema import migrate
 from harvester.talk import CONTENT_FIELDS, TalkRecord
 from harvester.urls import FeedKind, default_feed_name, feed_kind, mask_secrets, url_hash
 
 BUSY_TIMEOUT_S = 60.0
+WAL_CHECKPOINT_PAGES = 16384  # 64 MB of 4 KB pages
+CACHE_KIB = 16384  # per connection: the pages of a large feed's talks stay in memory
 
 
 class ArchiveError(Exception):
@@ -39,6 +49,15 @@ def open_archive(path: Path | str, *, file_mode: int = 0o600) -> Database:
         db.execute("PRAGMA foreign_keys = ON")
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             db.enable_wal()
+        # WAL's recommended level: a commit is atomic and survives a crash of the process;
+        # only a power cut may lose the last polls (never half of one). Skipping the fsync
+        # of every commit is what lets a sync of hundreds of feeds run at disk speed.
+        db.execute("PRAGMA synchronous = NORMAL")
+        # Every poll rewrites the rows of the talks it saw (last_seen): a larger WAL lets
+        # a checkpoint copy each page once for many polls instead of once per poll.
+        db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+        db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        db.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_PAGES * 4096}")
         with immediate_transaction(db):
             migrate(db)
     except (OSError, sqlite3.Error) as exc:
@@ -75,6 +94,7 @@ class FeedRow:
     last_modified: str | None
     present: frozenset[str]
     held_removals: frozenset[str]
+    body_fingerprint: str | None = None
 
 
 def ensure_feed(
@@ -103,16 +123,20 @@ def ensure_feed(
     return int(cursor.lastrowid or 0)
 
 
-def load_feed(db: Database, feed_id: int) -> FeedRow:
+def load_feed(db: Database, feed_id: int, *, with_present: bool = True) -> FeedRow:
+    """The feed's row; `with_present=False` leaves `present` empty (it is not needed yet)."""
     row = db.execute(
-        "SELECT kind, etag, last_modified, held_removals FROM feeds WHERE id = ?", [feed_id]
+        "SELECT kind, etag, last_modified, held_removals, body_fingerprint FROM feeds WHERE id = ?",
+        [feed_id],
     ).fetchone()
-    present = {
-        r[0]
-        for r in db.execute(
-            "SELECT uid FROM feed_talks WHERE feed_id = ? AND present = 1", [feed_id]
-        )
-    }
+    present = set()
+    if with_present:
+        present = {
+            r[0]
+            for r in db.execute(
+                "SELECT uid FROM feed_talks WHERE feed_id = ? AND present = 1", [feed_id]
+            )
+        }
     return FeedRow(
         id=feed_id,
         kind=row[0],
@@ -120,12 +144,54 @@ def load_feed(db: Database, feed_id: int) -> FeedRow:
         last_modified=row[2],
         present=frozenset(present),
         held_removals=frozenset(json.loads(row[3] or "[]")),
+        body_fingerprint=row[4],
     )
 
 
-def load_state(db: Database, feed: FeedRow, incoming: list[TalkRecord]) -> ArchiveState:
-    """Everything the diff needs, read inside the poll's transaction."""
-    uids = sorted({r.uid for r in incoming} | feed.present)
+def active_fingerprints(db: Database, uids: list[str]) -> dict[str, str]:
+    """UID → fingerprint of those of `uids` the archive has as active talks."""
+    return dict(
+        db.execute(
+            "SELECT uid, fingerprint FROM talks INDEXED BY idx_talks_uid_state"
+            " WHERE uid IN (SELECT value FROM json_each(?)) AND status = 'active'",
+            [json.dumps(uids)],
+        ).fetchall()
+    )
+
+
+def carried_blocks(db: Database, feed_id: int) -> dict[str, tuple[str, str]]:
+    """raw_key → (uid, fingerprint) of the talks the feed carried, as the fast path read them."""
+    return {
+        raw_key: (uid, fingerprint)
+        for raw_key, uid, fingerprint in db.execute(
+            "SELECT raw_key, uid, fingerprint FROM feed_talks WHERE feed_id = ? AND present = 1"
+            " AND raw_key IS NOT NULL AND fingerprint IS NOT NULL",
+            [feed_id],
+        )
+    }
+
+
+def load_state(
+    db: Database, feed: FeedRow, incoming: list[TalkRecord], known: Iterable[KnownTalk] = ()
+) -> ArchiveState:
+    """Everything the diff needs, read inside the poll's transaction.
+
+    Known talks (unparsed, see fastpath.py) are only checked: still active with the same
+    fingerprint, else StaleKnowledgeError (the caller then takes the full parse).
+    """
+    known = list(known)
+    known_uids = {k.uid for k in known}
+    if known:
+        still = db.execute(
+            "SELECT count(*) FROM json_each(?) AS k CROSS JOIN talks t"
+            " INDEXED BY idx_talks_uid_state ON t.uid = k.value ->> 0"
+            " WHERE t.status = 'active' AND t.fingerprint = k.value ->> 1",
+            [json.dumps([[k.uid, k.fingerprint] for k in known])],
+        ).fetchone()[0]
+        if still != len(known_uids):
+            raise StaleKnowledgeError("another poll changed talks of this feed meanwhile")
+    incoming_uids = {r.uid for r in incoming}
+    uids = sorted((incoming_uids | feed.present) - known_uids)
     talks = {}
     for row in db.query(
         "SELECT * FROM talks WHERE uid IN (SELECT value FROM json_each(?))", [json.dumps(uids)]
@@ -138,12 +204,13 @@ def load_state(db: Database, feed: FeedRow, incoming: list[TalkRecord]) -> Archi
             version=row["version"],
             content={name: row[name] for name in CONTENT_FIELDS},
         )
+    leaving = feed.present - incoming_uids - known_uids
     elsewhere = {
         r[0]
         for r in db.execute(
             "SELECT DISTINCT uid FROM feed_talks WHERE present = 1 AND feed_id != ?"
             " AND uid IN (SELECT value FROM json_each(?))",
-            [feed.id, json.dumps(sorted(feed.present))],
+            [feed.id, json.dumps(sorted(leaving))],
         )
     }
     return ArchiveState(
@@ -187,7 +254,7 @@ def insert_fetch(
         "outcome": outcome,
         "error": error,
     } | counts
-    return int(db.table("fetches").insert(row).last_pk or 0)
+    return int(db.execute(_insert_sql("fetches", list(row)), row).lastrowid or 0)
 
 
 def record_success(
@@ -198,16 +265,31 @@ def record_success(
     changes: Changes | None,
     events: int,
     observed_at: datetime,
+    *,
+    body_fingerprint: str | None = None,
+    raw_keys: Mapping[str, str] | None = None,
 ) -> int:
-    """Write one successful poll (inside the caller's transaction); returns the fetch id."""
+    """Write one successful poll (inside the caller's transaction); returns the fetch id.
+
+    With `changes` (a body was archived) the feed's body fingerprint becomes
+    `body_fingerprint`; a 304 keeps the one of the body it confirms. `raw_keys` are the
+    fast path's keys of the events it read with certainty, by UID.
+    """
     counts = {"events": events} | (changes.counts if changes else {})
     fetch_id = insert_fetch(db, feed.id, facts, outcome, counts, None)
     if changes is not None:
-        apply_changes(db, feed.id, changes, observed_at, fetch_id)
+        apply_changes(db, feed.id, changes, observed_at, fetch_id, raw_keys or {})
+    _mark_success(db, feed, facts, outcome, body_fingerprint if changes else feed.body_fingerprint)
+    return fetch_id
+
+
+def _mark_success(
+    db: Database, feed: FeedRow, facts: FetchFacts, outcome: str, body_fingerprint: str | None
+) -> None:
     db.execute(
         "UPDATE feeds SET last_fetched_at = ?, last_success_at = ?, last_outcome = ?,"
-        " consecutive_failures = 0, last_error = NULL, etag = ?, last_modified = ?"
-        " WHERE id = ?",
+        " consecutive_failures = 0, last_error = NULL, etag = ?, last_modified = ?,"
+        " body_fingerprint = ? WHERE id = ?",
         [
             now_iso(facts.finished_at),
             now_iso(facts.finished_at),
@@ -216,10 +298,61 @@ def record_success(
             facts.last_modified or feed.last_modified
             if outcome == "not_modified"
             else facts.last_modified,
+            body_fingerprint,
             feed.id,
         ],
     )
-    return fetch_id
+
+
+def record_unchanged_body(
+    db: Database,
+    feed: FeedRow,
+    facts: FetchFacts,
+    body_fingerprint: str,
+    dtstamp: str | None,
+    observed_at: datetime,
+) -> tuple[dict[str, int], int] | None:
+    """A poll whose body is the last one again (DTSTAMP aside): archive it without a parse.
+
+    Inside the caller's transaction. Returns (counts, events), or None (nothing written)
+    unless the archive is still as that last poll left it: same body fingerprint, no
+    removals held back, and every talk the feed carries active with the fingerprint the
+    feed last gave it. Then the full path would find every talk unchanged, and this writes
+    what it would: one `fetches` row, and DTSTAMP (the body's one value) and `last_seen`
+    moved on the feed's talks, set-based.
+    """
+    row = db.execute(
+        "SELECT body_fingerprint, held_removals FROM feeds WHERE id = ?", [feed.id]
+    ).fetchone()
+    last = db.execute(
+        "SELECT events FROM fetches WHERE feed_id = ? AND outcome IN ('changed', 'unchanged')"
+        " ORDER BY started_at DESC LIMIT 1",
+        [feed.id],
+    ).fetchone()
+    if row[0] != body_fingerprint or json.loads(row[1] or "[]") or not last or last[0] is None:
+        return None
+    present, still = db.execute(
+        "SELECT count(*), count(t.uid) FROM feed_talks ft LEFT JOIN talks t"
+        " INDEXED BY idx_talks_uid_state ON t.uid = ft.uid AND t.status = 'active'"
+        " AND t.fingerprint = ft.fingerprint WHERE ft.feed_id = ? AND ft.present = 1",
+        [feed.id],
+    ).fetchone()
+    if still != present:  # another poll changed one of them: the full path must decide
+        return None
+    at = now_iso(observed_at)
+    db.execute(
+        "UPDATE talks SET dtstamp = max(coalesce(dtstamp, ''), coalesce(?, '')), last_seen = ?"
+        " WHERE uid IN (SELECT uid FROM feed_talks WHERE feed_id = ? AND present = 1)",
+        [dtstamp, at, feed.id],
+    )
+    db.execute(
+        "UPDATE feed_talks SET last_seen = ? WHERE feed_id = ? AND present = 1", [at, feed.id]
+    )
+    counts = dict.fromkeys(("new", "changed", "removed", "restored", "stale"), 0)
+    counts["unchanged"] = present
+    insert_fetch(db, feed.id, facts, "unchanged", {"events": last[0]} | counts, None)
+    _mark_success(db, feed, facts, "unchanged", body_fingerprint)
+    return counts, int(last[0])
 
 
 def record_failure(db: Database, feed_id: int, facts: FetchFacts, error: str) -> int:
@@ -234,28 +367,43 @@ def record_failure(db: Database, feed_id: int, facts: FetchFacts, error: str) ->
 
 
 def apply_changes(
-    db: Database, feed_id: int, changes: Changes, observed_at: datetime, fetch_id: int
+    db: Database,
+    feed_id: int,
+    changes: Changes,
+    observed_at: datetime,
+    fetch_id: int,
+    raw_keys: Mapping[str, str] | None = None,
 ) -> None:
     at = now_iso(observed_at)
-    for version in changes.versions:
-        _write_version(db, version, at, fetch_id)
-    db.conn.executemany(
-        "UPDATE talks SET dtstamp = max(coalesce(dtstamp, ''), coalesce(?, '')), last_seen = ?"
-        " WHERE uid = ?",
-        [(r.dtstamp, at, r.uid) for r in changes.unchanged],
-    )
+    _write_versions(db, changes.versions, at, fetch_id)
+    by_dtstamp: dict[str | None, list[str]] = {}
+    for talk in changes.unchanged:
+        by_dtstamp.setdefault(talk.dtstamp, []).append(talk.uid)
+    for dtstamp, uids in by_dtstamp.items():  # usually one: the site stamps a whole download
+        db.execute(
+            "UPDATE talks SET dtstamp = max(coalesce(dtstamp, ''), coalesce(?, '')),"
+            " last_seen = ? WHERE uid IN (SELECT value FROM json_each(?))",
+            [dtstamp, at, json.dumps(uids)],
+        )
     db.conn.executemany(
         "UPDATE talks SET fingerprint = ?, dtstamp = ?, last_seen = ? WHERE uid = ?",
         [(r.fingerprint, r.dtstamp, at, r.uid) for r in changes.refingerprinted],
     )
-    db.conn.executemany(
-        "INSERT INTO feed_talks (feed_id, uid, first_seen, last_seen, present)"
-        " VALUES (?, ?, ?, ?, 1)"
-        " ON CONFLICT (feed_id, uid) DO UPDATE SET last_seen = excluded.last_seen, present = 1",
-        [(feed_id, uid, at, at) for uid in sorted(changes.present)],
+    present = sorted(changes.present)
+    carried = {v.uid: v.record.fingerprint for v in changes.versions if v.record is not None}
+    carried |= {t.uid: t.fingerprint for t in (*changes.unchanged, *changes.refingerprinted)}
+    raw_keys = raw_keys or {}
+    given = [[u, carried.get(u), raw_keys.get(u) if u in carried else None] for u in present]
+    db.execute(  # the fingerprint this feed gave each talk (none for a stale copy)
+        "INSERT INTO feed_talks (feed_id, uid, first_seen, last_seen, present, fingerprint,"
+        " raw_key) SELECT ?, p.value ->> 0, ?, ?, 1, p.value ->> 1, p.value ->> 2"
+        " FROM json_each(?) AS p WHERE true"
+        " ON CONFLICT (feed_id, uid) DO UPDATE SET last_seen = excluded.last_seen, present = 1,"
+        " fingerprint = excluded.fingerprint, raw_key = excluded.raw_key",
+        [feed_id, at, at, json.dumps(given)],
     )
     db.conn.executemany(
-        "UPDATE feed_talks SET present = 0 WHERE feed_id = ? AND uid = ?",
+        "UPDATE feed_talks SET present = 0, raw_key = NULL WHERE feed_id = ? AND uid = ?",
         [(feed_id, uid) for uid in sorted(changes.left)],
     )
     db.execute(
@@ -264,34 +412,69 @@ def apply_changes(
     )
 
 
-def _write_version(db: Database, version: NewVersion, at: str, fetch_id: int) -> None:
-    record = version.record
-    status = "removed" if version.change == "removed" else "active"
-    talk: dict[str, Any] = dict(version.content) | {
-        "version": version.version,
-        "status": status,
-        "changed_at": at,
-    }
-    if record is not None:
-        talk |= {"dtstamp": record.dtstamp, "fingerprint": record.fingerprint, "last_seen": at}
-    if version.change == "new":
-        talk |= {"uid": version.uid, "first_seen": at}
-        db.table("talks").insert(talk)
-    else:
-        talk["removed_at"] = at if status == "removed" else None
-        db.table("talks").update(version.uid, talk)
-    db.table("talk_versions").insert(
-        dict(version.content)
-        | {
+_VERSION_COLUMNS = (
+    "uid",
+    "version",
+    "observed_at",
+    "fetch_id",
+    "change",
+    "changed_fields",
+    *CONTENT_FIELDS,
+    "status",
+    "dtstamp",
+    "fingerprint",
+    "raw",
+)
+
+
+def _write_versions(db: Database, versions: list[NewVersion], at: str, fetch_id: int) -> None:
+    """The talks rows and the talk_versions rows of new versions, in batches."""
+    inserts, updates, removals, rows = [], [], [], []
+    for version in versions:
+        record = version.record
+        status = "removed" if version.change == "removed" else "active"
+        talk: dict[str, Any] = dict(version.content) | {
             "uid": version.uid,
             "version": version.version,
-            "observed_at": at,
-            "fetch_id": fetch_id,
-            "change": version.change,
-            "changed_fields": json.dumps(list(version.changed_fields)),
             "status": status,
-            "dtstamp": record.dtstamp if record else None,
-            "fingerprint": record.fingerprint if record else None,
-            "raw": record.raw if record else None,
+            "changed_at": at,
         }
-    )
+        if record is not None:
+            talk |= {"dtstamp": record.dtstamp, "fingerprint": record.fingerprint, "last_seen": at}
+        if version.change == "new":
+            inserts.append(talk | {"first_seen": at})
+        elif record is None:
+            removals.append(talk | {"removed_at": at})
+        else:
+            updates.append(talk | {"removed_at": None})
+        rows.append(
+            dict(version.content)
+            | {
+                "uid": version.uid,
+                "version": version.version,
+                "observed_at": at,
+                "fetch_id": fetch_id,
+                "change": version.change,
+                "changed_fields": json.dumps(list(version.changed_fields)),
+                "status": status,
+                "dtstamp": record.dtstamp if record else None,
+                "fingerprint": record.fingerprint if record else None,
+                "raw": record.raw if record else None,
+            }
+        )
+    for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
+        if batch:
+            db.conn.executemany(write("talks", list(batch[0])), batch)
+    if rows:
+        db.conn.executemany(_insert_sql("talk_versions", list(_VERSION_COLUMNS)), rows)
+
+
+def _insert_sql(table: str, columns: list[str]) -> str:
+    names = ", ".join(f"[{c}]" for c in columns)
+    values = ", ".join(f":{c}" for c in columns)
+    return f"INSERT INTO [{table}] ({names}) VALUES ({values})"  # noqa: S608 (schema names)
+
+
+def _update_sql(table: str, columns: list[str]) -> str:
+    assignments = ", ".join(f"[{c}] = :{c}" for c in columns if c != "uid")
+    return f"UPDATE [{table}] SET {assignments} WHERE uid = :uid"  # noqa: S608 (schema names)

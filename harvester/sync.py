@@ -6,19 +6,23 @@ happen inside one `BEGIN IMMEDIATE` transaction that re-reads the archive state 
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import httpx
 from sqlite_utils import Database
 
 from harvester import store
-from harvester.diff import diff
+from harvester.diff import StaleKnowledgeError, diff
+from harvester.fastpath import BodyPrint, body_fingerprint, parse_fast, stamps_uniform
 from harvester.fetch import FetchError, fetch
 from harvester.logs import get_logger
-from harvester.parse import ParseError, parse_feed
+from harvester.parse import ParsedFeed, ParseError, check_calendar_bytes, parse_feed
 from harvester.urls import FeedKind, mask_secrets
 
 Clock = Callable[[], datetime]
@@ -60,8 +64,14 @@ def poll_feed(
     target: FeedTarget,
     max_bytes: int,
     clock: Clock = utc_now,
+    *,
+    fast: bool = True,
 ) -> PollResult:
-    """Fetch one feed and archive what it says; never raises for a bad feed."""
+    """Fetch one feed and archive what it says; never raises for a bad feed.
+
+    `fast=False` takes the full parse for every body (the reference the fast path is
+    tested and measured against).
+    """
     started, t0 = clock(), time.monotonic()
     feed = _feed_row(db, target, started)
     try:
@@ -81,7 +91,7 @@ def poll_feed(
     )
     if result.body is None:
         return _not_modified(db, target, feed, facts, t0)
-    return archive_body(db, target, result.body, facts, facts.finished_at, t0)
+    return archive_body(db, target, result.body, facts, facts.finished_at, t0, fast=fast, feed=feed)
 
 
 def archive_body(
@@ -91,20 +101,65 @@ def archive_body(
     facts: store.FetchFacts,
     observed_at: datetime,
     t0: float | None = None,
+    *,
+    fast: bool = True,
+    feed: store.FeedRow | None = None,
 ) -> PollResult:
-    """Parse a body and, in one transaction, diff it against the archive and store it."""
+    """Parse a body and, in one transaction, diff it against the archive and store it.
+
+    Unchanged work is skipped (see fastpath.py): a body that is the last one again is
+    archived without a parse, and otherwise only events the archive lacks are parsed.
+    """
     t0 = time.monotonic() if t0 is None else t0
+    feed = feed or _feed_row(db, target, facts.started_at)
     try:
-        parsed = parse_feed(body)
+        text = check_calendar_bytes(body)
     except ParseError as exc:
-        feed = _feed_row(db, target, facts.started_at)
         return _failed(db, target, feed.id, facts, str(exc), t0)
-    with store.immediate_transaction(db):
-        feed_id = store.ensure_feed(db, target.url, target.name, facts.started_at, target.kind)
-        feed = store.load_feed(db, feed_id)
-        changes = diff(store.load_state(db, feed, parsed.talks), parsed.talks, observed_at)
-        outcome = "changed" if changes.any_change else "unchanged"
-        store.record_success(db, feed, facts, outcome, changes, parsed.events, observed_at)
+    body_print = body_fingerprint(text)
+    if fast and _may_be_unchanged(feed, body_print):
+        with store.immediate_transaction(db):
+            shortcut = store.record_unchanged_body(
+                db, feed, facts, body_print.fingerprint, body_print.dtstamp, observed_at
+            )
+        if shortcut is not None:
+            counts, events = shortcut
+            result = PollResult(
+                feed=mask_secrets(target.url),
+                name=target.name,
+                outcome="unchanged",
+                counts=counts,
+                events=events,
+            )
+            return _logged(result, t0)
+    try:
+        lookup = partial(store.active_fingerprints, db)
+        parsed = parse_fast(text, lookup, store.carried_blocks(db, feed.id)) if fast else None
+        parsed = parsed or parse_feed(body)
+        with store.immediate_transaction(db):
+            feed_id = store.ensure_feed(db, target.url, target.name, facts.started_at, target.kind)
+            feed = store.load_feed(db, feed_id)
+            try:
+                state = store.load_state(db, feed, parsed.talks, parsed.known)
+                changes = diff(state, parsed.talks, observed_at, parsed.known)
+            except StaleKnowledgeError:  # another poll changed one of the known talks meanwhile
+                parsed = parse_feed(body)
+                state = store.load_state(db, feed, parsed.talks)
+                changes = diff(state, parsed.talks, observed_at)
+            outcome = "changed" if changes.any_change else "unchanged"
+            store.record_success(
+                db,
+                feed,
+                facts,
+                outcome,
+                changes,
+                parsed.events,
+                observed_at,
+                body_fingerprint=body_print.fingerprint if _vouches(parsed, text) else None,
+                raw_keys=parsed.raw_keys,
+            )
+    except ParseError as exc:
+        return _failed(db, target, feed.id, facts, str(exc), t0)
     result = PollResult(
         feed=mask_secrets(target.url),
         name=target.name,
@@ -116,10 +171,100 @@ def archive_body(
     return _logged(result, t0)
 
 
+def sync_feeds(
+    open_db: Callable[[], Database],
+    client: httpx.Client,
+    targets: Sequence[FeedTarget],
+    max_bytes: int,
+    *,
+    concurrency: int = 4,
+    on_result: Callable[[PollResult], None] | None = None,
+    fast: bool = True,
+) -> list[PollResult]:
+    """Poll `targets` with up to `concurrency` feeds at once; the results in target order.
+
+    Each worker thread polls one feed at a time through its own archive connection
+    (`open_db()`; SQLite connections belong to one thread), so every feed is still one
+    `BEGIN IMMEDIATE` transaction, and memory holds at most `concurrency` feeds. The
+    client's host limits keep the requests polite whatever the concurrency.
+    `on_result` is called (one call at a time) as each feed finishes.
+    """
+    _add_feeds(open_db, targets)  # in order: feed ids do not depend on which poll ends first
+    results: list[PollResult | None] = [None] * len(targets)
+    jobs: queue.SimpleQueue[tuple[int, FeedTarget]] = queue.SimpleQueue()
+    for job in enumerate(targets):
+        jobs.put(job)
+    report_lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            db = open_db()
+        except BaseException as exc:
+            errors.append(exc)
+            return
+        try:
+            while not errors:
+                try:
+                    index, target = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                result = poll_feed(db, client, target, max_bytes, fast=fast)
+                results[index] = result
+                if on_result is not None:
+                    with report_lock:
+                        on_result(result)
+        except BaseException as exc:  # a bug, not a bad feed: stop the sync, report it
+            errors.append(exc)
+        finally:
+            db.conn.close()
+
+    workers = [
+        threading.Thread(target=work, name=f"sync-{n}", daemon=True)
+        for n in range(max(1, min(concurrency, len(targets))))
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return [r for r in results if r is not None]
+
+
+def _add_feeds(open_db: Callable[[], Database], targets: Sequence[FeedTarget]) -> None:
+    db = open_db()
+    try:
+        with store.immediate_transaction(db):
+            for target in targets:
+                store.ensure_feed(db, target.url, target.name, utc_now(), target.kind)
+    finally:
+        db.conn.close()
+
+
+def _may_be_unchanged(feed: store.FeedRow, body: BodyPrint) -> bool:
+    """Worth asking the archive whether this body is the last successful one again."""
+    return body.usable and feed.body_fingerprint == body.fingerprint and not feed.held_removals
+
+
+def _vouches(parsed: ParsedFeed, text: bytes) -> bool:
+    """Whether a later body with the same fingerprint may skip the parse.
+
+    That later body has its DTSTAMP lines where this one has them; `record_unchanged_body`
+    gives every talk the later body's one DTSTAMP value. That is right when this body
+    stamps every talk, with one and the same line.
+    """
+    stamped = all(r.dtstamp is not None for r in parsed.talks) and all(
+        k.dtstamp is not None for k in parsed.known
+    )
+    return stamped and stamps_uniform(text)
+
+
 def _feed_row(db: Database, target: FeedTarget, at: datetime) -> store.FeedRow:
+    """The feed's row before a poll (its talks are read again inside the poll's transaction)."""
     with store.immediate_transaction(db):
         feed_id = store.ensure_feed(db, target.url, target.name, at, target.kind)
-        return store.load_feed(db, feed_id)
+        return store.load_feed(db, feed_id, with_present=False)
 
 
 def _not_modified(

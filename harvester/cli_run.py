@@ -1,0 +1,99 @@
+"""The `harvester run` command (registered on the CLI group in `harvester.cli`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import click
+
+from harvester.config import ConfigError, parse_duration
+from harvester.daemon import (
+    DEFAULT_GRACE_S,
+    DEFAULT_MAX_BACKOFF_S,
+    DEFAULT_WORKERS,
+    Daemon,
+    plans_for,
+)
+from harvester.lock import LockBusyError, hold
+from harvester.store import ArchiveError, open_archive
+
+EXIT_LOCKED = 3
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A duration as in the config: `90s`, `10m`, `6h`, or plain seconds."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value, "command line", param.name if param else "")
+        except ConfigError as exc:
+            self.fail(exc.reason, param, ctx)
+
+
+@click.command()
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    help="Polls running at once.",
+)
+@click.option(
+    "--max-backoff",
+    type=Duration(),
+    default=DEFAULT_MAX_BACKOFF_S,
+    show_default="6h",
+    help="Longest interval a failing feed backs off to (it doubles per consecutive failure).",
+)
+@click.option(
+    "--grace",
+    type=Duration(),
+    default=DEFAULT_GRACE_S,
+    show_default="10s",
+    help="On SIGTERM/SIGINT, how long polls in flight may take to finish.",
+)
+@click.pass_obj
+def run(app: Any, workers: int, max_backoff: float, grace: float) -> None:
+    """The daemon: poll every enabled feed on its interval until SIGTERM or SIGINT.
+
+    SIGHUP reloads the config (a bad config is refused and the old one kept). A failing
+    feed backs off. Logs go to stderr (JSON lines when not on a terminal). Exit code 0 on
+    a clean stop, 1 when the archive cannot be opened, 2 for a usage or config error
+    (including a config without enabled feeds), 3 when another `harvester run` already
+    uses this archive.
+    """
+    from harvester.cli import UsageProblem, fail  # here: the CLI module imports this one
+
+    config = app.config
+    if not plans_for(config):
+        raise UsageProblem(f"no feeds to poll: add [[feeds]] to {config.path or 'a config file'}")
+    try:
+        open_archive(config.archive_path).conn.close()  # create and migrate up front
+    except ArchiveError as exc:
+        fail(str(exc))
+    daemon = Daemon(
+        config,
+        config_path=app.config_path,
+        db_override=app.db_path,
+        workers=workers,
+        max_backoff=max_backoff,
+        grace=grace,
+    )
+    try:
+        with hold(config.archive_path, "daemon"):
+            abandoned = daemon.serve()
+    except LockBusyError as exc:
+        fail(f"another `harvester run` uses this archive: {exc}", EXIT_LOCKED)
+    if abandoned:
+        # Worker threads still inside a poll would keep the interpreter alive: leave now.
+        # Their uncommitted transactions are rolled back by SQLite.
+        logging.shutdown()
+        os._exit(0)

@@ -1,0 +1,430 @@
+"""Editing `harvester.toml` in place, keeping the user's comments and layout (tomlkit).
+
+Every edit changes only the lines of the `[[feeds]]` entry it touches: adding appends an
+entry, removing takes out the entry's own lines (comments that follow it stay where they
+were), disabling adds one `enabled = false` line under the entry's keys. The new text is
+validated as a config before it is written, atomically; a file tomlkit cannot reproduce
+byte for byte is refused rather than rewritten.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import tomlkit
+from tomlkit.container import Container
+from tomlkit.items import AoT, Array, Comment, InlineTable, Item, Null, Table, Whitespace
+from tomlkit.toml_document import TOMLDocument
+
+from harvester.config import FETCHABLE_SCHEMES, ConfigError, parse_config
+from harvester.urls import OLD_SITE_HOSTS, SITE_HOST, default_feed_name, normalize_url
+
+NEW_CONFIG_HEADER = (
+    "# seminar-harvester configuration, created by `harvester feeds add`.\n"
+    "# Every key is optional except feeds[].url; see `harvester --help`.\n"
+)
+# The site's rule for series shortnames (letters, digits, hyphens, underscores).
+_SHORTNAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_PAGE_PATHS = (
+    (re.compile(r"^/seminar/(?P<series>[^/]+)(/ics)?/?$"), "/seminar/{series}/ics"),
+    (
+        re.compile(r"^/talk/(?P<series>[^/]+)/(?P<counter>-?\d+)(/ics)?/?$"),
+        "/talk/{series}/{counter}/ics",
+    ),
+)
+
+
+class ConfigEditError(Exception):
+    """An edit that cannot be made; the file is left untouched."""
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One `[[feeds]]` entry as written in the file."""
+
+    index: int
+    url: str  # canonical feed URL (may hold a personal token: mask before showing)
+    name: str
+    enabled: bool
+    explicit_name: bool
+
+
+def is_shortname(text: str) -> bool:
+    return bool(_SHORTNAME.match(text))
+
+
+def series_feed_url(base_url: str, shortname: str) -> str:
+    return f"{base_url.rstrip('/')}/seminar/{shortname}/ics"
+
+
+def canonical_feed_url(ref: str, base_url: str) -> str:
+    """The feed URL a user means by `ref`: a bare shortname, a feed URL or a page URL.
+
+    `webcal://` means https, the site's old host names mean the site, and on the site a
+    series or talk page URL means that page's feed.
+    """
+    ref = ref.strip()
+    if is_shortname(ref):
+        return series_feed_url(base_url, ref)
+    parts = urlsplit(ref)
+    if parts.scheme.lower() not in FETCHABLE_SCHEMES or not parts.hostname:
+        raise ConfigEditError(
+            f"{ref!r} is neither a series shortname (like MITNT) nor an http(s) or webcal URL"
+        )
+    url = normalize_url(ref)
+    return _page_to_feed(url, base_url)
+
+
+def _page_to_feed(url: str, base_url: str) -> str:
+    parts = urlsplit(url)
+    site_hosts = {SITE_HOST, *OLD_SITE_HOSTS, (urlsplit(base_url).netloc or "").lower()}
+    if parts.netloc.lower() not in site_hosts:
+        return url
+    for pattern, template in _PAGE_PATHS:
+        if match := pattern.match(parts.path):
+            path = template.format(**match.groupdict())
+            return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    return url
+
+
+class ConfigFile:
+    """One config file opened for editing; `save()` writes it back."""
+
+    def __init__(self, path: Path, text: str, base_url: str, *, created: bool = False) -> None:
+        self.path, self.base_url, self.created = path, base_url, created
+        self.original = text
+        self.crlf = "\r\n" in text and "\n" not in text.replace("\r\n", "")
+        try:
+            self.doc: TOMLDocument = tomlkit.parse(text)
+        except tomlkit.exceptions.TOMLKitError as exc:
+            raise ConfigEditError(f"{path}: not valid TOML: {exc}") from None
+        if tomlkit.dumps(self.doc) != text:
+            raise ConfigEditError(
+                f"{path}: this file's layout cannot be edited without changing other lines"
+                " (are its [[feeds]] entries split by other tables?); edit it by hand"
+            )
+
+    @classmethod
+    def open(cls, path: Path, base_url: str, *, create: bool = False) -> ConfigFile:
+        """The config at `path`; a missing file is an error unless `create`."""
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            if not create:
+                raise ConfigEditError(f"{path}: no such file") from None
+            return cls(path, NEW_CONFIG_HEADER, base_url, created=True)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigEditError(f"{path}: cannot read: {exc}") from None
+        return cls(path, text, base_url)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def entries(self) -> list[FeedEntry]:
+        entries = []
+        for index, table in enumerate(self._feed_tables()):
+            url = table.get("url")
+            if not isinstance(url, str):
+                continue
+            canonical = self._canonical_or_raw(url)
+            name = table.get("name")
+            enabled = table.get("enabled", True)
+            entries.append(
+                FeedEntry(
+                    index=index,
+                    url=canonical,
+                    name=name if isinstance(name, str) and name else default_feed_name(canonical),
+                    enabled=enabled is not False,
+                    explicit_name=isinstance(name, str) and bool(name),
+                )
+            )
+        return entries
+
+    def find(self, ref: str) -> FeedEntry | None:
+        """The entry named `ref`, or whose feed `ref` means (URL, page URL or shortname)."""
+        entries = self.entries()
+        for entry in entries:
+            if entry.name == ref:
+                return entry
+        try:
+            url = canonical_feed_url(ref, self.base_url)
+        except ConfigEditError:
+            return None
+        return next((e for e in entries if e.url == url), None)
+
+    def _canonical_or_raw(self, url: str) -> str:
+        try:
+            return canonical_feed_url(url, self.base_url)
+        except ConfigEditError:
+            return url
+
+    def _feeds_item(self) -> Item | None:
+        if "feeds" not in self.doc:
+            return None
+        item = self.doc.item("feeds")
+        if not isinstance(item, AoT | Array):
+            raise ConfigEditError(f"{self.path}: feeds must be an array of [[feeds]] tables")
+        return item
+
+    def _feed_tables(self) -> list[Table | InlineTable]:
+        item = self._feeds_item()
+        if item is None:
+            return []
+        tables: list[Any] = item.body if isinstance(item, AoT) else list(item.value)
+        return [t for t in tables if isinstance(t, Table | InlineTable)]
+
+    # --- editing -----------------------------------------------------------------------
+
+    def add(self, url: str, *, name: str | None = None, interval: str | None = None) -> None:
+        """Append a `[[feeds]]` entry for `url` (already canonical)."""
+        values: dict[str, Any] = {"url": url}
+        if name:
+            values["name"] = name
+        if interval:
+            values["interval"] = interval
+        item = self._feeds_item()
+        if isinstance(item, Array):
+            inline = tomlkit.inline_table()
+            inline.update(values)
+            item.append(inline)
+            return
+        table = tomlkit.table()
+        for key, value in values.items():
+            table.add(key, value)
+        if item is None:
+            self._end_with_newline()
+            table.trivia.indent = "" if self._ends_with_blank_line() else "\n"
+            aot = tomlkit.aot()
+            aot.append(table)
+            self.doc.append("feeds", aot)
+            return
+        self._append_to_aot(item, table)
+
+    def _append_to_aot(self, aot: Item, table: Table) -> None:
+        assert isinstance(aot, AoT)
+        last = aot.body[-1] if aot.body else None
+        if last is not None and not self._is_last_in_document(aot):
+            # Comments after the last entry introduce whatever table follows the feeds:
+            # keep them there, after the new entry.
+            for trailing in _split_trailing(last.value):
+                table.value.add(trailing)
+            _ensure_trail_newline(last.value)
+            table.trivia.indent = "\n"
+        else:
+            self._end_with_newline()
+            table.trivia.indent = "" if self._ends_with_blank_line() else "\n"
+        aot.append(table)
+
+    def remove(self, entry: FeedEntry) -> None:
+        item = self._feeds_item()
+        if isinstance(item, Array):
+            del item[entry.index]
+            return
+        assert isinstance(item, AoT)
+        table = item.body[entry.index]
+        trailing = _split_trailing(table.value)
+        host = item.body[entry.index - 1].value if entry.index > 0 else self._table_before(item)
+        if host is not None and _ends_with_blank_line(host):
+            # One blank line separated the entry from what came before: it goes with it.
+            if trailing and isinstance(trailing[0], Whitespace):
+                trailing = trailing[1:]
+            elif (
+                not trailing
+                and entry.index == len(item.body) - 1
+                and self._is_last_in_document(item)
+            ):
+                _drop_last_blank_line(host)
+        if trailing:
+            self._rehome_before(item, entry.index, trailing, host)
+        del item[entry.index]
+        if not item.body:
+            self.doc.remove("feeds")
+
+    def _rehome_before(
+        self, aot: AoT, index: int, trailing: list[Item], host: Container | None
+    ) -> None:
+        """Put the comments that followed entry `index` where the entry was."""
+        if host is not None:
+            _ensure_trail_newline(host)
+            for trailing_item in trailing:
+                host.add(trailing_item)
+            return
+        # Nothing before to hold them: they become the start of whatever follows.
+        text = "".join(t.as_string() for t in trailing)
+        following = aot.body[index + 1] if index + 1 < len(aot.body) else self._item_after(aot)
+        if isinstance(following, Table | AoT):
+            header = following.body[0] if isinstance(following, AoT) else following
+            header.trivia.indent = text + header.trivia.indent
+        else:
+            for trailing_item in trailing:
+                self.doc.add(trailing_item)
+
+    def _item_after(self, aot: AoT) -> Item | None:
+        items = [item for _key, item in self.doc.body if not isinstance(item, Null)]
+        index = next(i for i, item in enumerate(items) if item is aot)
+        return items[index + 1] if index + 1 < len(items) else None
+
+    def _table_before(self, aot: AoT) -> Container | None:
+        previous: Item | None = None
+        for _key, item in self.doc.body:
+            if item is aot:
+                break
+            if not isinstance(item, Null):
+                previous = item
+        if isinstance(previous, Table) and not previous.is_super_table():
+            return previous.value
+        return None
+
+    def set_enabled(self, entry: FeedEntry, enabled: bool) -> bool:
+        """Enable or disable an entry; False when it already was."""
+        if entry.enabled == enabled:
+            return False
+        table = self._feed_tables()[entry.index]
+        if enabled:
+            current = table.value.item("enabled") if isinstance(table, Table) else None
+            if isinstance(current, Item) and current.trivia.comment:
+                table["enabled"] = True  # keep the user's comment on that line
+            else:
+                del table["enabled"]  # the default: back to the entry as it was
+        elif "enabled" in table or isinstance(table, InlineTable):
+            table["enabled"] = False
+        else:
+            trailing = _split_trailing(table.value)
+            _ensure_trail_newline(table.value)
+            table.add("enabled", False)
+            for trailing_item in trailing:
+                table.value.add(trailing_item)
+        return True
+
+    def _is_last_in_document(self, item: Item) -> bool:
+        body = [it for _key, it in self.doc.body if not isinstance(it, Null | Whitespace)]
+        return bool(body) and body[-1] is item
+
+    def _end_with_newline(self) -> None:
+        tail = self._tail()
+        if tail and not tail.endswith("\n"):
+            last = _last_rendered_item(self.doc)
+            if last is not None:
+                last.trivia.trail += "\n"
+
+    def _ends_with_blank_line(self) -> bool:
+        tail = self._tail()
+        return not tail or tail.endswith("\n\n")
+
+    def _tail(self) -> str:
+        """The end of the rendered document (rendering only its last part: adds stay linear)."""
+        items = [item for _key, item in self.doc.body if not isinstance(item, Null)]
+        last = items[-1] if items else None
+        if isinstance(last, AoT) and last.body:
+            tail = last.body[-1].as_string()  # the last entry's body, header left out
+        elif last is not None and not isinstance(last, Whitespace | Comment):
+            tail = last.as_string()
+        else:
+            tail = ""
+        return tail if len(tail) >= 2 else self.doc.as_string()
+
+    # --- writing -----------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        text = tomlkit.dumps(self.doc)
+        if self.crlf:
+            text = re.sub(r"(?<!\r)\n", "\r\n", text)
+        return text
+
+    @property
+    def changed(self) -> bool:
+        return self.created or self.text != self.original
+
+    def validate(self) -> None:
+        """Refuse text that would not load as a config (duplicate names, bad values...)."""
+        text = self.text
+        try:
+            parse_config(tomllib.loads(text), self.path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigEditError(f"{self.path}: the edit would not be valid TOML: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigEditError(f"the edit would make the config invalid: {exc}") from None
+
+    def save(self) -> None:
+        """Validate, then replace the file atomically (same permissions); no-op if unchanged."""
+        if not self.changed:
+            return
+        self.validate()
+        _atomic_write(self.path, self.text)
+
+
+def _split_trailing(container: Container) -> list[Item]:
+    """Take the comments and blank lines after a table's last key out of its body."""
+    body = container.body
+    start = len(body)
+    while start > 0 and body[start - 1][0] is None:
+        if not isinstance(body[start - 1][1], Comment | Whitespace | Null):
+            break
+        start -= 1
+    trailing = [item for _key, item in body[start:] if not isinstance(item, Null)]
+    del body[start:]  # only key-less items: the container's key index is unaffected
+    return trailing
+
+
+def _last_body_index(container: Container) -> int | None:
+    for index in range(len(container.body) - 1, -1, -1):
+        if not isinstance(container.body[index][1], Null):
+            return index
+    return None
+
+
+def _ends_with_blank_line(container: Container) -> bool:
+    index = _last_body_index(container)
+    return index is not None and isinstance(container.body[index][1], Whitespace)
+
+
+def _drop_last_blank_line(container: Container) -> None:
+    index = _last_body_index(container)
+    if index is not None and isinstance(container.body[index][1], Whitespace):
+        container.body[index] = (None, Null())  # key-less: the key index is unaffected
+
+
+def _ensure_trail_newline(container: Container) -> None:
+    items = [item for _key, item in container.body if not isinstance(item, Null)]
+    last = items[-1] if items else None
+    if (
+        last is not None
+        and not isinstance(last, Whitespace | Table | AoT)
+        and "\n" not in last.trivia.trail
+    ):
+        last.trivia.trail += "\n"
+
+
+def _last_rendered_item(container: Container) -> Item | None:
+    for _key, item in reversed(container.body):
+        if isinstance(item, Null):
+            continue
+        if isinstance(item, Table):
+            return _last_rendered_item(item.value) or item
+        if isinstance(item, AoT):
+            return _last_rendered_item(item.body[-1].value) if item.body else None
+        return item
+    return None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).chmod(mode)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

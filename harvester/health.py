@@ -1,0 +1,159 @@
+"""Health: stale feeds and the daemon's heartbeat, for `harvester status [--check]`.
+
+A feed is *stale* when its last success (or, if it never succeeded, the time it was
+added) is older than `STALE_AFTER` × its interval. Only feeds the config schedules are
+judged: an ad hoc `sync URL`, an imported file or a feed since dropped from the config has
+no interval to be late for.
+
+The daemon keeps one row in the archive's `daemon` table: written when it starts, its
+`heartbeat_at` refreshed every `HEARTBEAT_EVERY_S`, `stopped_at` set on a clean stop. A
+heartbeat older than `STALE_AFTER` beats without a clean stop means the daemon died.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlite_utils import Database
+
+from harvester import __version__
+from harvester.config import Config
+from harvester.store import immediate_transaction, now_iso
+from harvester.urls import url_hash
+
+STALE_AFTER = 3  # intervals (feeds) or heartbeats (the daemon)
+HEARTBEAT_EVERY_S = 30.0
+
+# `status --check` exit codes (1 and 2 are the CLI's usual "failed" and "usage").
+CHECK_OK, CHECK_FAILING, CHECK_STALE = 0, 1, 4
+
+
+def _age(since: str | None, now: datetime) -> float | None:
+    if not since:
+        return None
+    return (now - datetime.fromisoformat(since)).total_seconds()
+
+
+def annotate_feeds(feeds: list[dict[str, Any]], config: Config, now: datetime) -> None:
+    """Add `interval_s` (None when the config does not schedule the feed) and `stale`."""
+    intervals = {
+        url_hash(f.url): f.interval_or(config.schedule.interval) for f in config.feeds if f.enabled
+    }
+    for feed in feeds:
+        interval = intervals.get(feed["url_hash"])
+        age = _age(feed["last_success_at"] or feed["added_at"], now)
+        feed["interval_s"] = interval
+        feed["stale"] = bool(interval and age is not None and age > STALE_AFTER * interval)
+
+
+def human_duration(seconds: float) -> str:
+    """`45s`, `12m`, `3h 5m`, `2d 4h`: the two largest units."""
+    seconds = max(0, round(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])
+
+
+# --- the daemon's heartbeat --------------------------------------------------------------
+
+
+def start_heartbeat(db: Database, at: datetime, feeds: int, config: str | None) -> None:
+    """The daemon's row as it starts (replacing the row of any earlier daemon)."""
+    with immediate_transaction(db):
+        db.table("daemon").upsert(
+            {
+                "id": 1,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "version": __version__,
+                "config": config,
+                "feeds": feeds,
+                "started_at": now_iso(at),
+                "heartbeat_at": now_iso(at),
+                "heartbeat_every": HEARTBEAT_EVERY_S,
+                "stopped_at": None,
+            },
+            pk="id",
+        )
+
+
+def beat(db: Database, at: datetime, feeds: int) -> None:
+    with immediate_transaction(db):
+        db.execute(
+            "UPDATE daemon SET heartbeat_at = ?, feeds = ?"
+            " WHERE id = 1 AND pid = ? AND stopped_at IS NULL",
+            [now_iso(at), feeds, os.getpid()],
+        )
+
+
+def stop_heartbeat(db: Database, at: datetime) -> None:
+    with immediate_transaction(db):
+        db.execute(
+            "UPDATE daemon SET heartbeat_at = ?, stopped_at = ? WHERE id = 1 AND pid = ?",
+            [now_iso(at), now_iso(at), os.getpid()],
+        )
+
+
+DaemonState = Literal["running", "stopped", "dead"]
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    state: DaemonState
+    text: str
+
+
+def daemon_status(db: Database, now: datetime) -> DaemonStatus | None:
+    """What the heartbeat says of the daemon; None when no daemon ever used this archive."""
+    row = db.execute(
+        "SELECT pid, host, started_at, heartbeat_at, heartbeat_every, stopped_at FROM daemon"
+        " WHERE id = 1"
+    ).fetchone()
+    if row is None:
+        return None
+    pid, host, started_at, heartbeat_at, every, stopped_at = row
+    age = _age(heartbeat_at, now) or 0.0
+    if stopped_at:
+        return DaemonStatus("stopped", f"daemon: stopped at {stopped_at} (pid {pid} on {host})")
+    if age > STALE_AFTER * (every or HEARTBEAT_EVERY_S):
+        return DaemonStatus(
+            "dead",
+            f"daemon: NOT RUNNING: last heartbeat {human_duration(age)} ago ({heartbeat_at},"
+            f" pid {pid} on {host}) and no clean stop",
+        )
+    return DaemonStatus(
+        "running",
+        f"daemon: running (pid {pid} on {host} since {started_at},"
+        f" heartbeat {human_duration(age)} ago)",
+    )
+
+
+def check(feeds: list[dict[str, Any]], daemon: DaemonStatus | None) -> tuple[int, str]:
+    """The exit code and one summary line of `status --check` (failing beats stale)."""
+    failing = [f for f in feeds if f["last_outcome"] == "error"]
+    stale = [f for f in feeds if f["stale"]]
+    problems = []
+    if failing:
+        problems.append(
+            "FAILING: " + ", ".join(f"{f['name']} ({f['last_error']})" for f in failing)
+        )
+    if stale:
+        problems.append(
+            "STALE: "
+            + ", ".join(
+                f"{f['name']} (last success {f['last_success_at'] or 'never'})" for f in stale
+            )
+        )
+    if daemon is not None and daemon.state == "dead":
+        problems.append("DAEMON " + daemon.text.removeprefix("daemon: "))
+    if not problems:
+        summary = f"OK: {len(feeds)} feeds healthy"
+        return CHECK_OK, summary + (f"; {daemon.text}" if daemon else "")
+    return (CHECK_FAILING if failing else CHECK_STALE), "; ".join(problems)

@@ -1,0 +1,142 @@
+"""Series metadata: what the site's API says about each followed series, kept in `series`.
+
+`series` is a plain table (shortname, name, institutions, topics, timezone, refreshed_at)
+that joins to `talks` on `talks.series_id = series.shortname`, so Datasette can facet
+talks by topic and institution. It is refreshed at most once a day per series, after a
+sync; a failing API only logs a warning and never fails the sync.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlite_utils import Database
+
+from harvester.config import Config
+from harvester.discover import ApiError, SeriesInfo, SiteApi
+from harvester.fetch import make_client
+from harvester.logs import get_logger
+from harvester.store import immediate_transaction
+from harvester.urls import feed_kind
+
+REFRESH_EVERY = timedelta(days=1)
+log = get_logger("harvester.series")
+
+
+def store_series(db: Database, infos: Iterable[SeriesInfo], at: datetime) -> int:
+    """Insert or update one row per series; returns how many were written."""
+    rows = [
+        (
+            info.shortname,
+            info.name,
+            json.dumps(list(info.institutions), ensure_ascii=False),
+            json.dumps(list(info.topics), ensure_ascii=False),
+            info.timezone,
+            at.isoformat(),
+        )
+        for info in infos
+    ]
+    with immediate_transaction(db):
+        db.conn.executemany(
+            "INSERT INTO series (shortname, name, institutions, topics, timezone, refreshed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shortname) DO UPDATE SET"
+            " name = excluded.name, institutions = excluded.institutions,"
+            " topics = excluded.topics, timezone = excluded.timezone,"
+            " refreshed_at = excluded.refreshed_at",
+            rows,
+        )
+    return len(rows)
+
+
+def mark_checked(db: Database, shortnames: Iterable[str], at: datetime) -> None:
+    """Remember that the API knew nothing of these series now (keeps what was known before)."""
+    with immediate_transaction(db):
+        db.conn.executemany(
+            "INSERT INTO series (shortname, refreshed_at) VALUES (?, ?)"
+            " ON CONFLICT (shortname) DO UPDATE SET refreshed_at = excluded.refreshed_at",
+            [(name, at.isoformat()) for name in shortnames],
+        )
+
+
+def series_shortname(url: str, base_url: str) -> str | None:
+    """The shortname of a series feed URL on the site at `base_url`, else None."""
+    if feed_kind(url) != "series" or not _same_site(url, base_url):
+        return None
+    return urlsplit(url).path.strip("/").split("/")[1]
+
+
+def _same_site(url: str, base_url: str) -> bool:
+    return url.startswith(base_url.rstrip("/") + "/")
+
+
+def followed_series(db: Database, config: Config) -> set[str]:
+    """Series the archive follows on the configured site.
+
+    The enabled series feeds of the config, plus the series of every talk that a feed of
+    the site (a personal or talk feed too) ever carried.
+    """
+    base = config.site.base_url.rstrip("/")
+    followed = {
+        name
+        for feed in config.feeds
+        if feed.enabled and (name := series_shortname(feed.url, base)) is not None
+    }
+    rows = db.execute(
+        "SELECT DISTINCT t.series_id FROM talks t"
+        " JOIN feed_talks ft ON ft.uid = t.uid JOIN feeds f ON f.id = ft.feed_id"
+        " WHERE t.series_id IS NOT NULL AND substr(f.url, 1, ?) = ?",
+        [len(base) + 1, base + "/"],
+    )
+    return followed | {row[0] for row in rows}
+
+
+def due_for_refresh(
+    db: Database, shortnames: Iterable[str], now: datetime, every: timedelta = REFRESH_EVERY
+) -> list[str]:
+    """The shortnames never refreshed, or last refreshed more than `every` ago."""
+    wanted = sorted(set(shortnames))
+    fresh = {
+        row[0]
+        for row in db.execute(
+            "SELECT shortname FROM series WHERE refreshed_at > ?"
+            " AND shortname IN (SELECT value FROM json_each(?))",
+            [(now - every).isoformat(), json.dumps(wanted)],
+        )
+    }
+    return [name for name in wanted if name not in fresh]
+
+
+def refresh_series(db: Database, api: SiteApi, shortnames: Iterable[str], now: datetime) -> int:
+    """Ask the API about `shortnames` and store the answers; returns the series found."""
+    wanted = sorted(set(shortnames))
+    found = api.series_named(wanted)
+    store_series(db, found, now)
+    mark_checked(db, set(wanted) - {info.shortname for info in found}, now)
+    return len(found)
+
+
+def refresh_followed_series(
+    db: Database, config: Config, now: datetime | None = None, api: SiteApi | None = None
+) -> None:
+    """After a sync: refresh the metadata of followed series not refreshed today.
+
+    Never raises for an API problem: the sync's result does not depend on it.
+    """
+    now = now or datetime.now(UTC)
+    due = due_for_refresh(db, followed_series(db, config), now)
+    if not due:
+        return
+    try:
+        if api is not None:
+            found = refresh_series(db, api, due, now)
+        else:
+            with make_client(config.http) as client:
+                site_api = SiteApi(client, config.site.base_url, config.http.max_bytes)
+                found = refresh_series(db, site_api, due, now)
+    except ApiError as exc:
+        log.warning("series.refresh_failed", error=str(exc), series=len(due))
+        return
+    log.info("series.refreshed", asked=len(due), found=found)

@@ -1,0 +1,207 @@
+"""`harvester serve`: Datasette on the archive, with the shipped metadata and plugins.
+
+The archive is opened read-write only to migrate it (so an old archive gains full-text
+search and the views), then served by Datasette as a mutable database (no immutable mode:
+the daemon keeps writing while people browse). The web cannot write: Datasette runs only
+read-only SQL, no canned query may write (checked here), and the seminar-harvester plugin
+opens every connection to the archive with PRAGMA query_only.
+
+Datasette is an optional extra; nothing here imports it before the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib.util
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from harvester.store import ArchiveError, open_archive
+
+if TYPE_CHECKING:
+    from datasette.app import Datasette
+
+    from harvester.cli import App
+
+DATABASE_NAME = "archive"
+METADATA_FILENAME = "datasette.yml"
+INSTALL_HINT = "pip install 'seminar-harvester[datasette]'"
+PLUGIN_NAME = "seminar-harvester"
+# The extra: Datasette itself and the plugins the metadata's canned queries are made for.
+REQUIRED_MODULES = {
+    "datasette": "datasette",
+    "datasette_ics": "datasette-ics",
+    "datasette_atom": "datasette-atom",
+}
+# The repository's config/ folder, for a source checkout run without a config file.
+SOURCE_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class ServeError(click.ClickException):
+    """Datasette cannot be started; the message says why and what to do."""
+
+    exit_code = 1
+
+    def format_message(self) -> str:
+        return self.message
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def missing_packages() -> list[str]:
+    """The distributions of the `datasette` extra that are not installed."""
+    return [dist for module, dist in REQUIRED_MODULES.items() if not _importable(module)]
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def find_metadata(config_path: Path | None) -> Path | None:
+    """`datasette.yml` beside the config file in use, else the source tree's config/."""
+    candidates = []
+    if config_path is not None:
+        candidates.append(config_path.parent / METADATA_FILENAME)
+    candidates.append(SOURCE_CONFIG_DIR / METADATA_FILENAME)
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def load_metadata(path: Path) -> dict[str, Any]:
+    """Read Datasette metadata (YAML or JSON) and check it keeps the archive read-only."""
+    from datasette.utils import parse_metadata
+
+    try:
+        metadata = parse_metadata(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ServeError(f"{path}: cannot read: {exc.strerror}") from None
+    except Exception as exc:  # datasette raises BadMetadataError, yaml its own errors
+        raise ServeError(f"{path}: not valid Datasette metadata: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise ServeError(f"{path}: not valid Datasette metadata: not a mapping")
+    writing = write_queries(metadata)
+    if writing:
+        raise ServeError(
+            f"{path}: canned queries {', '.join(writing)} have write: true;"
+            " harvester serve keeps the archive read-only"
+        )
+    return metadata
+
+
+def write_queries(metadata: dict[str, Any]) -> list[str]:
+    """Names of canned queries (of any database) configured with `write: true`."""
+    names = []
+    for database in (metadata.get("databases") or {}).values():
+        for name, query in ((database or {}).get("queries") or {}).items():
+            if isinstance(query, dict) and query.get("write"):
+                names.append(name)
+    return names
+
+
+def archive_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata with the archive's read-only guard switched on whatever the file says."""
+    metadata = copy.deepcopy(metadata)
+    databases = metadata["databases"] = metadata.get("databases") or {}
+    database = databases[DATABASE_NAME] = databases.get(DATABASE_NAME) or {}
+    plugins = database["plugins"] = database.get("plugins") or {}
+    plugin = plugins[PLUGIN_NAME] = plugins.get(PLUGIN_NAME) or {}
+    plugin["query_only"] = True
+    return metadata
+
+
+def build_datasette(archive: Path, metadata: dict[str, Any]) -> Datasette:
+    """A Datasette serving `archive` as the database "archive", mutable, read-only."""
+    from datasette.app import Datasette
+
+    ds = Datasette(
+        files=[str(archive)],
+        immutables=[],
+        metadata=archive_metadata(metadata),
+    )
+    name = next(name for name, db in ds.databases.items() if db.path == str(archive))
+    if name != DATABASE_NAME:  # the metadata is written for "archive"; name it so
+        database = ds.databases[name]
+        ds.remove_database(name)
+        ds.add_database(database, name=DATABASE_NAME, route=DATABASE_NAME)
+    return ds
+
+
+def prepare_archive(path: Path) -> None:
+    """Migrate the archive (full-text search, views) before Datasette opens it."""
+    if not path.exists():
+        raise ServeError(f"no archive at {path} yet: run `harvester sync` first (or give --db)")
+    try:
+        db = open_archive(path)
+    except ArchiveError as exc:
+        raise ServeError(str(exc)) from None
+    db.close()
+    try:  # Datasette reads it through read-only connections: check that one works
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise ServeError(f"{path}: cannot open the archive read-only: {exc}") from None
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 makes the archive visible to your whole network.",
+)
+@click.option(
+    "-p",
+    "--port",
+    default=8001,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
+@click.option(
+    "--metadata",
+    "metadata_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help=f"Datasette metadata. Default: {METADATA_FILENAME} beside the config file.",
+)
+@click.pass_obj
+def serve(app: App, host: str, port: int, metadata_path: Path | None) -> None:
+    """Browse the archive in Datasette: search, upcoming talks, changes, a calendar (.ics)
+    and a changes feed (Atom).
+
+    Serves the configured archive (--db) read-only while `harvester run` keeps writing
+    to it. Needs the datasette extra:
+
+    \b
+        pip install 'seminar-harvester[datasette]'
+    """
+    missing = missing_packages()
+    if missing:
+        raise ServeError(
+            f"harvester serve needs {', '.join(missing)}, not installed here.\n"
+            f"Install the datasette extra: {INSTALL_HINT}"
+        )
+    config = app.config
+    if metadata_path is None:
+        metadata_path = find_metadata(config.path)
+        if metadata_path is None:
+            raise ServeError(f"no {METADATA_FILENAME} beside the config: give --metadata PATH")
+    metadata = load_metadata(metadata_path)
+    archive = Path(config.archive_path)
+    prepare_archive(archive)
+    ds = build_datasette(archive, metadata)
+
+    import uvicorn
+
+    asyncio.run(ds.invoke_startup())
+    app.say(f"Serving {archive} on http://{host}:{port}/ (metadata {metadata_path}); Ctrl-C stops")
+    uvicorn.run(ds.app(), host=host, port=port, log_level="warning", lifespan="on")

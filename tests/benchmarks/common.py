@@ -1,0 +1,59 @@
+"""What the benchmarks share: the synthetic site in its own process, timing, the table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@contextmanager
+def site_server(sizes: list[int]) -> Iterator[str]:
+    """Serve a synthetic site of series with these talk counts; yields its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "sitegen.py"), str(sizes).replace(" ", "")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        if not base_url.startswith("http://"):
+            raise RuntimeError("the site server did not start")
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def machine() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {load:.1f} at the start"
+    )
+
+
+def verdict(value: float, target: float, at_most: bool) -> str:
+    met = value <= target if at_most else value >= target
+    sign = "≤" if at_most else "≥"
+    return f"target {sign} {target:g}×: {'met' if met else 'MISSED'}"
+
+
+def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
+    """Rows of (what, figure, comparison) as an aligned text table."""
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    print(title)
+    print("-" * len(title))
+    for what, figure, comparison in rows:
+        print(f"{what:<{widths[0]}}  {figure:>{widths[1]}}  {comparison}")
+    sys.stdout.flush()
