@@ -56,13 +56,22 @@ class App:
 
     def archive(self) -> Database:
         try:
-            return open_archive(self.config.archive_path)
+            return open_archive(self.config.archive_path, file_mode=self.config.archive_file_mode)
         except ArchiveError as exc:
             fail(str(exc))
 
     def say(self, text: str) -> None:
         if not self.quiet:
             click.echo(text)
+
+
+@contextlib.contextmanager
+def archive_errors() -> Iterator[None]:
+    """An archive that cannot be written (disk full, read-only) ends the command: exit 1."""
+    try:
+        yield
+    except ArchiveError as exc:
+        fail(str(exc))
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -209,9 +218,13 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
 def _sync(app: App, targets: list[FeedTarget]) -> None:
     db = app.archive()
     http, path = app.config.http, app.config.archive_path
-    with make_client(http) as client, _progress(app, len(targets)) as advance:
+    with (
+        archive_errors(),
+        make_client(http) as client,
+        _progress(app, len(targets)) as advance,
+    ):
         results = sync_feeds(
-            lambda: open_archive(path),
+            lambda: open_archive(path, file_mode=app.config.archive_file_mode),
             client,
             targets,
             http.max_bytes,
@@ -291,7 +304,8 @@ def import_(
             )
             continue
         facts = FetchFacts(started, utc_now(), bytes=len(body))
-        results.append(archive_body(db, target, body, facts, observed_at or facts.finished_at))
+        with archive_errors():
+            results.append(archive_body(db, target, body, facts, observed_at or facts.finished_at))
     _report(app, results)
 
 

@@ -94,7 +94,7 @@ def _store_metadata(app: App, infos: list[SeriesInfo]) -> None:
     if not infos:
         return
     try:
-        db = open_archive(app.config.archive_path)
+        db = open_archive(app.config.archive_path, file_mode=app.config.archive_file_mode)
         try:
             store_series(db, infos, _now())
         finally:

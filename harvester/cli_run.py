@@ -76,7 +76,9 @@ def run(app: Any, workers: int, max_backoff: float, grace: float) -> None:
     if not plans_for(config):
         raise UsageProblem(f"no feeds to poll: add [[feeds]] to {config.path or 'a config file'}")
     try:
-        open_archive(config.archive_path).conn.close()  # create and migrate up front
+        open_archive(
+            config.archive_path, file_mode=config.archive_file_mode
+        ).conn.close()  # create and migrate up front
     except ArchiveError as exc:
         fail(str(exc))
     daemon = Daemon(

@@ -70,6 +70,7 @@ class FeedConfig:
 class Config:
     path: Path | None
     archive_path: Path
+    archive_file_mode: int = 0o600  # permissions of a newly created archive
     http: HttpSettings = field(default_factory=HttpSettings)
     site: SiteSettings = field(default_factory=SiteSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
@@ -180,6 +181,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     top = _Table(data, path, "")
     archive = _Table(top.get("archive", dict, {}), path, "archive")
     archive_path = Path(archive.get("path", str, "../data/archive.db"))
+    file_mode = _file_mode(archive.get("file_mode", str, "0600"), path, archive.key("file_mode"))
     archive.refuse_unknown()
     if not archive_path.is_absolute():
         archive_path = path.parent / archive_path
@@ -203,11 +205,25 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     return Config(
         path=path,
         archive_path=archive_path,
+        archive_file_mode=file_mode,
         http=http,
         site=SiteSettings(base_url=base_url),
         schedule=ScheduleSettings(interval=interval or 0.0, jitter=jitter or 0.0),
         feeds=feeds,
     )
+
+
+def _file_mode(value: str, path: Path, key: str) -> int:
+    """An octal permission string like "0600" or "0640"; never world-writable."""
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777 or mode & 0o002 or not mode & 0o600 == 0o600:
+        raise ConfigError(
+            path, key, f'expected octal permissions like "0600" or "0640", got {value!r}'
+        )
+    return mode
 
 
 def _parse_http(table: _Table) -> HttpSettings:

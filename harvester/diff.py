@@ -30,6 +30,7 @@ class StoredTalk:
     status: str
     version: int
     content: Mapping[str, Any]
+    last_seen: str | None = None  # when the archive last saw this copy (ISO UTC)
 
 
 @dataclass(frozen=True)
@@ -114,19 +115,22 @@ def diff(
     """
     changes = Changes()
     records = list(incoming)
+    seen_at = observed_at.isoformat()
     for record in records:
-        _classify(state.talks.get(record.uid), record, changes)
+        _classify(state.talks.get(record.uid), record, changes, seen_at)
     changes.unchanged.extend(known)
     changes.present = frozenset(r.uid for r in records) | {t.uid for t in changes.unchanged}
     _removals(state, changes, observed_at)
     return changes
 
 
-def _classify(stored: StoredTalk | None, record: TalkRecord, changes: Changes) -> None:
+def _classify(
+    stored: StoredTalk | None, record: TalkRecord, changes: Changes, seen_at: str
+) -> None:
     if stored is None:
         changes.versions.append(_version(record, 1, "new", ()))
         return
-    if _is_stale(record, stored):
+    if _is_stale(record, stored, seen_at):
         if stored.status == "removed" or record.fingerprint != stored.fingerprint:
             changes.stale.append(record.uid)
         else:
@@ -149,9 +153,19 @@ def _version(
     return NewVersion(record.uid, number, change, fields, record.content(), record)
 
 
-def _is_stale(record: TalkRecord, stored: StoredTalk) -> bool:
-    """A copy whose DTSTAMP is older than the one stored (ISO UTC strings sort by time)."""
-    return bool(record.dtstamp and stored.dtstamp and record.dtstamp < stored.dtstamp)
+def _is_stale(record: TalkRecord, stored: StoredTalk, seen_at: str) -> bool:
+    """A copy whose DTSTAMP is older than the one stored (ISO UTC strings sort by time).
+
+    DTSTAMP has one-second resolution: when two polls got different content within the
+    same second and the later download committed first, the earlier download is the
+    stale one, so on a tie the time we saw each copy decides.
+    """
+    if not (record.dtstamp and stored.dtstamp):
+        return False
+    if record.dtstamp != stored.dtstamp:
+        return record.dtstamp < stored.dtstamp
+    differs = record.fingerprint != stored.fingerprint
+    return differs and stored.last_seen is not None and seen_at < stored.last_seen
 
 
 def _removals(state: ArchiveState, changes: Changes, observed_at: datetime) -> None:

@@ -61,22 +61,51 @@ def open_archive(path: Path | str, *, file_mode: int = 0o600) -> Database:
         with immediate_transaction(db):
             migrate(db)
     except (OSError, sqlite3.Error) as exc:
-        raise ArchiveError(f"{path}: cannot open the archive: {exc}") from None
+        raise ArchiveError(
+            f"{path}: cannot open the archive: {exc}{_read_only_hint(path)}"
+        ) from None
     return db
+
+
+def _read_only_hint(path: Path) -> str:
+    """SQLite says "unable to open database file" when WAL cannot create its -shm file."""
+    for place in (path.parent, path):
+        if place.exists() and not os.access(place, os.W_OK):
+            return f" ({place} is read-only)"
+    return ""
+
+
+class ArchiveWriteError(ArchiveError):
+    """SQLite could not write (disk full, read-only file, I/O error); nothing was written."""
 
 
 @contextlib.contextmanager
 def immediate_transaction(db: Database) -> Iterator[Database]:
-    """BEGIN IMMEDIATE: take the write lock before reading the state a poll diffs against."""
-    db.execute("BEGIN IMMEDIATE")
+    """BEGIN IMMEDIATE: take the write lock before reading the state a poll diffs against.
+
+    Any SQLite failure, the COMMIT's included, rolls the whole transaction back and is
+    raised as ArchiveWriteError naming the archive file.
+    """
     try:
+        db.execute("BEGIN IMMEDIATE")
         yield db
-    except BaseException:
+        db.execute("COMMIT")
+    except BaseException as exc:
         if db.conn.in_transaction:
             db.conn.rollback()
+        if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+            raise ArchiveWriteError(
+                f"{_archive_file(db)}: cannot write the archive ({exc}); nothing of this poll"
+                " was written"
+            ) from exc
         raise
-    else:
-        db.execute("COMMIT")
+
+
+def _archive_file(db: Database) -> str:
+    try:
+        return str(db.execute("PRAGMA database_list").fetchone()[2]) or "archive"
+    except sqlite3.Error:
+        return "archive"
 
 
 def now_iso(moment: datetime) -> str:
@@ -203,6 +232,7 @@ def load_state(
             status=row["status"],
             version=row["version"],
             content={name: row[name] for name in CONTENT_FIELDS},
+            last_seen=row["last_seen"],
         )
     leaving = feed.present - incoming_uids - known_uids
     elsewhere = {

@@ -116,7 +116,7 @@ def test_answer_then_hang_mid_body_times_out(
         return True
 
     site.overrides[BAD] = hang
-    text = h.config.read_text().replace("timeout = 5", "timeout = 0.5")
+    text = h.config.read_text().replace("timeout = 5", "timeout = 0.5\nretries = 0")
     h.config.write_text(text)
     before = bad_talks(h)
     try:
@@ -215,3 +215,39 @@ def test_absurd_dates_huge_description_and_deep_nesting_are_archived(
     assert rows["Bad/1"] == "0001-01-01T00:00:00+00:00"
     assert rows["Bad/2"] == "9999-12-31T23:59:59+00:00"
     assert length == 1_000_000
+
+
+def test_gzip_bomb_is_refused_within_the_limit(bad_site: tuple[Site, Harvester]) -> None:
+    import gzip
+
+    site, h = bad_site
+    bomb = gzip.compress(b"BEGIN:VCALENDAR\r\n" + b"\0" * 100_000_000, compresslevel=9)
+    assert len(bomb) < 200_000
+
+    def answer(handler: BaseHTTPRequestHandler) -> bool:
+        handler._send(200, bomb, {"Content-Type": "text/calendar", "Content-Encoding": "gzip"})  # type: ignore[attr-defined]
+        return True
+
+    site.overrides[BAD] = answer
+    before = bad_talks(h)
+    result = h("sync")
+    assert result.exit_code == 1
+    assert "error: Bad: " in result.stderr and "over the limit of 20000000" in result.stderr
+    assert bad_talks(h) == before
+
+
+def test_429_with_a_huge_retry_after_fails_now_instead_of_waiting(
+    bad_site: tuple[Site, Harvester],
+) -> None:
+    site, h = bad_site
+
+    def busy(handler: BaseHTTPRequestHandler) -> bool:
+        handler._send(429, b"slow down", {"Content-Type": "text/plain", "Retry-After": "999999"})  # type: ignore[attr-defined]
+        return True
+
+    site.overrides[BAD] = busy
+    before, hits = bad_talks(h), site.hits[BAD]
+    result = h("sync")
+    assert result.exit_code == 1 and "error: Bad: HTTP 429" in result.stderr
+    assert site.hits[BAD] == hits + 1  # the 11-day wait is past the poll's time limit: no retry
+    assert bad_talks(h) == before

@@ -144,3 +144,14 @@ def test_rule7_losing_more_than_half_and_at_least_five_is_suspect() -> None:
 def test_first_poll_of_a_feed_with_zero_events_is_fine() -> None:
     changes = diff(state([], present=set()), [], NOW)
     assert changes.versions == [] and changes.held_removals == frozenset() and not changes.warnings
+
+
+def test_rule4_same_second_dtstamp_the_copy_seen_earlier_is_stale() -> None:
+    """Two polls downloaded different content within one second (DTSTAMP resolution)."""
+    newer = record("S/1", title="Newer", stamp="2030-06-01T11:00:00+00:00")
+    stored_newer = replace(stored(newer), last_seen=(NOW + timedelta(seconds=0.5)).isoformat())
+    older = record("S/1", title="Older", stamp="2030-06-01T11:00:00+00:00")
+    changes = diff(state([stored_newer]), [older], NOW)  # seen at NOW, before last_seen
+    assert changes.versions == [] and changes.stale == ["S/1"]
+    later = diff(state([stored_newer]), [older], NOW + timedelta(seconds=1))
+    assert [v.change for v in later.versions] == ["changed"]

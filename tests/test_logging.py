@@ -23,7 +23,7 @@ TOKEN = "Zq7secretTOKENvalue42"
 
 def test_one_feed_polled_event_per_poll_with_counts(site: Site, tmp_path: Path) -> None:
     db = open_archive(tmp_path / "a.db")
-    with make_client(HttpSettings()) as client, capture_logs() as logs:
+    with make_client(HttpSettings(allow_private=True)) as client, capture_logs() as logs:
         poll_feed(db, client, FeedTarget(site.feed_url("AlgGeom"), "AlgGeom"), 10**6)
         poll_feed(db, client, FeedTarget(site.feed_url("Gone"), "Gone"), 10**6)
     polled = [e for e in logs if e["event"] == "feed.polled"]

@@ -80,16 +80,43 @@ def test_concurrent_processes_never_lose_an_update_or_double_a_version(tmp_path:
         w.join(60)
     assert [w.exitcode for w in workers] == [0, 0, 0]
     db = sqlite_utils.Database(path)
-    # 30 polls, each retitling talk 1 to a title not seen before: 1 new + 29 changed
+    # 30 polls, each retitling talk 1 to a title not seen before, all with the sample's
+    # DTSTAMP: each is either a new version or, when a poll that observed its copy later
+    # committed first, a stale copy (rule 4's same-second tie-break). Never both, never lost.
     rows = list(
         db.query(
-            "SELECT version, change FROM talk_versions WHERE uid = 'PhysicsMeetsML/1' ORDER BY version"
+            "SELECT version, change, title FROM talk_versions WHERE uid = 'PhysicsMeetsML/1'"
+            " ORDER BY version"
         )
     )
-    assert [r["version"] for r in rows] == list(range(1, 31))
+    versions = len(rows)
+    stale = db.execute("SELECT sum(stale) FROM fetches").fetchone()[0]
+    assert [r["version"] for r in rows] == list(range(1, versions + 1))
+    assert versions + stale == 30 and versions >= 3
+    assert len({r["title"] for r in rows}) == versions  # no title recorded twice
     assert [r["change"] for r in rows].count("new") == 1
     assert (
-        db.execute("SELECT version FROM talks WHERE uid = 'PhysicsMeetsML/1'").fetchone()[0] == 30
+        db.execute("SELECT version FROM talks WHERE uid = 'PhysicsMeetsML/1'").fetchone()[0]
+        == versions
     )
     assert db.execute("SELECT count(*) FROM fetches").fetchone()[0] == 30
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_configured_file_mode_is_used_and_world_writable_refused(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harvester.cli import cli
+
+    config = tmp_path / "h.toml"
+    config.write_text('[archive]\npath = "shared.db"\nfile_mode = "0640"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "import", str(SAMPLE)])
+    assert result.exit_code == 0, result.output
+    for name in ("shared.db", "shared.db-wal", "shared.db-shm"):
+        if (tmp_path / name).exists():
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
+    config.write_text('[archive]\nfile_mode = "0666"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "status"])
+    assert (
+        result.exit_code == 2 and "archive.file_mode: expected octal permissions" in result.stderr
+    )
