@@ -81,10 +81,14 @@ class FetchPolicy:
 
     @classmethod
     def from_settings(cls, settings: HttpSettings, **overrides: Any) -> FetchPolicy:
+        """The settings' policy; `check_url` is `[http]`'s URL policy unless overridden."""
+        from harvester.netpolicy import UrlPolicy  # here: netpolicy raises this module's error
+
         values: dict[str, Any] = {
             "retries": settings.retries,
             "max_poll_time": settings.max_poll_time,
             "limiter": HostLimiter(settings.per_host, settings.min_gap),
+            "check_url": UrlPolicy.from_settings(settings),
         }
         return cls(**(values | overrides))
 
@@ -121,7 +125,12 @@ def make_client(
     *,
     policy: FetchPolicy | None = None,
 ) -> FeedClient:
-    """The one client a sync shares across feeds (connection reuse, same policy everywhere)."""
+    """The one client a sync shares across feeds (connection reuse, same policy everywhere).
+
+    Requests sent around `fetch` (the site's JSON API) pass the policy's `check_url` too.
+    """
+    policy = policy or FetchPolicy.from_settings(settings)
+    check = policy.check_url
     return FeedClient(
         headers={
             "User-Agent": settings.user_agent,
@@ -133,8 +142,27 @@ def make_client(
         max_redirects=MAX_REDIRECTS,
         transport=transport,
         limits=httpx.Limits(max_connections=max(settings.concurrency, settings.per_host) + 2),
-        policy=policy or FetchPolicy.from_settings(settings),
+        event_hooks={"request": [_request_check(check)]} if check else None,
+        policy=policy,
     )
+
+
+URL_CHECKED = "harvester.url_checked"  # request extension: `fetch` ran check_url on it
+
+
+class UrlRefusedError(httpx.RequestError):
+    """check_url refused a request sent around `fetch`: an httpx error, as callers expect."""
+
+
+def _request_check(check: UrlCheck) -> Callable[[httpx.Request], None]:
+    def hook(request: httpx.Request) -> None:  # on every request, each redirect hop too
+        if not request.extensions.get(URL_CHECKED):
+            try:
+                check(str(request.url))
+            except FetchError as exc:
+                raise UrlRefusedError(str(exc), request=request) from None
+
+    return hook
 
 
 def fetch(
@@ -221,10 +249,8 @@ def _attempt(
 ) -> FetchResult:
     """One try: the request and its redirect hops, each hop checked and host-limited."""
     request = client.build_request("GET", url, headers=headers)
-    for _hop in range(MAX_REDIRECTS + 1):
-        target = str(request.url)
-        if policy.check_url is not None:
-            policy.check_url(target)
+    for hop in range(MAX_REDIRECTS + 1):
+        _check_hop(url, request, hop, policy)
         _check_deadline(url, policy, deadline)
         with policy.limiter.slot(_host_key(request.url)):
             response = _send(client, request, url)
@@ -246,6 +272,22 @@ def _attempt(
             finally:
                 response.close()
     raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _check_hop(url: str, request: httpx.Request, hop: int, policy: FetchPolicy) -> None:
+    """The policy's check of one hop; a refused redirect names the feed and where it led."""
+    if policy.check_url is None:
+        return
+    target = str(request.url)
+    try:
+        policy.check_url(target)
+    except FetchError as exc:
+        if hop == 0:
+            raise
+        raise FetchError(
+            url, f"redirected to {target}: {exc.reason}", exc.status, retryable=exc.retryable
+        ) from None
+    request.extensions[URL_CHECKED] = True
 
 
 def _send(client: httpx.Client, request: httpx.Request, url: str) -> httpx.Response:

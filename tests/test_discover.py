@@ -323,11 +323,8 @@ def test_feeds_of_another_site_never_ask_the_api(workdir: Path, api: Api) -> Non
 # --- rescheduled slots (part 4) ----------------------------------------------------------
 
 
-def test_old_slot_of_a_reschedule_is_linked_to_the_talk_that_moved(workdir: Path, api: Api) -> None:
-    site = api.site
-    series = site.series["NumThy"]
-    old_time = NOW + timedelta(days=3)
-    series.add(2, NOW + timedelta(days=10), [("Unrelated", None)])
+def following_numthy_personally(workdir: Path, site: Site) -> Harvester:
+    """A config with one personal feed (a token) that follows NumThy."""
     site.personal["tok3nABCDEF"] = ["NumThy"]
     path = workdir / "harvester.toml"
     path.write_text(
@@ -335,7 +332,15 @@ def test_old_slot_of_a_reschedule_is_linked_to_the_talk_that_moved(workdir: Path
         + f'\n[[feeds]]\nurl = "{site.base_url}/user/ics/tok3nABCDEF"\n',
         encoding="utf-8",
     )
-    h = Harvester(path)
+    return Harvester(path)
+
+
+def test_old_slot_of_a_reschedule_is_linked_to_the_talk_that_moved(workdir: Path, api: Api) -> None:
+    site = api.site
+    series = site.series["NumThy"]
+    old_time = NOW + timedelta(days=3)
+    series.add(2, NOW + timedelta(days=10), [("Unrelated", None)])
+    h = following_numthy_personally(workdir, site)
     assert h("sync").exit_code == 0
     # the organiser reschedules talk 1 and ticks "keep the old slot": it becomes NumThy/-1
     series.talks[1].start = NOW + timedelta(days=5)
@@ -360,14 +365,7 @@ def test_old_slot_of_a_reschedule_is_linked_to_the_talk_that_moved(workdir: Path
 def test_an_old_slot_the_archive_cannot_place_is_said_so(workdir: Path, api: Api) -> None:
     site = api.site
     series = site.series["NumThy"]
-    site.personal["tok3nABCDEF"] = ["NumThy"]
-    path = workdir / "harvester.toml"
-    path.write_text(
-        CONFIG.format(base=site.base_url)
-        + f'\n[[feeds]]\nurl = "{site.base_url}/user/ics/tok3nABCDEF"\n',
-        encoding="utf-8",
-    )
-    h = Harvester(path)
+    h = following_numthy_personally(workdir, site)
     series.add(-1, NOW + timedelta(days=1), [("Someone", None)])  # never seen at that time
     assert h("sync").exit_code == 0
     result = h("history", "NumThy/-1")

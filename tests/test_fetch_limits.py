@@ -26,7 +26,7 @@ PATH = "/seminar/X/ics"
 
 
 def client_for(**policy: object) -> httpx.Client:
-    settings = HttpSettings(max_bytes=LIMIT, retries=0, timeout=5)
+    settings = HttpSettings(max_bytes=LIMIT, retries=0, timeout=5, allow_private=True)
     return make_client(settings, policy=FetchPolicy.from_settings(settings, **policy))
 
 
@@ -158,7 +158,7 @@ def test_validators_are_sent_back_and_304_is_not_modified(tmp_path: Path, site: 
     site.overrides["/seminar/AlgGeom/ics"] = with_validators
     db = open_archive(tmp_path / "a.db")
     target = FeedTarget(site.feed_url("AlgGeom"), "AlgGeom")
-    settings = HttpSettings()
+    settings = HttpSettings(allow_private=True)
     with make_client(settings) as client:
         first = poll_feed(db, client, target, LIMIT)
         second = poll_feed(db, client, target, LIMIT)

@@ -43,7 +43,7 @@ class FakeTime:
 def client_for(**policy: Any) -> tuple[httpx.Client, list[float]]:
     """A client whose waits are recorded instead of slept (and its clock follows them)."""
     fake = FakeTime()
-    settings = HttpSettings(retries=3, timeout=policy.pop("timeout", 5.0))
+    settings = HttpSettings(retries=3, timeout=policy.pop("timeout", 5.0), allow_private=True)
     client = make_client(
         settings,
         policy=FetchPolicy.from_settings(
@@ -153,7 +153,7 @@ def test_a_503_then_200_feed_archives(tmp_path: Path, site: Site) -> None:
 
     site.overrides[path] = busy_once
     sleeps: list[float] = []
-    settings = HttpSettings()
+    settings = HttpSettings(allow_private=True)
     db = open_archive(tmp_path / "a.db")
     with make_client(
         settings, policy=FetchPolicy.from_settings(settings, sleep=sleeps.append)
@@ -222,7 +222,7 @@ def test_at_most_two_requests_in_flight_per_host(
         for t in pair
     ]
     open_archive(tmp_path / "a.db").conn.close()
-    settings = HttpSettings(per_host=2, concurrency=8)
+    settings = HttpSettings(per_host=2, concurrency=8, allow_private=True)
     done: list[str] = []
     with make_client(settings) as client:
         results = sync_feeds(
@@ -248,7 +248,7 @@ def test_minimum_gap_between_requests_to_one_host(
     counter = Counting(site, delay=0.0)
     targets = watch(site, counter)[:4]
     open_archive(tmp_path / "a.db").conn.close()
-    with make_client(HttpSettings(per_host=2, min_gap=0.3)) as client:
+    with make_client(HttpSettings(per_host=2, min_gap=0.3, allow_private=True)) as client:
         sync_feeds(
             lambda: open_archive(tmp_path / "a.db"), client, targets, 1_000_000, concurrency=4
         )
@@ -265,7 +265,7 @@ def test_one_bad_feed_does_not_stop_the_others(
     targets = [FeedTarget(site.feed_url(s), s) for s in site.series]
     del site.series["A3"]
     open_archive(tmp_path / "a.db").conn.close()
-    with make_client(HttpSettings(retries=0)) as client:
+    with make_client(HttpSettings(retries=0, allow_private=True)) as client:
         results = sync_feeds(lambda: open_archive(tmp_path / "a.db"), client, targets, 10**6)
     assert [r.name for r in results] == [f"A{n}" for n in range(8)]
     assert [r.outcome for r in results].count("error") == 1
