@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.sitesim import Site, _Handler, _Server
+from tests.sitesim import Site, _Handler, _Server, running
 
 API_PREFIX = "/api/"
 SERIES_COLUMNS = frozenset(
@@ -279,17 +279,9 @@ def serve_with_api(site: Site) -> Iterator[Api]:
     """Run the site and its API on 127.0.0.1 (a free port) for the duration of the block."""
     server = _ApiServer(("127.0.0.1", 0), _ApiHandler)
     api = Api(site)
-    server.site, server.api = site, api
-    site.base_url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    try:
+    server.api = api
+    with running(server, site):
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def api_error_override(status: int, code: str, description: str) -> Any:

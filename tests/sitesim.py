@@ -223,17 +223,24 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve(site: Site) -> Iterator[Site]:
-    """Run the site on 127.0.0.1 (a free port) in a thread for the duration of the block."""
-    server = _Server(("127.0.0.1", 0), _Handler)
+def running(server: _Server, site: Site) -> Iterator[None]:
+    """Serve `site` with `server` in a thread for the duration of the block."""
     server.site = site
-    site.base_url = f"http://127.0.0.1:{server.server_port}"
+    host, port = server.server_address[:2]
+    site.base_url = f"http://{host}:{port}"
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
     )
     thread.start()
     try:
-        yield site
+        yield
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve(site: Site, host: str = "127.0.0.1") -> Iterator[Site]:
+    """Run the site on `host` (a free port) in a thread for the duration of the block."""
+    with running(_Server((host, 0), _Handler), site):
+        yield site

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from harvester.sync import FeedTarget, poll_feed
 from tests.apisim import Api, ApiRequest, serve_with_api
 from tests.conftest import Harvester
 from tests.scripted import Scripted, reply
-from tests.sitesim import Site, _Handler, _Server
+from tests.sitesim import Site, serve
 
 HINT = "(set [http] allow_private = true to allow)"
 LIMIT = 1_000_000
@@ -59,29 +57,12 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-@contextmanager
-def serve_on(site: Site, host: str) -> Iterator[Site]:
-    """Like tests.sitesim.serve, on another loopback address (127.0.0.2)."""
-    server = _Server((host, 0), _Handler)
-    server.site = site
-    site.base_url = f"http://{host}:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    try:
-        yield site
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def inner() -> Iterator[Site]:
     """A second site, on 127.0.0.2: the "local network" a public feed must not reach."""
     sim = Site()
     sim.add_series("AlgGeom", "Inner")
-    with serve_on(sim, "127.0.0.2"):
+    with serve(sim, "127.0.0.2"):
         yield sim
 
 
