@@ -24,6 +24,7 @@ from harvester.fastpath import body_fingerprint, parse_fast, scan
 from harvester.parse import check_calendar_bytes, fingerprint_block, parse_feed, split_vevents
 from harvester.store import FetchFacts, open_archive
 from harvester.sync import FeedTarget, PollResult, archive_body
+from tests.benchmarks.sitegen import fold
 from tests.sitesim import SimTalk, calendar_bytes
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -71,18 +72,7 @@ def refold(body: bytes, width: int) -> bytes:
     """The same calendar folded at another width (never inside a UTF-8 character)."""
     crlf = b"\r\n" in body
     lines = re.sub(rb"\r?\n[ \t]", b"", body).splitlines()
-    out = []
-    for line in lines:
-        pieces = []
-        while len(line) > width:
-            cut = width
-            while line[cut] & 0xC0 == 0x80:
-                cut -= 1
-            pieces.append(line[:cut])
-            line = line[cut:]
-        pieces.append(line)
-        out.append(b"\n ".join(pieces))
-    text = b"\n".join(out) + b"\n"
+    text = b"\n".join(fold(line, width, b"\n") for line in lines) + b"\n"
     return text.replace(b"\n", b"\r\n") if crlf else text
 
 

@@ -58,21 +58,19 @@ def escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
 
 
-def fold(line: bytes) -> bytes:
-    """Fold a content line at 75 octets, never inside a UTF-8 character."""
-    if len(line) <= 75:
-        return line
+def fold(line: bytes, width: int = 75, newline: bytes = b"\r\n") -> bytes:
+    """Fold a content line at `width` octets, never inside a UTF-8 character."""
     pieces = []
-    limit = 75
+    limit = width
     while len(line) > limit:
         cut = limit
         while line[cut] & 0xC0 == 0x80:
             cut -= 1
         pieces.append(line[:cut])
         line = line[cut:]
-        limit = 74  # continuation lines start with a space
+        limit = width - 1  # continuation lines start with a space
     pieces.append(line)
-    return b"\r\n ".join(pieces)
+    return (newline + b" ").join(pieces)
 
 
 class Series:
