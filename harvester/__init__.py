@@ -4,7 +4,7 @@ The public API is small; everything else lives in private modules:
 
 - :func:`harvester.config.load_config` reads and validates a config file.
 - :func:`harvester.sync.poll_feed` runs one feed through fetch → parse → diff → store.
-- :func:`harvester.store.open_archive` opens (and migrates) an archive.
+- :func:`harvester.archive.open_archive` opens (and migrates) an archive.
 """
 
 from importlib.metadata import PackageNotFoundError, version

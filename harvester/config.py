@@ -15,19 +15,11 @@ from urllib.parse import urlsplit
 from pytimeparse.timeparse import timeparse as parse_timespan
 
 from harvester import USER_AGENT
-from harvester.urls import default_feed_name, normalize_url
+from harvester.errors import ConfigError
+from harvester.site import default_feed_name, normalize_url
 
 DEFAULT_CONFIG_PATH = Path("config/harvester.toml")
 FETCHABLE_SCHEMES = ("http", "https", "webcal", "webcals")
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used; the message names the file and the key."""
-
-    def __init__(self, path: Path | str, key: str, reason: str) -> None:
-        self.path, self.key, self.reason = str(path), key, reason
-        where = f"{self.path}: {key}" if key else self.path
-        super().__init__(f"{where}: {reason}")
 
 
 @dataclass(frozen=True)

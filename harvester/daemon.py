@@ -41,12 +41,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
 from harvester import health
-from harvester.config import Config, ConfigError, HttpSettings, load_config
+from harvester.archive import open_archive
+from harvester.config import Config, HttpSettings, load_config
+from harvester.errors import ConfigError
 from harvester.fetch import FetchPolicy, make_client
 from harvester.logs import get_logger
-from harvester.store import open_archive
+from harvester.site import url_hash
 from harvester.sync import FeedTarget, poll_feed, utc_now
-from harvester.urls import url_hash
 
 log = get_logger("harvester.daemon")
 

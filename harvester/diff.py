@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from harvester.talk import TalkRecord, changed_fields
-from harvester.urls import FeedKind
+from harvester.model import KnownTalk, TalkRecord, changed_fields
+from harvester.site import FeedKind
 
 Change = Literal["new", "changed", "removed", "restored"]
 PERSONAL_WINDOW = timedelta(days=14)
@@ -31,19 +31,6 @@ class StoredTalk:
     version: int
     content: Mapping[str, Any]
     last_seen: str | None = None  # when the archive last saw this copy (ISO UTC)
-
-
-@dataclass(frozen=True)
-class KnownTalk:
-    """An incoming event the fast path did not parse: the archive has its UID and fingerprint."""
-
-    uid: str
-    fingerprint: str
-    dtstamp: str | None
-
-
-class StaleKnowledgeError(Exception):
-    """A KnownTalk no longer matches the archive (another poll changed it meanwhile)."""
 
 
 @dataclass(frozen=True)

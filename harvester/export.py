@@ -12,7 +12,7 @@ from typing import Any
 import icalendar
 
 from harvester import __version__
-from harvester.query import EXPORT_FIELDS
+from harvester.archive import EXPORT_FIELDS
 
 FORMATS = ("json", "csv", "ics")
 

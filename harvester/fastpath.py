@@ -34,16 +34,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from harvester import workers
-from harvester.diff import KnownTalk
-from harvester.parse import (
-    ParsedFeed,
-    ParseError,
-    calendar_events,
-    is_dtstamp,
-    talk_from_event,
-    unfolded_lines,
-)
-from harvester.talk import TalkRecord
+from harvester.errors import ParseError
+from harvester.model import KnownTalk, TalkRecord
+from harvester.parse import ParsedFeed, calendar_events, is_dtstamp, talk_from_event, unfolded_lines
 
 # --- level 1: the body --------------------------------------------------------------------
 

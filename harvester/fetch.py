@@ -30,33 +30,15 @@ from typing import Any
 import httpx
 import tenacity
 
+from harvester._http import HostLimiter
 from harvester.config import HttpSettings
-from harvester.limits import HostLimiter
+from harvester.errors import FetchError
 from harvester.logs import get_logger
-from harvester.urls import mask_secrets
+from harvester.site import mask_secrets
 
 MAX_REDIRECTS = 10
 ACCEPT_ENCODING = "gzip, deflate"  # the encodings `_Inflater` can bound
 log = get_logger("harvester.fetch")
-
-
-class FetchError(Exception):
-    """A poll that produced no usable body; the message is safe to show (tokens masked)."""
-
-    def __init__(
-        self,
-        url: str,
-        reason: str,
-        status: int | None = None,
-        *,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        self.status = status
-        self.reason = mask_secrets(reason)
-        self.retryable = retryable
-        self.retry_after = retry_after
-        super().__init__(f"{mask_secrets(url)}: {self.reason}")
 
 
 UrlCheck = Callable[[str], None]
@@ -82,7 +64,7 @@ class FetchPolicy:
     @classmethod
     def from_settings(cls, settings: HttpSettings, **overrides: Any) -> FetchPolicy:
         """The settings' policy; `check_url` is `[http]`'s URL policy unless overridden."""
-        from harvester.netpolicy import UrlPolicy  # here: netpolicy raises this module's error
+        from harvester._http import UrlPolicy  # here: netpolicy raises this module's error
 
         values: dict[str, Any] = {
             "retries": settings.retries,

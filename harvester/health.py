@@ -21,9 +21,9 @@ from typing import Any, Literal
 from sqlite_utils import Database
 
 from harvester import __version__
+from harvester.archive import immediate_transaction, now_iso
 from harvester.config import Config
-from harvester.store import immediate_transaction, now_iso
-from harvester.urls import url_hash
+from harvester.site import url_hash
 
 STALE_AFTER = 3  # intervals (feeds) or heartbeats (the daemon)
 HEARTBEAT_EVERY_S = 30.0

@@ -16,9 +16,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-
-class LockBusyError(Exception):
-    """Another process holds the lock; the message says which lock and, if known, who."""
+from harvester.errors import LockBusyError
 
 
 def lock_path(archive_path: Path | str, role: str) -> Path:

@@ -13,7 +13,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-from harvester.urls import mask_secrets
+from harvester.site import mask_secrets
 
 LogFormat = Literal["console", "json"]
 

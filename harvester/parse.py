@@ -16,12 +16,8 @@ from typing import Any
 
 import icalendar
 
-from harvester.diff import KnownTalk
-from harvester.talk import Speaker, TalkRecord
-
-
-class ParseError(Exception):
-    """The body is not one complete calendar; nothing from it may be archived."""
+from harvester.errors import ParseError
+from harvester.model import KnownTalk, Speaker, TalkRecord
 
 
 @dataclass(frozen=True)

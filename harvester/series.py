@@ -15,12 +15,13 @@ from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
+from harvester.archive import immediate_transaction
 from harvester.config import Config
-from harvester.discover import ApiError, SeriesInfo, SiteApi
+from harvester.errors import ApiError
 from harvester.fetch import make_client
 from harvester.logs import get_logger
-from harvester.store import immediate_transaction
-from harvester.urls import feed_kind
+from harvester.site import feed_kind
+from harvester.site_api import SeriesInfo, SiteApi
 
 REFRESH_EVERY = timedelta(days=1)
 log = get_logger("harvester.series")

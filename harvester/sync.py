@@ -17,13 +17,14 @@ from functools import partial
 import httpx
 from sqlite_utils import Database
 
-from harvester import store
-from harvester.diff import StaleKnowledgeError, diff
+from harvester import archive as store
+from harvester.diff import diff
+from harvester.errors import FetchError, ParseError, StaleKnowledgeError
 from harvester.fastpath import BodyPrint, body_fingerprint, parse_fast, stamps_uniform
-from harvester.fetch import FetchError, fetch
+from harvester.fetch import fetch
 from harvester.logs import get_logger
-from harvester.parse import ParsedFeed, ParseError, check_calendar_bytes, parse_feed
-from harvester.urls import FeedKind, mask_secrets
+from harvester.parse import ParsedFeed, check_calendar_bytes, parse_feed
+from harvester.site import FeedKind, mask_secrets
 
 Clock = Callable[[], datetime]
 log = get_logger("harvester.sync")

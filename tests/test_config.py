@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from harvester.cli import cli
-from harvester.config import ConfigError, load_config
+from harvester.config import load_config
+from harvester.errors import ConfigError
 from tests.conftest import ROOT
 
 

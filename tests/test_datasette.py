@@ -22,9 +22,9 @@ import pytest
 import sqlite_utils
 import yaml
 
-from harvester import browse
-from harvester.serve import build_datasette, load_metadata
-from harvester.store import open_archive
+from harvester import _schema as browse
+from harvester.archive import open_archive
+from harvester.cli.serve import build_datasette, load_metadata
 from tests.conftest import ROOT, Harvester, write_config
 from tests.sitesim import Site
 

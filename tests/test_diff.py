@@ -6,8 +6,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from harvester.diff import ArchiveState, FeedState, StoredTalk, diff
-from harvester.talk import TalkRecord
-from harvester.urls import FeedKind
+from harvester.model import TalkRecord
+from harvester.site import FeedKind
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 

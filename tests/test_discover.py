@@ -14,10 +14,11 @@ import httpx
 import pytest
 import sqlite_utils
 
+from harvester.archive import open_archive
 from harvester.config import HttpSettings, load_config
-from harvester.discover import ApiError, SiteApi
+from harvester.errors import ApiError
 from harvester.series import refresh_followed_series
-from harvester.store import open_archive
+from harvester.site_api import SiteApi
 from tests.apisim import Api, api_error_override, serve_with_api
 from tests.conftest import Harvester
 from tests.sitesim import Site

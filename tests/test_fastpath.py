@@ -19,10 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harvester import fastpath, parse, store
+from harvester import archive as store
+from harvester import fastpath, parse
+from harvester.archive import FetchFacts, open_archive
 from harvester.fastpath import body_fingerprint, parse_fast, scan
 from harvester.parse import check_calendar_bytes, fingerprint_block, parse_feed, split_vevents
-from harvester.store import FetchFacts, open_archive
 from harvester.sync import FeedTarget, PollResult, archive_body
 from tests.benchmarks.sitegen import fold
 from tests.sitesim import SimTalk, calendar_bytes

@@ -14,7 +14,7 @@ import sqlite_utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harvester.configedit import ConfigFile
+from harvester.config_edit import ConfigFile
 from tests.apisim import Api, serve_with_api
 from tests.conftest import Harvester
 from tests.sitesim import Site

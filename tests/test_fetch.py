@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from harvester.config import HttpSettings
-from harvester.fetch import FetchError, fetch, make_client
-from harvester.urls import default_feed_name, feed_kind, mask_secrets, normalize_url
+from harvester.errors import FetchError
+from harvester.fetch import fetch, make_client
+from harvester.site import default_feed_name, feed_kind, mask_secrets, normalize_url
 from tests.sitesim import Site
 
 

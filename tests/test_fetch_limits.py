@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from harvester.archive import open_archive
 from harvester.config import HttpSettings
-from harvester.fetch import FetchError, FetchPolicy, fetch, make_client
-from harvester.store import open_archive
+from harvester.errors import FetchError
+from harvester.fetch import FetchPolicy, fetch, make_client
 from harvester.sync import FeedTarget, poll_feed
 from tests.scripted import CALENDAR, Scripted, calendar, reply, stream
 from tests.sitesim import Site

@@ -10,10 +10,10 @@ import httpx
 import structlog
 from structlog.testing import capture_logs
 
+from harvester.archive import open_archive
 from harvester.config import HttpSettings
 from harvester.fetch import make_client
 from harvester.logs import configure_logging
-from harvester.store import open_archive
 from harvester.sync import FeedTarget, poll_feed
 from tests.conftest import Harvester, write_config
 from tests.sitesim import Site

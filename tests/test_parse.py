@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harvester.parse import ParseError, fingerprint_block, parse_feed, parse_speakers, split_vevents
-from harvester.talk import Speaker
+from harvester.errors import ParseError
+from harvester.model import Speaker
+from harvester.parse import fingerprint_block, parse_feed, parse_speakers, split_vevents
 from tests.conftest import SAMPLE
 
 

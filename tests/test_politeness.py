@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from harvester.config import ConfigError, HttpSettings, parse_config
-from harvester.fetch import FetchError, FetchPolicy, fetch, make_client, parse_retry_after
-from harvester.store import open_archive
+from harvester.archive import open_archive
+from harvester.config import HttpSettings, parse_config
+from harvester.errors import ConfigError, FetchError
+from harvester.fetch import FetchPolicy, fetch, make_client, parse_retry_after
 from harvester.sync import FeedTarget, poll_feed, sync_feeds
 from tests.scripted import CALENDAR, Scripted, calendar, drop, hang, reply
 from tests.sitesim import Site, serve
@@ -288,7 +289,7 @@ def test_http_politeness_keys(tmp_path: Path) -> None:
 
 
 def test_limiter_never_sleeps_without_a_gap() -> None:
-    from harvester.limits import HostLimiter
+    from harvester._http import HostLimiter
 
     slept: list[float] = []
     limiter = HostLimiter(per_host=1, min_gap=0.0, sleep=slept.append)

@@ -9,8 +9,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harvester.parse import ParseError, parse_feed
-from harvester.store import FetchFacts, open_archive
+from harvester.archive import FetchFacts, open_archive
+from harvester.errors import ParseError
+from harvester.parse import parse_feed
 from harvester.sync import FeedTarget, archive_body, utc_now
 from tests.conftest import SAMPLE
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from harvester import serve as serve_module
 from harvester.cli import cli
-from harvester.serve import (
+from harvester.cli import serve as serve_module
+from harvester.cli.serve import (
     INSTALL_HINT,
     ServeError,
     build_datasette,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from harvester.store import FetchFacts, open_archive
+from harvester.archive import FetchFacts, open_archive
 from harvester.sync import FeedTarget, archive_body, utc_now
 from tests.conftest import SAMPLE
 

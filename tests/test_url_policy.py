@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
+from harvester._http import IPAddress, Resolver, UrlPolicy, address_problem
+from harvester.archive import open_archive
 from harvester.config import HttpSettings, load_config
 from harvester.daemon import Daemon
-from harvester.discover import ApiError, SiteApi
-from harvester.fetch import FeedClient, FetchError, FetchPolicy, fetch, make_client
-from harvester.netpolicy import IPAddress, Resolver, UrlPolicy, address_problem
-from harvester.store import open_archive
+from harvester.errors import ApiError, FetchError
+from harvester.fetch import FeedClient, FetchPolicy, fetch, make_client
+from harvester.site_api import SiteApi
 from harvester.sync import FeedTarget, poll_feed
 from tests.apisim import Api, ApiRequest, serve_with_api
 from tests.conftest import Harvester

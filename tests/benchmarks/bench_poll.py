@@ -34,10 +34,10 @@ import httpx
 import icalendar
 from common import machine, print_table, site_server, verdict
 
+from harvester.archive import open_archive
 from harvester.config import HttpSettings
 from harvester.fetch import make_client
 from harvester.logs import configure_logging
-from harvester.store import open_archive
 from harvester.sync import FeedTarget, poll_feed
 
 MAX_BYTES = 50_000_000

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from harvester.store import ArchiveError, open_archive
+from harvester.archive import open_archive
+from harvester.errors import ArchiveError
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
 
-    from harvester.cli import App
+    from harvester.cli._app import App
 
 DATABASE_NAME = "archive"
 METADATA_FILENAME = "datasette.yml"
@@ -38,7 +39,7 @@ REQUIRED_MODULES = {
     "datasette_atom": "datasette-atom",
 }
 # The repository's config/ folder, for a source checkout run without a config file.
-SOURCE_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+SOURCE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 class ServeError(click.ClickException):

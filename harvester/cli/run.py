@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import click
 
-from harvester.config import ConfigError, parse_duration
+from harvester.archive import open_archive
+from harvester.cli._app import EXIT_LOCKED, App, Duration, UsageProblem, fail
 from harvester.daemon import (
     DEFAULT_GRACE_S,
     DEFAULT_MAX_BACKOFF_S,
@@ -16,26 +16,8 @@ from harvester.daemon import (
     Daemon,
     plans_for,
 )
-from harvester.lock import LockBusyError, hold
-from harvester.store import ArchiveError, open_archive
-
-EXIT_LOCKED = 3
-
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    """A duration as in the config: `90s`, `10m`, `6h`, or plain seconds."""
-
-    name = "DURATION"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(value, "command line", param.name if param else "")
-        except ConfigError as exc:
-            self.fail(exc.reason, param, ctx)
+from harvester.errors import ArchiveError, LockBusyError
+from harvester.lock import hold
 
 
 @click.command()
@@ -61,7 +43,7 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
     help="On SIGTERM/SIGINT, how long polls in flight may take to finish.",
 )
 @click.pass_obj
-def run(app: Any, workers: int, max_backoff: float, grace: float) -> None:
+def run(app: App, workers: int, max_backoff: float, grace: float) -> None:
     """The daemon: poll every enabled feed on its interval until SIGTERM or SIGINT.
 
     SIGHUP reloads the config (a bad config is refused and the old one kept). A failing
@@ -70,7 +52,6 @@ def run(app: Any, workers: int, max_backoff: float, grace: float) -> None:
     (including a config without enabled feeds), 3 when another `harvester run` already
     uses this archive.
     """
-    from harvester.cli import UsageProblem, fail  # here: the CLI module imports this one
 
     config = app.config
     if not plans_for(config):

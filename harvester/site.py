@@ -7,6 +7,8 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from harvester.redact import redact
+
 FeedKind = Literal["series", "talk", "personal", "other", "file"]
 
 SITE_HOST = "researchseminars.org"
@@ -24,8 +26,6 @@ OLD_SITE_HOSTS = frozenset(
 _SERIES_PATH = re.compile(r"^/seminar/(?P<series>[^/]+)/ics/?$")
 _TALK_PATH = re.compile(r"^/talk/(?P<series>[^/]+)/(?P<counter>-?\d+)/ics/?$")
 _PERSONAL_PATH = re.compile(r"^(?P<prefix>/user/ics/)(?P<token>[^/?#]+)")
-# A personal token also appears in error messages from httpx, so it is masked inside any text.
-_PERSONAL_IN_TEXT = re.compile(r"(/user/ics/)([^/?#\s'\"]{4})[^/?#\s'\"]*")
 
 
 def normalize_url(url: str) -> str:
@@ -58,8 +58,8 @@ def feed_kind(url: str) -> FeedKind:
 
 
 def mask_secrets(text: str) -> str:
-    """Replace every personal-feed token in `text` by its first four characters and '…'."""
-    return _PERSONAL_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}…", text)
+    """Mask every secret in `text` (see `harvester.redact`)."""
+    return redact(text)
 
 
 def url_hash(url: str) -> str:

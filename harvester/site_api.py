@@ -20,17 +20,11 @@ from typing import Any
 
 import httpx
 
+from harvester.errors import ApiError
+
 API_PATH = "/api/0"
 # The site answers one search per request; a few hundred names per `$in` keep bodies small.
 LOOKUP_CHUNK = 100
-
-
-class ApiError(Exception):
-    """The API could not be used; the message is one line a user can act on."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        self.status, self.code = status, code
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

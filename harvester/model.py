@@ -78,3 +78,12 @@ def _stored(name: str, value: Any) -> Any:
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The content fields whose stored values differ, in schema order."""
     return [name for name in CONTENT_FIELDS if old.get(name) != new.get(name)]
+
+
+@dataclass(frozen=True)
+class KnownTalk:
+    """An incoming event the fast path did not parse: the archive has its UID and fingerprint."""
+
+    uid: str
+    fingerprint: str
+    dtstamp: str | None

@@ -23,8 +23,9 @@ from tomlkit.container import Container
 from tomlkit.items import AoT, Array, Comment, InlineTable, Item, Null, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
-from harvester.config import FETCHABLE_SCHEMES, ConfigError, parse_config
-from harvester.urls import OLD_SITE_HOSTS, SITE_HOST, default_feed_name, normalize_url
+from harvester.config import FETCHABLE_SCHEMES, parse_config
+from harvester.errors import ConfigEditError, ConfigError
+from harvester.site import OLD_SITE_HOSTS, SITE_HOST, default_feed_name, normalize_url
 
 NEW_CONFIG_HEADER = (
     "# seminar-harvester configuration, created by `harvester feeds add`.\n"
@@ -39,10 +40,6 @@ _PAGE_PATHS = (
         "/talk/{series}/{counter}/ics",
     ),
 )
-
-
-class ConfigEditError(Exception):
-    """An edit that cannot be made; the file is left untouched."""
 
 
 @dataclass(frozen=True)

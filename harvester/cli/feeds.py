@@ -10,44 +10,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from harvester.archive import open_archive
+from harvester.cli._app import App, UsageProblem, fail, warn
 from harvester.config import (
     DEFAULT_CONFIG_PATH,
-    ConfigError,
     HttpSettings,
     SiteSettings,
     parse_duration,
     resolve_config_path,
 )
-from harvester.configedit import ConfigEditError, ConfigFile, canonical_feed_url, series_feed_url
-from harvester.discover import ApiError, SeriesInfo, SiteApi, Topic, select_series
+from harvester.config_edit import ConfigFile, canonical_feed_url, series_feed_url
+from harvester.errors import ApiError, ArchiveError, ConfigEditError, ConfigError
 from harvester.fetch import make_client
 from harvester.series import series_shortname, store_series
-from harvester.store import ArchiveError, open_archive
-from harvester.urls import default_feed_name, mask_secrets
-
-if TYPE_CHECKING:
-    from harvester.cli import App
-
-EXIT_FAILED, EXIT_USAGE = 1, 2
-
-
-class _UsageProblem(click.ClickException):
-    """A usage or config error: one line on stderr, exit code 2 (as in harvester.cli)."""
-
-    exit_code = EXIT_USAGE
-
-
-def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"error: {mask_secrets(message)}", err=True)
-    raise SystemExit(code)
-
-
-def _warn(message: str) -> None:
-    click.echo(f"warning: {mask_secrets(message)}", err=True)
+from harvester.site import default_feed_name, mask_secrets
+from harvester.site_api import SeriesInfo, SiteApi, Topic, select_series
 
 
 @contextmanager
@@ -72,21 +52,21 @@ def _config_file(app: App, *, create: bool = False) -> ConfigFile:
     """The config file to edit: the one `harvester` reads, created on `create` if missing."""
     path = resolve_config_path(app.config_path) or DEFAULT_CONFIG_PATH
     if not path.exists() and not create:
-        raise _UsageProblem(f"{path}: no such config file (`harvester feeds add` creates one)")
+        raise UsageProblem(f"{path}: no such config file (`harvester feeds add` creates one)")
     base_url = app.config.site.base_url if path.exists() else SiteSettings().base_url
     try:
         return ConfigFile.open(path, base_url, create=create)
     except ConfigEditError as exc:
-        raise _UsageProblem(str(exc)) from None
+        raise UsageProblem(str(exc)) from None
 
 
 def _save(config_file: ConfigFile) -> None:
     try:
         config_file.save()
     except ConfigEditError as exc:
-        raise _UsageProblem(str(exc)) from None
+        raise UsageProblem(str(exc)) from None
     except OSError as exc:
-        _fail(f"{config_file.path}: cannot write: {exc.strerror}")
+        fail(f"{config_file.path}: cannot write: {exc.strerror}")
 
 
 def _store_metadata(app: App, infos: list[SeriesInfo]) -> None:
@@ -100,7 +80,7 @@ def _store_metadata(app: App, infos: list[SeriesInfo]) -> None:
         finally:
             db.close()
     except (ArchiveError, OSError, sqlite3.Error) as exc:
-        _warn(f"series metadata not stored: {exc}")
+        warn(f"series metadata not stored: {exc}")
 
 
 @dataclass
@@ -160,14 +140,14 @@ def discover(
     """
     selecting = bool(topics or institutions or everything)
     if sum((selecting, list_topics, list_institutions)) != 1:
-        raise _UsageProblem(
+        raise UsageProblem(
             "give --topic, --institution or --all to find series,"
             " or one of --topics / --institutions to list the valid IDs"
         )
     if everything and (topics or institutions):
-        raise _UsageProblem("--all already selects every series: drop --topic/--institution")
+        raise UsageProblem("--all already selects every series: drop --topic/--institution")
     if add and not selecting:
-        raise _UsageProblem("--add needs --topic, --institution or --all")
+        raise UsageProblem("--add needs --topic, --institution or --all")
     try:
         with _site_api(app) as api:
             if list_topics:
@@ -179,7 +159,7 @@ def discover(
             _check_ids(api, topics, institutions)
             found = select_series(api, topics, institutions, everything)
     except ApiError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print_series(app, found, as_json)
     if add:
         _follow(app, found, as_json)
@@ -189,13 +169,13 @@ def _check_ids(api: SiteApi, topics: tuple[str, ...], institutions: tuple[str, .
     if topics:
         known = api.topics()
         if unknown := sorted(set(topics) - set(known)):
-            raise _UsageProblem(
+            raise UsageProblem(
                 f"unknown topic {', '.join(unknown)}: `harvester discover --topics` lists the IDs"
             )
     if institutions:
         known_at = api.institutions()
         if unknown := sorted(set(institutions) - set(known_at)):
-            raise _UsageProblem(
+            raise UsageProblem(
                 f"unknown institution {', '.join(unknown)}:"
                 " `harvester discover --institutions` lists the IDs"
             )
@@ -274,7 +254,7 @@ def _follow(app: App, found: list[SeriesInfo], as_json: bool) -> None:
         names.add(default_feed_name(url))
         added.append(series)
     for shortname in skipped:
-        _warn(f"not added {shortname}: another feed of {config_file.path} is named {shortname}")
+        warn(f"not added {shortname}: another feed of {config_file.path} is named {shortname}")
     already = len(found) - len(added) - len(skipped)
     if not added:
         say(f"nothing to add: {already} of {len(found)} series already followed")
@@ -364,12 +344,12 @@ def add_feed(
     against its API first (skip with --no-check; an unreachable API only warns).
     """
     if name and len(refs) > 1:
-        raise _UsageProblem("--name names one feed: give one URL or shortname with it")
+        raise UsageProblem("--name names one feed: give one URL or shortname with it")
     if interval:
         try:
             parse_duration(interval, "--interval", "interval")
         except ConfigError as exc:
-            raise _UsageProblem(f"--interval: {exc.reason}") from None
+            raise UsageProblem(f"--interval: {exc.reason}") from None
     config_file = _config_file(app, create=True)
     plans = _plan_additions(app, config_file, refs, name)
     infos = [] if no_check else _check_series(app, plans)
@@ -390,7 +370,7 @@ def _plan_additions(
         try:
             url = canonical_feed_url(ref, config_file.base_url)
         except ConfigEditError as exc:
-            raise _UsageProblem(str(exc)) from None
+            raise UsageProblem(str(exc)) from None
         present = next((e for e in config_file.entries() if url == e.url or ref == e.name), None)
         if present is not None or any(p.url == url for p in plans):
             shown = present.name if present else default_feed_name(url)
@@ -413,13 +393,13 @@ def _check_series(app: App, plans: list[_Plan]) -> list[SeriesInfo]:
                 assert plan.shortname is not None
                 info = api.lookup_series(plan.shortname)
                 if info is None:
-                    _fail(
+                    fail(
                         f"no public series {plan.shortname!r} on {api.base_url}:"
                         " `harvester discover` finds series (--no-check adds it anyway)"
                     )
                 infos.append(info)
     except ApiError as exc:
-        _warn(f"could not check with the site's API, adding anyway: {exc}")
+        warn(f"could not check with the site's API, adding anyway: {exc}")
     return infos
 
 
@@ -438,7 +418,7 @@ def remove_feed(app: App, refs: tuple[str, ...]) -> None:
     for ref in refs:
         entry = config_file.find(ref)
         if entry is None:
-            _fail(f"no feed {ref!r} in {config_file.path} (`harvester feeds list` shows them)")
+            fail(f"no feed {ref!r} in {config_file.path} (`harvester feeds list` shows them)")
         config_file.remove(entry)
         removed.append(entry)
     _save(config_file)
@@ -452,7 +432,7 @@ def _set_enabled(app: App, refs: tuple[str, ...], enabled: bool) -> None:
     for ref in refs:
         entry = config_file.find(ref)
         if entry is None:
-            _fail(f"no feed {ref!r} in {config_file.path} (`harvester feeds list` shows them)")
+            fail(f"no feed {ref!r} in {config_file.path} (`harvester feeds list` shows them)")
         if config_file.set_enabled(entry, enabled):
             changed.append(entry.name)
         else:

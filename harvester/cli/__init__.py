@@ -1,0 +1,67 @@
+"""The `harvester` command line: a thin layer over the pipeline and the archive queries."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from harvester import __version__
+from harvester.cli import feeds, read, run, serve, sync
+from harvester.cli._app import App
+from harvester.logs import configure_logging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="harvester")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Config file. Default: $HARVESTER_CONFIG, then ./config/harvester.toml.",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    envvar="HARVESTER_DB",
+    help="Archive file; overrides archive.path of the config ($HARVESTER_DB).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    help="Log format on stderr. Default: console on a terminal, json otherwise.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug events too (HTTP requests).")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only; no summary.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_path: str | None,
+    db_path: str | None,
+    log_format: str | None,
+    verbose: bool,
+    quiet: bool,
+) -> None:
+    """Archive researchseminars.org calendars in SQLite, with the full history of every talk."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    configure_logging(log_format, level)  # type: ignore[arg-type]
+    ctx.obj = App(config_path=config_path, db_path=db_path, quiet=quiet)
+
+
+def main() -> None:
+    cli(prog_name="harvester")
+
+
+for command in (
+    sync.sync,
+    sync.import_,
+    read.history,
+    read.export,
+    read.status,
+    run.run,
+    feeds.discover,
+    feeds.feeds_group,
+    serve.serve,
+):
+    cli.add_command(command)

@@ -1,0 +1,106 @@
+"""What every command shares: the `App` state, exit codes, one `UsageProblem`, param types."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import click
+from sqlite_utils import Database
+
+from harvester.archive import open_archive
+from harvester.config import Config, load_config, parse_duration
+from harvester.errors import ArchiveError, ConfigError, HarvesterError
+from harvester.site import mask_secrets
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+
+
+class UsageProblem(HarvesterError, click.ClickException):  # noqa: N818 (the name users see)
+    """A usage or config error: one line on stderr, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        click.ClickException.__init__(self, message)
+
+
+@dataclass
+class App:
+    config_path: str | None
+    db_path: str | None
+    quiet: bool
+    _config: Config | None = field(default=None, init=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.config_path, self.db_path)
+            except ConfigError as exc:
+                raise UsageProblem(f"bad config: {exc}") from None
+        return self._config
+
+    def archive(self) -> Database:
+        try:
+            return open_archive(self.config.archive_path, file_mode=self.config.archive_file_mode)
+        except ArchiveError as exc:
+            fail(str(exc))
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(text)
+
+
+@contextlib.contextmanager
+def archive_errors() -> Iterator[None]:
+    """An archive that cannot be written (disk full, read-only) ends the command: exit 1."""
+    try:
+        yield
+    except ArchiveError as exc:
+        fail(str(exc))
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"error: {mask_secrets(message)}", err=True)
+    raise SystemExit(code)
+
+
+class IsoTime(click.ParamType):  # type: ignore[type-arg]
+    """ISO 8601 date or date-time; without an offset it is UTC."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-05-01T12:00:00Z)", param, ctx)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A duration as in the config: `90s`, `10m`, `6h`, or plain seconds."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value, "command line", param.name if param else "")
+        except ConfigError as exc:
+            self.fail(exc.reason, param, ctx)
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {mask_secrets(message)}", err=True)

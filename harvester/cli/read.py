@@ -1,0 +1,158 @@
+"""`harvester history`, `export` and `status`: reading the archive."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harvester import archive as query
+from harvester import health
+from harvester.cli._app import EXIT_FAILED, App, IsoTime, fail
+from harvester.export import FORMATS, render
+from harvester.sync import utc_now
+
+
+@click.command()
+@click.argument("uid")
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as a JSON array.")
+@click.pass_obj
+def history(app: App, uid: str, as_json: bool) -> None:
+    """Every version of one talk, oldest first, with what changed.
+
+    UID is the talk's iCalendar UID, e.g. PhysicsMeetsML/3. Exit code 1 for a UID the
+    archive has never seen.
+    """
+    db = app.archive()
+    versions = query.talk_history(db, uid)
+    if not versions:
+        fail(f"no talk with UID {uid!r} in the archive")
+    links = query.reschedule_links(db, uid)
+    if as_json:
+        versions = [
+            v | {"old_slot_of": links["old_slot_of"], "old_slots": links["old_slots"]}
+            for v in versions
+        ]
+        click.echo(json.dumps(versions, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{uid}: {versions[-1]['title'] or versions[-1]['summary'] or ''}")
+    _echo_reschedule(versions[-1], links)
+    previous: dict[str, Any] = {}
+    for version in versions:
+        click.echo(f"  v{version['version']}  {version['observed_at']}  {version['change']}")
+        for name in version["changed_fields"]:
+            if version["change"] != "new" and name in previous:
+                click.echo(f"      {name}: {_short(previous[name])} → {_short(version[name])}")
+        previous = version
+
+
+def _echo_reschedule(latest: dict[str, Any], links: dict[str, Any]) -> None:
+    if links["old_slot_of"]:
+        click.echo(
+            f"  old slot of a reschedule: {links['old_slot_of']} moved from"
+            f" {latest['dtstart']} to {links['moved_to_dtstart']}"
+        )
+    elif (latest.get("counter") or 0) < 0:
+        click.echo("  old slot of a reschedule (the archive cannot tell which talk moved)")
+    for slot in links["old_slots"]:
+        click.echo(f"  rescheduled: the site keeps its old slot as {slot}")
+
+
+def _short(value: Any, width: int = 70) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@click.command()
+@click.option(
+    "--as-of", type=IsoTime(), help="Show the archive as it was at TIME (ISO 8601). Default: now."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="json",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE instead of stdout.",
+)
+@click.pass_obj
+def export(app: App, as_of: datetime | None, fmt: str, output: Path | None) -> None:
+    """The talks as the archive knew them at a time: every talk present then, sorted by UID."""
+    talks = query.talks_as_of(app.archive(), as_of or utc_now())
+    text = render(talks, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the feeds as a JSON array.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="For monitoring: print one summary line; exit 1 if a feed is failing, 4 if one is"
+    " stale or the daemon died.",
+)
+@click.pass_obj
+def status(app: App, as_json: bool, check: bool) -> None:
+    """One line per feed: last poll, last success, outcome, counts, consecutive failures.
+
+    A configured feed is STALE when its last success is older than 3 of its intervals.
+    The first line tells whether the daemon (`harvester run`) is running, by its heartbeat.
+    Exit code 1 when any feed's last poll failed. With --check: 0 all healthy, 1 a feed is
+    failing, 4 none failing but a feed is stale or the daemon stopped beating without a
+    clean stop.
+    """
+    db = app.archive()
+    now = utc_now()
+    feeds = query.feed_status(db)
+    health.annotate_feeds(feeds, app.config, now)
+    daemon = health.daemon_status(db, now)
+    code, summary = health.check(feeds, daemon)
+    if as_json:
+        click.echo(json.dumps(feeds, ensure_ascii=False, indent=2))
+    elif check:
+        click.echo(summary)
+    else:
+        if daemon is not None:
+            click.echo(daemon.text)
+        for feed in feeds:
+            click.echo(_status_line(feed, now))
+        if not feeds:
+            click.echo("no feeds polled yet")
+    if check and code:
+        raise SystemExit(code)
+    if any(f["last_outcome"] == "error" for f in feeds):
+        raise SystemExit(EXIT_FAILED)
+
+
+def _status_line(feed: dict[str, Any], now: datetime) -> str:
+    counts = ", ".join(
+        f"{feed[k]} {k}" for k in ("new", "changed", "removed", "restored", "unchanged") if feed[k]
+    )
+    line = (
+        f"{feed['name']}  {feed['last_outcome'] or 'never'}"
+        f"  last poll {feed['last_fetched_at'] or '-'}"
+        f"  last success {feed['last_success_at'] or '-'}  {feed['talks']} talks"
+    )
+    if counts:
+        line += f"  ({counts})"
+    if feed["consecutive_failures"]:
+        line += f"  {feed['consecutive_failures']} failures: {feed['last_error']}"
+    if feed["stale"]:
+        since = feed["last_success_at"] or feed["added_at"]
+        age = health.human_duration((now - datetime.fromisoformat(since)).total_seconds())
+        line += (
+            f"  STALE: no success for {age} (interval {health.human_duration(feed['interval_s'])})"
+        )
+    return line

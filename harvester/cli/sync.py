@@ -1,0 +1,204 @@
+"""`harvester sync` and `import`: one pass of the pipeline over feeds or local files."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from harvester.archive import FetchFacts, open_archive
+from harvester.cli._app import (
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    App,
+    IsoTime,
+    UsageProblem,
+    archive_errors,
+    fail,
+)
+from harvester.errors import LockBusyError
+from harvester.fetch import make_client
+from harvester.lock import hold
+from harvester.series import refresh_followed_series
+from harvester.site import mask_secrets, normalize_url
+from harvester.sync import FeedTarget, PollResult, archive_body, sync_feeds, utc_now
+
+
+def _targets(app: App, urls: tuple[str, ...]) -> list[FeedTarget]:
+    config = app.config
+    if not urls:
+        return [FeedTarget(f.url, f.name) for f in config.feeds if f.enabled]
+    targets = []
+    for given in urls:
+        feed = config.find_feed(given)
+        if feed is not None:
+            targets.append(FeedTarget(feed.url, feed.name))
+            continue
+        url = normalize_url(given)
+        if not url.startswith(("http://", "https://")):
+            raise UsageProblem(
+                f"{mask_secrets(given)}: not a configured feed name nor an http(s) URL"
+            )
+        targets.append(FeedTarget(url))
+    return targets
+
+
+def _report(app: App, results: list[PollResult]) -> None:
+    """A summary on stdout and one line per failed feed on stderr; exit 1 if any failed."""
+    totals = dict.fromkeys(("new", "changed", "removed", "restored", "unchanged"), 0)
+    for result in results:
+        for key in totals:
+            totals[key] += result.counts.get(key, 0)
+    failed = [r for r in results if r.failed]
+    for result in failed:
+        click.echo(f"error: {result.name or result.feed}: {result.error}", err=True)
+    app.say(
+        f"{len(results)} feeds: {totals['new']} new, {totals['changed']} changed, "
+        f"{totals['removed']} removed, {totals['restored']} restored, "
+        f"{totals['unchanged']} unchanged, {len(failed)} failed"
+    )
+    if failed:
+        raise SystemExit(EXIT_FAILED)
+
+
+@click.command()
+@click.argument("urls", nargs=-1)
+@click.option(
+    "--lock",
+    "use_lock",
+    is_flag=True,
+    help="Skip this run (exit 3) while another `sync --lock` on the archive is running.",
+)
+@click.pass_obj
+def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
+    """Poll every enabled feed of the config once (or only URLS) and archive the changes.
+
+    URLS may be configured feed names or URLs; an unknown URL is polled ad hoc and
+    recorded in the archive. Exit code 0 when every feed was fine, 1 when at least one
+    failed (the others are still archived), 2 for a usage or config error, 3 when --lock
+    found another `sync --lock` still running (cron runs never pile up).
+    """
+    targets = _targets(app, urls)
+    if not targets:
+        raise UsageProblem(
+            f"no feeds to poll: add [[feeds]] to {app.config.path or 'a config file'}"
+        )
+    if not use_lock:
+        _sync(app, targets)
+        return
+    try:
+        with hold(app.config.archive_path, "sync"):
+            _sync(app, targets)
+    except LockBusyError as exc:
+        fail(f"another `harvester sync --lock` is still running ({exc}); skipped", EXIT_LOCKED)
+
+
+def _sync(app: App, targets: list[FeedTarget]) -> None:
+    db = app.archive()
+    http, path = app.config.http, app.config.archive_path
+    with (
+        archive_errors(),
+        make_client(http) as client,
+        _progress(app, len(targets)) as advance,
+    ):
+        results = sync_feeds(
+            lambda: open_archive(path, file_mode=app.config.archive_file_mode),
+            client,
+            targets,
+            http.max_bytes,
+            concurrency=http.concurrency,
+            on_result=advance,
+        )
+    refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
+    _report(app, results)
+
+
+PROGRESS_MIN_FEEDS = 5
+
+
+@contextlib.contextmanager
+def _progress(app: App, total: int) -> Iterator[Callable[[PollResult], None]]:
+    """A progress bar on a terminal for a sync of many feeds; nothing in cron or with -q/-v.
+
+    While it shows, the per-feed info lines are held back (warnings and errors still
+    print); the summary line follows the bar.
+    """
+    show = (
+        total >= PROGRESS_MIN_FEEDS
+        and not app.quiet
+        and sys.stderr.isatty()
+        and logging.getLogger().getEffectiveLevel() == logging.INFO
+    )
+    if not show:
+        yield lambda _result: None
+        return
+    chatty = [logging.getLogger(name) for name in ("harvester.sync", "harvester.fetch")]
+    levels = [logger.level for logger in chatty]
+    for logger in chatty:
+        logger.setLevel(logging.WARNING)
+    try:
+        with click.progressbar(length=total, label="polling", file=sys.stderr) as bar:
+            yield lambda _result: bar.update(1)
+    finally:
+        for logger, level in zip(chatty, levels, strict=True):
+            logger.setLevel(level)
+
+
+@click.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--feed",
+    "feed_name",
+    help="Archive as this configured feed (name or URL), or as this URL. Default: the file itself.",
+)
+@click.option(
+    "--observed-at",
+    type=IsoTime(),
+    help="When the files were downloaded (ISO 8601, UTC without offset). Default: now.",
+)
+@click.pass_obj
+def import_(
+    app: App, files: tuple[Path, ...], feed_name: str | None, observed_at: datetime | None
+) -> None:
+    """Archive local .ics files exactly as if they had been fetched (backfill, offline use).
+
+    Files are applied in the order given; exit codes as for sync.
+    """
+    db = app.archive()
+    results = []
+    for path in files:
+        target = _import_target(app, path, feed_name)
+        started = utc_now()
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            results.append(
+                PollResult(
+                    feed=str(path),
+                    name=str(path),
+                    outcome="error",
+                    error=f"cannot read: {exc.strerror}",
+                )
+            )
+            continue
+        facts = FetchFacts(started, utc_now(), bytes=len(body))
+        with archive_errors():
+            results.append(archive_body(db, target, body, facts, observed_at or facts.finished_at))
+    _report(app, results)
+
+
+def _import_target(app: App, path: Path, feed_name: str | None) -> FeedTarget:
+    if feed_name is None:
+        return FeedTarget(path.resolve().as_uri(), path.name, kind="file")
+    feed = app.config.find_feed(feed_name)
+    if feed is not None:
+        return FeedTarget(feed.url, feed.name)
+    url = normalize_url(feed_name)
+    if not url.startswith(("http://", "https://")):
+        raise UsageProblem(f"--feed {feed_name!r}: not a configured feed name nor an http(s) URL")
+    return FeedTarget(url)

@@ -1,0 +1,1 @@
+"""The archive in Datasette: the plugin and the shipped metadata."""
