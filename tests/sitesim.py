@@ -38,6 +38,22 @@ class SimTalk:
     room: str | None = None
     livestream: str | None = None
     comments: str | None = None
+    # The series' `access_time` (time-based access control): the livestream link shows
+    # from `start - access_time` on; None shows it at once. Either way it vanishes once
+    # `now - 60 min > end` (the site's `is_past`).
+    access_time: timedelta | None = None
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(minutes=self.minutes)
+
+    def live_link(self, now: datetime) -> str | None:
+        """The livestream link as the site shows it at `now` (talk.py `show_live_link`)."""
+        if not self.livestream or now - timedelta(minutes=60) > self.end:
+            return None
+        if self.access_time is not None and now < self.start - self.access_time:
+            return None
+        return self.livestream
 
     @property
     def uid(self) -> str:
@@ -49,14 +65,15 @@ class SimTalk:
             return " and ".join(names)
         return ", ".join(names[:-1]) + ", and " + names[-1]
 
-    def description(self, series_name: str) -> str:
+    def description(self, series_name: str, now: datetime | None = None) -> str:
+        link = self.live_link(now) if now is not None else self.livestream
         desc = ""
         if self.title:
             url = f"{SITE}/talk/{self.series}/{self.counter}/"
             desc += f'Title: <a href="{url}">{self.title}</a>\n'
         desc += f"by {self.summary()} as part of {series_name}\n\n"
-        if self.livestream:
-            desc += f"Interactive livestream: {self.livestream}\n"
+        if link:
+            desc += f"Interactive livestream: {link}\n"
         if self.room:
             desc += f"Lecture held in {self.room}.\n"
         if self.abstract:
@@ -71,13 +88,14 @@ class SimTalk:
         event = icalendar.Event()
         event.add("summary", self.summary())
         event.add("dtstart", self.start)
-        event.add("dtend", self.start + timedelta(minutes=self.minutes))
+        event.add("dtend", self.end)
         event.add("dtstamp", stamp)
         event.add("uid", self.uid)
-        event.add("description", self.description(series_name))
-        event.add("location", self.livestream or f"{SITE}/talk/{self.series}/{self.counter}/")
-        if self.livestream:
-            event.add("url", self.livestream)
+        event.add("description", self.description(series_name, stamp))
+        link = self.live_link(stamp)
+        event.add("location", link or f"{SITE}/talk/{self.series}/{self.counter}/")
+        if link:
+            event.add("url", link)
         return event
 
 
