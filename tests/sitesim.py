@@ -121,7 +121,8 @@ def calendar_bytes(events: list[icalendar.Event]) -> bytes:
     cal.add("X-WR-CALNAME", "researchseminars.org")
     for event in events:
         cal.add_component(event)
-    return cal.to_ical()
+    body: bytes = cal.to_ical()
+    return body
 
 
 Override = Callable[[BaseHTTPRequestHandler], bool]
@@ -244,7 +245,7 @@ class _Server(ThreadingHTTPServer):
 def running(server: _Server, site: Site) -> Iterator[None]:
     """Serve `site` with `server` in a thread for the duration of the block."""
     server.site = site
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     site.base_url = f"http://{host}:{port}"
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True

@@ -89,7 +89,7 @@ def in_process(config: Path, db: Path, *args: str) -> str:
 
 
 def export_without_times(config: Path, db: Path) -> list[dict[str, object]]:
-    talks = json.loads(in_process(config, db, "export"))
+    talks: list[dict[str, object]] = json.loads(in_process(config, db, "export"))
     for talk in talks:
         del talk["first_seen"], talk["changed_at"]
     return talks
@@ -125,12 +125,12 @@ def test_sigkill_at_many_points_loses_nothing_and_converges(tmp_path: Path) -> N
 
             def maybe_kill(
                 _path: str,
-                process=process,
-                after_request=after_request,
-                delay=delay,
-                seen=seen,
-                lock=lock,
-            ) -> None:  # type: ignore[no-untyped-def]
+                process: subprocess.Popen[bytes] = process,
+                after_request: int = after_request,
+                delay: float = delay,
+                seen: dict[str, int] = seen,
+                lock: threading.Lock = lock,
+            ) -> None:
                 with lock:
                     seen["n"] += 1
                     if seen["n"] == after_request:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,7 +44,7 @@ def wait_for(predicate: Callable[[], T], what: str, timeout: float = 15.0) -> T:
 
 
 def daemon_config(
-    directory: Path, feeds: list[tuple[str, str | None]], interval: str = "0.5s"
+    directory: Path, feeds: Sequence[tuple[str, str | None]], interval: str = "0.5s"
 ) -> Path:
     """A config for the simulated site: (url, per-feed interval or None) per feed."""
     text = (

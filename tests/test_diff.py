@@ -38,7 +38,7 @@ def state(
     talks: list[StoredTalk],
     present: set[str] | None = None,
     kind: FeedKind = "series",
-    elsewhere: set[str] = frozenset(),
+    elsewhere: frozenset[str] | set[str] = frozenset(),
     held: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> ArchiveState:
     return ArchiveState(

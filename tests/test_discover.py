@@ -290,12 +290,12 @@ def test_sync_refreshes_series_metadata_at_most_daily(h: Harvester, api: Api) ->
     api.describe("NumThy", topics=["math_NT", "math_AG"])
     assert h("sync").exit_code == 0
     assert len([r for r in api.requests if r.path == "/api/0/search/series"]) == 1
-    assert json.loads(db["series"].get("NumThy")["topics"]) == ["math_NT"]
+    assert json.loads(db.table("series").get("NumThy")["topics"]) == ["math_NT"]
 
     config = load_config(h.config)
     archive = open_archive(h.db_path)
     refresh_followed_series(archive, config, now=datetime.now(UTC) + timedelta(days=1, hours=1))
-    assert json.loads(db["series"].get("NumThy")["topics"]) == ["math_NT", "math_AG"]
+    assert json.loads(db.table("series").get("NumThy")["topics"]) == ["math_NT", "math_AG"]
 
 
 def test_a_failing_api_never_fails_the_sync(h: Harvester, api: Api) -> None:

@@ -90,7 +90,7 @@ def test_add_shortname_appends_its_series_feed_and_keeps_everything_else(
     lookups = [r for r in api.requests if r.path == "/api/0/lookup/series"]
     assert [r.raw_query for r in lookups] == ["series_id=%22NumThy%22"]
     # ... and what it said is in the archive already
-    row = sqlite_utils.Database(h.db_path)["series"].get("NumThy")
+    row = sqlite_utils.Database(h.db_path).table("series").get("NumThy")
     assert json.loads(row["topics"]) == ["math_NT"] and row["timezone"] == "Europe/Paris"
 
 

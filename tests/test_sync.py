@@ -32,7 +32,7 @@ def test_first_sync_archives_every_talk(harvester: Harvester, site: Site) -> Non
         "AlgGeom/3": "Computability, and what it means",
         "NumThy/1": "Primes $p$ & more",
     }
-    talk = db["talks"].get("AlgGeom/3")
+    talk = db.table("talks").get("AlgGeom/3")
     assert json.loads(talk["speakers"]) == [
         {"name": "Alan Turing", "affiliation": "Manchester"},
         {"name": "Alonzo Church", "affiliation": "Princeton"},
@@ -80,7 +80,7 @@ def test_rescheduled_talk_names_dtstart_and_dtend(harvester: Harvester, site: Si
     assert {"dtstart", "dtend"} <= set(fields)
     assert "title" not in fields
     db = sqlite_utils.Database(harvester.db_path)
-    assert db["talks"].get("NumThy/1")["dtstart"] == talk.start.isoformat()
+    assert db.table("talks").get("NumThy/1")["dtstart"] == talk.start.isoformat()
 
 
 def test_deleted_talk_is_removed_and_restored_when_back(harvester: Harvester, site: Site) -> None:
@@ -89,7 +89,7 @@ def test_deleted_talk_is_removed_and_restored_when_back(harvester: Harvester, si
     result = harvester("sync")
     assert "1 removed" in result.output
     db = sqlite_utils.Database(harvester.db_path)
-    row = db["talks"].get("AlgGeom/2")
+    row = db.table("talks").get("AlgGeom/2")
     assert row["status"] == "removed" and row["removed_at"]
     assert versions(harvester)[-1] == {
         "uid": "AlgGeom/2",
@@ -106,8 +106,8 @@ def test_deleted_talk_is_removed_and_restored_when_back(harvester: Harvester, si
     assert "1 restored" in result.output
     last = versions(harvester)[-1]
     assert (last["uid"], last["version"], last["change"]) == ("AlgGeom/2", 3, "restored")
-    assert db["talks"].get("AlgGeom/2")["status"] == "active"
-    assert db["talks"].get("AlgGeom/2")["removed_at"] is None
+    assert db.table("talks").get("AlgGeom/2")["status"] == "active"
+    assert db.table("talks").get("AlgGeom/2")["removed_at"] is None
 
 
 def test_feed_suddenly_empty_removes_nothing_until_confirmed(
@@ -219,13 +219,13 @@ def test_talk_in_two_feeds_is_removed_only_when_no_feed_carries_it(
         ).fetchall()
     )
     assert carried == {"series": 0, "talk": 1}
-    assert db["talks"].get("AlgGeom/2")["status"] == "active"
+    assert db.table("talks").get("AlgGeom/2")["status"] == "active"
     # once the talk feed drops it too (an empty but valid calendar), it is removed
     site.overrides["/talk/AlgGeom/2/ics"] = serve_body(calendar_bytes([]))
     harvester("sync", talk_feed)  # held: the feed suddenly has no events
-    assert db["talks"].get("AlgGeom/2")["status"] == "active"
+    assert db.table("talks").get("AlgGeom/2")["status"] == "active"
     assert "1 removed" in harvester("sync", talk_feed).output
-    assert db["talks"].get("AlgGeom/2")["status"] == "removed"
+    assert db.table("talks").get("AlgGeom/2")["status"] == "removed"
 
 
 def serve_body(body: bytes):  # type: ignore[no-untyped-def]

@@ -30,15 +30,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+# Run as a script: make the checkout importable (`tests.benchmarks.*`).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 import httpx
 import icalendar
-from common import machine, print_table, site_server, verdict
 
 from harvester.archive import open_archive
 from harvester.config import HttpSettings
 from harvester.fetch import make_client
 from harvester.logs import configure_logging
 from harvester.sync import FeedTarget, poll_feed
+from tests.benchmarks.common import machine, print_table, site_server, verdict
 
 MAX_BYTES = 50_000_000
 T = TypeVar("T")
@@ -90,7 +93,9 @@ def run(base_url: str, tmp: Path, talks: int, repeat: int) -> int:
         measure(figures, "naive", lambda: poll_feed(full, client, target, MAX_BYTES, fast=False))
     median = {name: statistics.median(times) for name, times in figures.items()}
 
-    ms = lambda seconds: f"{seconds * 1000:.1f} ms"  # noqa: E731
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:.1f} ms"
+
     cold, unchanged, one_percent = median["cold"], median["unchanged"], median["one_percent"]
     rows = [
         ("icalendar parse of the body alone", ms(median["parse"]), ""),

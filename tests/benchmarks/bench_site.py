@@ -29,8 +29,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import ROOT, machine, print_table, site_server
-from sitegen import site_sizes
+# Run as a script: make the checkout importable (`tests.benchmarks.*`).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.benchmarks.common import ROOT, machine, print_table, site_server
+from tests.benchmarks.sitegen import site_sizes
 
 
 def main(argv: list[str] | None = None) -> int:
