@@ -12,6 +12,7 @@ access time comes (at most two weeks before it starts) and vanish once
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -144,3 +145,29 @@ def _moment(value: Any) -> datetime | None:
         return datetime.fromisoformat(str(value))
     except ValueError:
         return None
+
+
+def word_diff(old: str | None, new: str | None, context: int = 4) -> str:
+    """What changed in a long text, word by word: `[-removed-] {+added+}` with a few words
+    of context around each change (git's `--word-diff=plain` notation), `…` where cut."""
+    before, after = (old or "").split(), (new or "").split()
+    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    parts: list[str] = []
+    opcodes = matcher.get_opcodes()
+    for index, (op, a0, a1, b0, b1) in enumerate(opcodes):
+        if op == "equal":
+            parts.append(_context(before[a0:a1], context, index == 0, index == len(opcodes) - 1))
+            continue
+        if a1 > a0:
+            parts.append("[-" + " ".join(before[a0:a1]) + "-]")
+        if b1 > b0:
+            parts.append("{+" + " ".join(after[b0:b1]) + "+}")
+    return " ".join(part for part in parts if part)
+
+
+def _context(words: list[str], keep: int, first: bool, last: bool) -> str:
+    head = [] if first else words[:keep]
+    tail = [] if last else words[-keep:]
+    if len(words) <= len(head) + len(tail):
+        return " ".join(words)
+    return " ".join([*head, "…", *tail])

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from harvester.kinds import automatic_reason, change_kinds, has_livestream
+from harvester.kinds import automatic_reason, change_kinds, has_livestream, word_diff
 from harvester.parse import parse_feed
 from tests.sitesim import SimTalk, calendar_bytes
 
@@ -117,3 +117,15 @@ def test_a_mixed_change_is_not_automatic_and_lists_livestream() -> None:
 def test_nothing_changed_has_no_kinds() -> None:
     now = START - 72 * HOUR
     assert change_kinds(content(talk(), now), content(talk(), now + HOUR)) == []
+
+
+def test_word_diff_shows_the_changed_words_with_context() -> None:
+    old = "We discuss the motivic Galois group of a field and its many representations today."
+    new = "We discuss the motivic Galois group of a number field and its representations today."
+    diff = word_diff(old, new)
+    assert diff == "… Galois group of a {+number+} field and its [-many-] representations today."
+
+
+def test_word_diff_of_a_first_abstract_and_of_a_removed_one() -> None:
+    assert word_diff(None, "New text") == "{+New text+}"
+    assert word_diff("Old text", "") == "[-Old text-]"
