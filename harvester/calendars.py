@@ -1,0 +1,145 @@
+"""The one calendar renderer: archived talks → a strict RFC 5545 calendar (pure, no I/O).
+
+Used by `harvester export --format ics` and by Datasette's `.ics` output, so both give the
+same events. Every VEVENT has UID, DTSTAMP (when the archive saw this version), DTSTART,
+DTEND and SEQUENCE (the version, so calendar clients update a changed talk). SUMMARY is
+"Title — Speaker", DESCRIPTION plain text. icalendar folds lines at 75 octets without
+splitting a UTF-8 character and ends every line with CRLF; control characters are removed
+before they get there. A rescheduled talk's old slot (negative counter) is left out, and
+so are removed talks unless `keep_cancelled` keeps them as `STATUS:CANCELLED`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import icalendar
+
+from harvester import __version__
+
+PRODID = f"-//seminar-harvester//{__version__}//EN"
+DEFAULT_NAME = "researchseminars.org talks"
+DEFAULT_REFRESH = timedelta(hours=1)
+DEFAULT_LENGTH = timedelta(hours=1)  # a talk without DTEND
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but LF (escaped as \n)
+_HTTP_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
+
+
+def render_calendar(
+    talks: Iterable[Mapping[str, Any]],
+    *,
+    name: str | None = None,
+    keep_cancelled: bool = False,
+    refresh: timedelta = DEFAULT_REFRESH,
+) -> bytes:
+    """A VCALENDAR of `talks` (rows with the `talks` fields, JSON fields decoded or not)."""
+    rows = list(talks)
+    events = [event for talk in rows if (event := talk_event(talk, keep_cancelled))]
+    calendar = icalendar.Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("x-wr-calname", clean_text(name or _one_series(rows) or DEFAULT_NAME))
+    calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", refresh)
+    for event in events:
+        calendar.add_component(event)
+    ical: bytes = calendar.to_ical()
+    return ical
+
+
+def talk_event(talk: Mapping[str, Any], keep_cancelled: bool = False) -> icalendar.Event | None:
+    """One talk as a VEVENT, or None for what a calendar leaves out (or cannot show)."""
+    removed = talk.get("status") == "removed"
+    if (removed and not keep_cancelled) or (talk.get("counter") or 0) < 0:
+        return None
+    start = _moment(talk.get("dtstart"))
+    if start is None:
+        return None
+    end = _moment(talk.get("dtend"))
+    event = icalendar.Event()
+    event.add("uid", clean_text(str(talk["uid"])))
+    event.add("dtstamp", _moment(talk.get("changed_at")) or start)
+    event.add("dtstart", start)
+    event.add("dtend", end if end and end > start else start + DEFAULT_LENGTH)
+    event.add("sequence", max(int(talk.get("version") or 0), 0))
+    event.add("summary", clean_text(summary(talk)))
+    event.add("description", clean_text(description(talk)))
+    if room := talk.get("room"):
+        event.add("location", clean_text(str(room)))
+    if page := http_url(talk.get("talk_url")):
+        event.add("url", page)
+    if removed:
+        event.add("status", "CANCELLED")
+    return event
+
+
+def summary(talk: Mapping[str, Any]) -> str:
+    """`Title — Speaker`, or whichever of the two the talk has."""
+    title, speaker = talk.get("title"), talk.get("speaker")
+    if title and speaker:
+        return f"{title} — {speaker}"
+    return str(title or speaker or talk["uid"])
+
+
+def description(talk: Mapping[str, Any]) -> str:
+    """Plain text: series, speakers, room, livestream, talk page, then abstract and comments."""
+    facts = [
+        ("Series", talk.get("series_name")),
+        ("Speakers", speakers_text(talk.get("speakers")) or talk.get("speaker")),
+        ("Room", talk.get("room")),
+        ("Livestream", http_url(talk.get("livestream_url"))),
+        ("Talk page", http_url(talk.get("talk_url"))),
+    ]
+    lines = [f"{label}: {value}" for label, value in facts if value]
+    for text in (talk.get("abstract"), talk.get("comments")):
+        if text:
+            lines += ["", str(text)]
+    return "\n".join(lines)
+
+
+def speakers_text(speakers: Any) -> str:
+    """`Name (Affiliation), Name` from the stored JSON list (or the list itself)."""
+    if isinstance(speakers, str):
+        try:
+            speakers = json.loads(speakers)
+        except ValueError:
+            return ""
+    if not isinstance(speakers, list):
+        return ""
+    names = []
+    for speaker in speakers:
+        if isinstance(speaker, Mapping) and speaker.get("name"):
+            affiliation = speaker.get("affiliation")
+            names.append(f"{speaker['name']} ({affiliation})" if affiliation else speaker["name"])
+    return ", ".join(str(name) for name in names)
+
+
+def http_url(value: Any) -> str | None:
+    """`value` when it is one plain http(s) URL, else None (never a javascript: link)."""
+    text = str(value or "").strip()
+    return text if _HTTP_URL.fullmatch(text) else None
+
+
+def clean_text(text: str) -> str:
+    """`text` without control characters (CR, tabs and the like become spaces)."""
+    return _CONTROL.sub(" ", text.replace("\r\n", "\n"))
+
+
+def _one_series(talks: list[Mapping[str, Any]]) -> str | None:
+    names = {talk.get("series_name") for talk in talks}
+    return str(names.pop()) if len(names) == 1 and None not in names else None
+
+
+def _moment(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
