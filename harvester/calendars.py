@@ -20,13 +20,13 @@ from typing import Any
 import icalendar
 
 from harvester import __version__
+from harvester.site import http_url
 
 PRODID = f"-//seminar-harvester//{__version__}//EN"
 DEFAULT_NAME = "researchseminars.org talks"
 DEFAULT_REFRESH = timedelta(hours=1)
 DEFAULT_LENGTH = timedelta(hours=1)  # a talk without DTEND
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but LF (escaped as \n)
-_HTTP_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
 
 
 def render_calendar(
@@ -117,12 +117,6 @@ def speakers_text(speakers: Any) -> str:
             affiliation = speaker.get("affiliation")
             names.append(f"{speaker['name']} ({affiliation})" if affiliation else speaker["name"])
     return ", ".join(str(name) for name in names)
-
-
-def http_url(value: Any) -> str | None:
-    """`value` when it is one plain http(s) URL, else None (never a javascript: link)."""
-    text = str(value or "").strip()
-    return text if _HTTP_URL.fullmatch(text) else None
 
 
 def clean_text(text: str) -> str:

@@ -79,3 +79,12 @@ def default_feed_name(url: str) -> str:
     if parts.scheme == "file":
         return parts.path.rsplit("/", 1)[-1] or parts.path
     return (parts.hostname or "") + parts.path.rstrip("/")
+
+
+_HTTP_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
+
+
+def http_url(value: object) -> str | None:
+    """`value` when it is one plain http(s) URL (no whitespace or control characters)."""
+    text = str(value or "").strip()
+    return text if _HTTP_URL.fullmatch(text) else None
