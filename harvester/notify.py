@@ -1,0 +1,155 @@
+"""Notifications: which archived changes a `[[notify]]` target wants, the digest message,
+and delivery through Apprise.
+
+Deciding and formatting are pure. `deliver` is the only I/O: one Apprise notification to
+one URL, with Apprise's own log captured so that its error (which may quote the URL and
+its password) comes back as a string for the caller to mask and store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# What a target is sent when it names no kinds (the contract's default).
+DEFAULT_KINDS: tuple[str, ...] = ("rescheduled", "retitled", "removed", "restored", "speakers")
+# The kinds a target may name: the change kinds of a version, plus the version's own change.
+NOTIFY_KINDS: frozenset[str] = frozenset(
+    {
+        "new",
+        "removed",
+        "restored",
+        "rescheduled",
+        "duration",
+        "retitled",
+        "speakers",
+        "abstract",
+        "room",
+        "comments",
+        "livestream",
+        "series_name",
+        "other",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One `[[notify]]` entry. `key` names it in the archive; the URL is never stored."""
+
+    key: str
+    url: str
+    series: frozenset[str] | None = None  # None: every series
+    kinds: frozenset[str] = frozenset(DEFAULT_KINDS)
+    upcoming_only: bool = True
+
+
+def version_kinds(change: Mapping[str, Any]) -> set[str]:
+    """The kinds a version counts as for notifications: `new`, `removed`, `restored`, or
+    the kinds of a `changed` version."""
+    if change["change"] in ("new", "removed", "restored"):
+        return {str(change["change"])}
+    kinds = change.get("kinds") or []
+    return {str(kind) for kind in kinds}
+
+
+def wants(target: Target, change: Mapping[str, Any], now: datetime) -> bool:
+    """Whether `target` is to be told of this version (never of an automatic one)."""
+    if change.get("automatic"):
+        return False
+    if target.series is not None and change.get("series_id") not in target.series:
+        return False
+    if not version_kinds(change) & target.kinds:
+        return False
+    return not (target.upcoming_only and not _upcoming(change, now))
+
+
+def _upcoming(change: Mapping[str, Any], now: datetime) -> bool:
+    end = _moment(change.get("dtend")) or _moment(change.get("dtstart"))
+    return end is not None and end > now
+
+
+def digest(changes: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """One message for several changes: (title, body), a paragraph per talk.
+
+    Each change row carries the version's fields and the previous version's as
+    `previous_<field>` (None for a new talk)."""
+    count = len(changes)
+    title = f"{count} change{'s' if count != 1 else ''} on researchseminars.org"
+    if count == 1:
+        title = f"{_headline(changes[0])}: {_what(changes[0])}"
+    return title, "\n\n".join(_paragraph(change) for change in changes)
+
+
+def _paragraph(change: Mapping[str, Any]) -> str:
+    lines = [f"{_headline(change)} ({_what(change)})"]
+    if "rescheduled" in version_kinds(change) or "duration" in version_kinds(change):
+        lines.append(
+            f"  time: {human_time(change.get('previous_dtstart'))} → "
+            f"{human_time(change.get('dtstart'))}"
+        )
+    if "retitled" in version_kinds(change):
+        lines.append(f"  title: {change.get('previous_title') or '—'} → {change.get('title')}")
+    if "speakers" in version_kinds(change):
+        lines.append(f"  speakers: {change.get('previous_speaker')} → {change.get('speaker')}")
+    if change["change"] == "new":
+        lines.append(f"  at {human_time(change.get('dtstart'))}")
+    if link := change.get("talk_url"):
+        lines.append(f"  {link}")
+    return "\n".join(lines)
+
+
+def _headline(change: Mapping[str, Any]) -> str:
+    title = change.get("title") or change.get("previous_title") or change["uid"]
+    series = change.get("series_name") or change.get("series_id")
+    return f"{title} — {series}" if series else str(title)
+
+
+def _what(change: Mapping[str, Any]) -> str:
+    if change["change"] != "changed":
+        return str(change["change"])
+    return ", ".join(sorted(version_kinds(change))) or "changed"
+
+
+def human_time(value: Any) -> str:
+    """`Tue 1 Dec 2026, 16:00 UTC` (or `?`)."""
+    moment = _moment(value)
+    if moment is None:
+        return "?"
+    return f"{moment:%a} {moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+def _moment(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def check_url(url: str) -> str | None:
+    """None when Apprise understands `url`, else why not (the URL is not in the reason)."""
+    import apprise  # here: only commands that notify pay for importing it
+
+    if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+        return "not an Apprise URL Apprise can use"
+    return None
+
+
+def deliver(url: str, title: str, body: str) -> str | None:
+    """Send one message; None on success, else Apprise's error text (to be masked)."""
+    import apprise
+
+    client = apprise.Apprise()
+    if not client.add(url):
+        return "not an Apprise URL Apprise can use"
+    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+        ok = client.notify(title=title, body=body)
+    if ok:
+        return None
+    lines = [line.strip() for line in captured.getvalue().splitlines() if line.strip()]
+    return lines[-1] if lines else "Apprise could not deliver the message"
