@@ -18,7 +18,8 @@ from harvester._schema import migrate
 from harvester.diff import ArchiveState, Changes, FeedState, NewVersion, StoredTalk
 from harvester.errors import ArchiveError, ArchiveWriteError, StaleKnowledgeError
 from harvester.model import CONTENT_FIELDS, JSON_FIELDS, KnownTalk, TalkRecord
-from harvester.site import FeedKind, default_feed_name, feed_kind, mask_secrets, url_hash
+from harvester.redact import redact
+from harvester.site import FeedKind, default_feed_name, feed_kind, url_hash
 
 BUSY_TIMEOUT_S = 60.0
 WAL_CHECKPOINT_PAGES = 16384  # 64 MB of 4 KB pages
@@ -116,6 +117,7 @@ def ensure_feed(
 ) -> int:
     """The feed's id, adding its row on first sight (URL stored with its token masked)."""
     key = url_hash(url)
+    name = redact(name) if name else name
     row = db.execute("SELECT id FROM feeds WHERE url_hash = ?", [key]).fetchone()
     if row:
         if name:
@@ -127,7 +129,7 @@ def ensure_feed(
         "INSERT INTO feeds (url, url_hash, name, kind, enabled, added_at, consecutive_failures)"
         " VALUES (?, ?, ?, ?, 1, ?, 0)",
         [
-            mask_secrets(url),
+            redact(url),
             key,
             name or default_feed_name(url),
             kind or feed_kind(url),
@@ -267,7 +269,7 @@ def insert_fetch(
         "http_status": facts.http_status,
         "bytes": facts.bytes,
         "outcome": outcome,
-        "error": error,
+        "error": redact(error) if error else error,
     } | counts
     return int(db.execute(_insert_sql("fetches", list(row)), row).lastrowid or 0)
 
@@ -376,7 +378,7 @@ def record_failure(db: Database, feed_id: int, facts: FetchFacts, error: str) ->
     db.execute(
         "UPDATE feeds SET last_fetched_at = ?, last_outcome = 'error',"
         " consecutive_failures = consecutive_failures + 1, last_error = ? WHERE id = ?",
-        [now_iso(facts.finished_at), error, feed_id],
+        [now_iso(facts.finished_at), redact(error), feed_id],
     )
     return fetch_id
 

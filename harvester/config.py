@@ -1,6 +1,8 @@
 """Loading and validating `harvester.toml`.
 
 A bad config is refused before anything runs, with the file, the key and what is wrong.
+Every URL in the file, under any key, is remembered by `harvester.redact` before the file
+is validated, so that no error, log line or archive row shows a secret it carries.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pytimeparse.timeparse import timeparse as parse_timespan
 
 from harvester import USER_AGENT
 from harvester.errors import ConfigError
+from harvester.redact import remember_urls_in
 from harvester.site import default_feed_name, normalize_url
 
 DEFAULT_CONFIG_PATH = Path("config/harvester.toml")
@@ -119,8 +122,11 @@ def load_config(
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        raw = path.read_bytes()
+        remember_urls_in(raw.decode("utf-8", "replace"))
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, "", "not valid TOML: not UTF-8 text") from None
     except FileNotFoundError:
         raise ConfigError(path, "", "no such file") from None
     except OSError as exc:
@@ -170,6 +176,7 @@ class _Table:
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """A validated Config from parsed TOML; relative paths resolve against the file's folder."""
+    _remember_urls(data)
     top = _Table(data, path, "")
     archive = _Table(top.get("archive", dict, {}), path, "archive")
     archive_path = Path(archive.get("path", str, "../data/archive.db"))
@@ -203,6 +210,18 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         schedule=ScheduleSettings(interval=interval or 0.0, jitter=jitter or 0.0),
         feeds=feeds,
     )
+
+
+def _remember_urls(value: object) -> None:
+    """Remember the secrets of every URL in the config, whatever key holds it."""
+    if isinstance(value, str):
+        remember_urls_in(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _remember_urls(item)
+    elif isinstance(value, list):
+        for item in value:
+            _remember_urls(item)
 
 
 def _file_mode(value: str, path: Path, key: str) -> int:

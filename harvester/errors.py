@@ -1,14 +1,14 @@
 """One exception tree: every error the harvester raises on purpose is a `HarvesterError`.
 
 Each message is one line a user can act on. The CLI shows `str(exc)` after secret masking
-(`harvester.secrets`), so a message may name a URL as it was given.
+(`harvester.redact`), so a message may name a URL as it was given.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harvester.site import mask_secrets
+from harvester.redact import redact
 
 
 class HarvesterError(Exception):
@@ -49,10 +49,10 @@ class FetchError(HarvesterError):
         retry_after: float | None = None,
     ) -> None:
         self.status = status
-        self.reason = mask_secrets(reason)
+        self.reason = redact(reason)
         self.retryable = retryable
         self.retry_after = retry_after
-        super().__init__(f"{mask_secrets(url)}: {self.reason}")
+        super().__init__(f"{redact(url)}: {self.reason}")
 
 
 class ParseError(HarvesterError):

@@ -34,7 +34,7 @@ from harvester._http import HostLimiter
 from harvester.config import HttpSettings
 from harvester.errors import FetchError
 from harvester.logs import get_logger
-from harvester.site import mask_secrets
+from harvester.redact import redact
 
 MAX_REDIRECTS = 10
 ACCEPT_ENCODING = "gzip, deflate"  # the encodings `_Inflater` can bound
@@ -214,7 +214,7 @@ def _log_retry(url: str, state: tenacity.RetryCallState) -> None:
     wait = state.next_action.sleep if state.next_action else 0.0
     log.info(
         "fetch.retry",
-        url=mask_secrets(url),
+        url=redact(url),
         attempt=state.attempt_number,
         wait_s=round(wait, 2),
         reason=getattr(exc, "reason", str(exc)),

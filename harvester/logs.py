@@ -1,30 +1,34 @@
 """structlog, configured once: a console renderer on a terminal, JSON lines otherwise.
 
-Standard-library loggers (httpx, apscheduler) go through the same processors, and every
-event passes a filter that masks personal-feed tokens wherever they appear.
+Standard-library loggers (httpx, apscheduler) go through the same processors. The final
+renderer's line, tracebacks included, goes through `harvester.redact.redact`: no secret the
+harvester knows leaves in a log line, whichever field or record carried it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
 
-from harvester.site import mask_secrets
+from harvester.redact import redact
 
 LogFormat = Literal["console", "json"]
 
 
-def mask_tokens(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    for key, value in event_dict.items():
-        if isinstance(value, str):
-            event_dict[key] = mask_secrets(value)
-    return event_dict
+def redacted(
+    renderer: Callable[[Any, str, MutableMapping[str, Any]], str | bytes],
+) -> Callable[[Any, str, MutableMapping[str, Any]], str]:
+    """The final renderer, with its whole line masked (`harvester.redact`)."""
+
+    def render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        line = renderer(logger, method, event_dict)
+        return redact(line.decode() if isinstance(line, bytes) else line)
+
+    return render
 
 
 def configure_logging(
@@ -39,7 +43,6 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        mask_tokens,
     ]
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=stream.isatty())
@@ -59,7 +62,7 @@ def configure_logging(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                renderer,
+                redacted(renderer),
             ],
         )
     )

@@ -1,34 +1,147 @@
 """Every secret the harvester was given, and the one function that masks them: `redact`.
 
-Secrets are remembered as they are learned (the config's feed URLs, later notification
-URLs). `redact` masks each remembered secret wherever it appears in a text, plus any
-personal-feed token in `/user/ics/<token>` form, remembered or not. Every output goes
-through it: CLI messages, the log renderer's final string, and text stored in the archive.
+What is remembered, as it is learned:
+
+- every URL in the config file's text, whatever the key (`remember_urls_in`, called when
+  a config is read, before it is validated), and every URL on the command line;
+- from each such URL (`remember_url`):
+  - a personal-feed token, the last part of a `/user/ics/<token>` path;
+  - the password of a `user:password@` part;
+  - the value of a query parameter whose name reads as a secret (a word of the name, split
+    at anything but letters and digits, is one of `SECRET_PARAM_WORDS`, e.g. `token`,
+    `api_key`, `X-Auth`), or whose value looks like a token (20 or more letters, digits,
+    `-` and `_`, with both letters and digits), whatever the name;
+  - for a notification URL (any scheme but http(s), webcal(s) and file): the whole URL
+    after `scheme://`, and every piece of it (userinfo, host, path segments, query values)
+    of 6 or more characters, except host names with a dot.
+- anything passed to `remember` directly.
+
+`redact` masks each remembered secret wherever it appears in a text (as given, URL-encoded
+or JSON-escaped), plus any personal-feed token in `/user/ics/<token>` form, remembered or
+not. A token shows as its first 4 characters and `…`; a password, or any secret shorter
+than 16 characters, as `…` alone. Every output goes through `redact`: the CLI's stdout
+and stderr (`harvester.cli`), the log renderer's final string (`harvester.logs`), and text
+stored in the archive.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 # A personal token also appears in error messages from httpx, so it is masked inside any text.
 _PERSONAL_IN_TEXT = re.compile(r"(/user/ics/)([^/?#\s'\"]{4})[^/?#\s'\"]*")
+_PERSONAL_PATH = re.compile(r"/user/ics/([^/?#]+)")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
+_TOKEN_LIKE = re.compile(r"(?=[A-Za-z0-9_-]*[A-Za-z])(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,}")
+_PIECES = re.compile(r"[/@:?&=#,;]+")
+
+FEED_SCHEMES = frozenset({"http", "https", "webcal", "webcals", "file"})
+SECRET_PARAM_WORDS = frozenset(
+    {
+        "token",
+        "key",
+        "apikey",
+        "secret",
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "auth",
+        "authorization",
+        "sig",
+        "signature",
+        "session",
+        "sessionid",
+        "sid",
+        "credential",
+        "credentials",
+        "accesstoken",
+    }
+)
+MIN_SECRET = 4  # shorter strings are ignored: masking them would mangle ordinary text
+SHOWN_FROM = 16  # secrets at least this long keep their first 4 characters when masked
 
 _lock = threading.Lock()
-_known: set[str] = set()
+_known: dict[str, str] = {}  # every form of every secret → what replaces it
+_pattern: re.Pattern[str] | None = None
 
 
-def remember(secret: str) -> None:
-    """Mask `secret` from now on, wherever it appears (too short a string is ignored)."""
-    if len(secret) >= 4:
-        with _lock:
-            _known.add(secret)
+def remember(secret: str, *, show_start: bool = True) -> None:
+    """Mask `secret` from now on, wherever it appears (too short a string is ignored).
+
+    `show_start=False` (passwords) masks it as `…` whatever its length.
+    """
+    global _pattern
+    if len(secret) < MIN_SECRET:
+        return
+    shown = f"{secret[:4]}…" if show_start and len(secret) >= SHOWN_FROM else "…"
+    forms = {secret, unquote(secret), quote(secret, safe=""), json.dumps(secret)[1:-1]}
+    with _lock:
+        added = False
+        for form in forms:
+            if len(form) >= MIN_SECRET and form not in _known:
+                _known[form] = shown
+                added = True
+        if added:
+            ordered = sorted(_known, key=len, reverse=True)
+            _pattern = re.compile("|".join(map(re.escape, ordered)))
+
+
+def remember_url(url: str) -> None:
+    """Remember the secrets a URL carries (see the module's docstring for the rule)."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return
+    if scheme.lower() not in FEED_SCHEMES:
+        _remember_notification_url(rest)
+        return
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return
+    if match := _PERSONAL_PATH.search(parts.path):
+        remember(match[1])
+    userinfo, at, _host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        remember(userinfo.split(":", 1)[1], show_start=False)
+    for name, value in parse_qsl(parts.query, keep_blank_values=False):
+        words = {w for w in re.split(r"[^a-z0-9]+", name.lower()) if w}
+        words.add(re.sub(r"[^a-z0-9]+", "", name.lower()))
+        if words & SECRET_PARAM_WORDS or _TOKEN_LIKE.fullmatch(value):
+            remember(value)
+
+
+def _remember_notification_url(rest: str) -> None:
+    """A notification URL is a credential as a whole: remember it and its pieces."""
+    remember(rest)
+    for piece in _PIECES.split(rest):
+        piece = piece.strip()
+        if len(piece) >= 6 and not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\.?", piece):
+            remember(piece)
+
+
+def remember_urls_in(text: str) -> None:
+    """Remember the secrets of every URL found in `text` (a config file, an argument)."""
+    for match in _URL_IN_TEXT.finditer(text):
+        remember_url(match[0].rstrip(".,;)]}"))
 
 
 def redact(text: str) -> str:
     """`text` with every known secret and every personal-feed token masked."""
     text = _PERSONAL_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}…", text)
-    for secret in sorted(_known, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, f"{secret[:4]}…" if len(secret) >= 16 else "…")
+    pattern, known = _pattern, _known
+    if pattern is not None:
+        text = pattern.sub(lambda m: known[m.group(0)], text)
     return text
+
+
+def forget_all() -> None:
+    """Forget every remembered secret (for tests: one process runs many configs)."""
+    global _pattern
+    with _lock:
+        _known.clear()
+        _pattern = None

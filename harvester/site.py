@@ -1,4 +1,4 @@
-"""Feed URLs: normalisation, the kind of feed a URL names, and masking of personal tokens."""
+"""Feed URLs: normalisation, the kind of feed a URL names, and secret-free default names."""
 
 from __future__ import annotations
 
@@ -57,11 +57,6 @@ def feed_kind(url: str) -> FeedKind:
     return "other"
 
 
-def mask_secrets(text: str) -> str:
-    """Mask every secret in `text` (see `harvester.redact`)."""
-    return redact(text)
-
-
 def url_hash(url: str) -> str:
     """The key that matches an archived feed to a config entry without storing its secret."""
     return hashlib.sha256(url.encode()).hexdigest()
@@ -75,7 +70,7 @@ def default_feed_name(url: str) -> str:
     if match := _TALK_PATH.match(parts.path):
         return f"{match['series']}/{match['counter']}"
     if _PERSONAL_PATH.match(parts.path):
-        return mask_secrets(parts.path).strip("/")
+        return redact(parts.path).strip("/")
     if parts.scheme == "file":
         return parts.path.rsplit("/", 1)[-1] or parts.path
     return (parts.hostname or "") + parts.path.rstrip("/")

@@ -24,7 +24,8 @@ from harvester.fastpath import BodyPrint, body_fingerprint, parse_fast, stamps_u
 from harvester.fetch import fetch
 from harvester.logs import get_logger
 from harvester.parse import ParsedFeed, check_calendar_bytes, parse_feed
-from harvester.site import FeedKind, mask_secrets
+from harvester.redact import redact
+from harvester.site import FeedKind
 
 Clock = Callable[[], datetime]
 log = get_logger("harvester.sync")
@@ -126,7 +127,7 @@ def archive_body(
         if shortcut is not None:
             counts, events = shortcut
             result = PollResult(
-                feed=mask_secrets(target.url),
+                feed=redact(target.url),
                 name=target.name,
                 outcome="unchanged",
                 counts=counts,
@@ -162,7 +163,7 @@ def archive_body(
     except ParseError as exc:
         return _failed(db, target, feed.id, facts, str(exc), t0)
     result = PollResult(
-        feed=mask_secrets(target.url),
+        feed=redact(target.url),
         name=target.name,
         outcome=outcome,
         counts=changes.counts,
@@ -274,19 +275,17 @@ def _not_modified(
     with store.immediate_transaction(db):
         store.record_success(db, feed, facts, "not_modified", None, 0, facts.finished_at)
     return _logged(
-        PollResult(feed=mask_secrets(target.url), name=target.name, outcome="not_modified"), t0
+        PollResult(feed=redact(target.url), name=target.name, outcome="not_modified"), t0
     )
 
 
 def _failed(
     db: Database, target: FeedTarget, feed_id: int, facts: store.FetchFacts, reason: str, t0: float
 ) -> PollResult:
-    reason = mask_secrets(reason)
+    reason = redact(reason)
     with store.immediate_transaction(db):
         store.record_failure(db, feed_id, facts, reason)
-    result = PollResult(
-        feed=mask_secrets(target.url), name=target.name, outcome="error", error=reason
-    )
+    result = PollResult(feed=redact(target.url), name=target.name, outcome="error", error=reason)
     return _logged(result, t0)
 
 

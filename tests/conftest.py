@@ -10,6 +10,7 @@ import structlog
 from click.testing import CliRunner, Result
 
 from harvester.cli import cli
+from harvester.redact import forget_all
 from tests.sitesim import Site, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,3 +93,10 @@ def sample_copy(tmp_path: Path) -> Path:
 def _reset_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Each test starts with no remembered secret (they are process-wide)."""
+    yield
+    forget_all()

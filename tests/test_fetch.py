@@ -11,7 +11,8 @@ import pytest
 from harvester.config import HttpSettings
 from harvester.errors import FetchError
 from harvester.fetch import fetch, make_client
-from harvester.site import default_feed_name, feed_kind, mask_secrets, normalize_url
+from harvester.redact import redact
+from harvester.site import default_feed_name, feed_kind, normalize_url
 from tests.sitesim import Site
 
 
@@ -162,6 +163,6 @@ def test_url_normalisation_kinds_and_names(given: str, normal: str, kind: str, n
 
 def test_tokens_are_masked_inside_any_text() -> None:
     text = "GET https://researchseminars.org/user/ics/s3cr3tT0ken failed; see /user/ics/s3cr3tT0ken"
-    assert mask_secrets(text) == (
+    assert redact(text) == (
         "GET https://researchseminars.org/user/ics/s3cr… failed; see /user/ics/s3cr…"
     )

@@ -1,18 +1,46 @@
-"""The `harvester` command line: a thin layer over the pipeline and the archive queries."""
+"""The `harvester` command line: a thin layer over the pipeline and the archive queries.
+
+The root group is the CLI's secrets choke point: it remembers the secrets of every URL on
+the command line before anything runs, masks click's own error messages, and redacts all
+of stdout and stderr (summaries, errors, warnings, log lines) while a command runs.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from harvester import __version__
 from harvester.cli import feeds, read, run, serve, sync
-from harvester.cli._app import App
+from harvester.cli._app import App, redacted_click_errors, redacted_output
 from harvester.logs import configure_logging
+from harvester.redact import remember_urls_in
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Harvester(click.Group):
+    """The root group: no command's output, nor click's, shows a known secret."""
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        for arg in args:
+            remember_urls_in(arg)
+        with redacted_output():
+            return super().main(args, *rest, **kwargs)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with redacted_click_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with redacted_click_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Harvester, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harvester")
 @click.option(
     "--config",

@@ -26,7 +26,7 @@ from harvester.config_edit import ConfigFile, canonical_feed_url, series_feed_ur
 from harvester.errors import ApiError, ArchiveError, ConfigEditError, ConfigError
 from harvester.fetch import make_client
 from harvester.series import series_shortname, store_series
-from harvester.site import default_feed_name, mask_secrets
+from harvester.site import default_feed_name
 from harvester.site_api import SeriesInfo, SiteApi, Topic, select_series
 
 
@@ -292,7 +292,7 @@ def list_feeds(app: App, as_json: bool) -> None:
     rows = [
         {
             "name": e.name,
-            "url": mask_secrets(e.url),
+            "url": e.url,
             "enabled": e.enabled,
             "series_name": names.get(series_shortname(e.url, config_file.base_url) or ""),
         }
@@ -359,7 +359,7 @@ def add_feed(
         _save(config_file)
         _store_metadata(app, infos)
     for plan in plans:
-        app.say(f"added {plan.name} ({mask_secrets(plan.url)}) to {config_file.path}")
+        app.say(f"added {plan.name} ({plan.url}) to {config_file.path}")
 
 
 def _plan_additions(
@@ -374,7 +374,7 @@ def _plan_additions(
         present = next((e for e in config_file.entries() if url == e.url or ref == e.name), None)
         if present is not None or any(p.url == url for p in plans):
             shown = present.name if present else default_feed_name(url)
-            app.say(f"already following {shown} ({mask_secrets(url)}): nothing to do")
+            app.say(f"already following {shown} ({url}): nothing to do")
             continue
         shortname = series_shortname(url, config_file.base_url)
         plans.append(_Plan(url, name or default_feed_name(url), shortname))

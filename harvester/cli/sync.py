@@ -25,7 +25,7 @@ from harvester.errors import LockBusyError
 from harvester.fetch import make_client
 from harvester.lock import hold
 from harvester.series import refresh_followed_series
-from harvester.site import mask_secrets, normalize_url
+from harvester.site import normalize_url
 from harvester.sync import FeedTarget, PollResult, archive_body, sync_feeds, utc_now
 
 
@@ -41,9 +41,7 @@ def _targets(app: App, urls: tuple[str, ...]) -> list[FeedTarget]:
             continue
         url = normalize_url(given)
         if not url.startswith(("http://", "https://")):
-            raise UsageProblem(
-                f"{mask_secrets(given)}: not a configured feed name nor an http(s) URL"
-            )
+            raise UsageProblem(f"{given}: not a configured feed name nor an http(s) URL")
         targets.append(FeedTarget(url))
     return targets
 
