@@ -1,4 +1,4 @@
-"""A Datasette plugin for the archive, configured from `config/datasette.yml`.
+"""A Datasette plugin for the archive, configured from its metadata (`metadata.yml` here).
 
 Registered as the `seminar_harvester` entry point of the `datasette` group, so plain
 `datasette` picks it up as well as `harvester serve`. It does nothing for a database whose
