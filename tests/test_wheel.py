@@ -56,7 +56,9 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "harvester", source / "harvester", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "harvester", source / "harvester", ignore=shutil.ignore_patterns("__pycache__")
+    )
     wheels = base / "wheels"
     _run(
         sys.executable, "-m", "pip", "wheel", "--no-deps", *_isolation(), "-q",
@@ -100,8 +102,8 @@ def test_the_installed_wheel_serves_a_canned_query(wheel_venv: Path, harvester: 
     env = {k: v for k, v in os.environ.items() if k not in ("HARVESTER_DB", "HARVESTER_CONFIG")}
     env.pop("PYTHONPATH", None)
     process = subprocess.Popen(
-        [str(wheel_venv / "bin" / "harvester"), "--db", str(harvester.db_path), "serve"]
-        + ["--port", str(port)],
+        [str(wheel_venv / "bin" / "harvester"), "--db", str(harvester.db_path)]
+        + ["serve", "--port", str(port)],
         cwd=outside,
         env=env,
         stdout=subprocess.PIPE,
