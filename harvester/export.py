@@ -38,7 +38,9 @@ def csv_cell(value: Any) -> Any:
 
 def to_csv(talks: Sequence[dict[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\n")
+    # CRLF (RFC 4180): before Python 3.12 a CR in a cell is quoted only when it is part of
+    # the line terminator, and an unquoted CR breaks the row for every reader.
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\r\n")
     writer.writeheader()
     for talk in talks:
         writer.writerow({k: csv_cell(v) for k, v in talk.items()})

@@ -101,9 +101,9 @@ def test_the_installed_wheel_serves_a_canned_query(wheel_venv: Path, harvester: 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("HARVESTER_DB", "HARVESTER_CONFIG")}
     env.pop("PYTHONPATH", None)
+    command = [str(wheel_venv / "bin" / "harvester"), "--db", str(harvester.db_path), "serve"]
     process = subprocess.Popen(
-        [str(wheel_venv / "bin" / "harvester"), "--db", str(harvester.db_path)]
-        + ["serve", "--port", str(port)],
+        [*command, "--port", str(port)],
         cwd=outside,
         env=env,
         stdout=subprocess.PIPE,
