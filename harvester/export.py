@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import icalendar
+from defusedcsv import csv
 
 from harvester import __version__
 from harvester.archive import EXPORT_FIELDS
@@ -21,17 +22,28 @@ def to_json(talks: Sequence[dict[str, Any]]) -> str:
     return json.dumps(list(talks), ensure_ascii=False, indent=2) + "\n"
 
 
+# defusedcsv prefixes a quote to cells starting with = + - @ | % (not numbers); a spreadsheet
+# also takes a cell starting with a tab or a CR as a formula's start, so those get it too.
+_TAB_OR_CR = ("\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that a spreadsheet will not run as a formula."""
+    if isinstance(value, list):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(_TAB_OR_CR):
+        return "'" + value
+    return value
+
+
 def to_csv(talks: Sequence[dict[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\n")
+    # CRLF (RFC 4180): before Python 3.12 a CR in a cell is quoted only when it is part of
+    # the line terminator, and an unquoted CR breaks the row for every reader.
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\r\n")
     writer.writeheader()
     for talk in talks:
-        writer.writerow(
-            {
-                k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v
-                for k, v in talk.items()
-            }
-        )
+        writer.writerow({k: csv_cell(v) for k, v in talk.items()})
     return out.getvalue()
 
 
@@ -42,20 +54,52 @@ def to_ics(talks: Sequence[dict[str, Any]]) -> str:
     calendar.add("version", "2.0")
     for talk in talks:
         event = icalendar.Event()
-        event.add("uid", talk["uid"])
+        event.add("uid", _text(talk["uid"]))
         event.add("dtstamp", datetime.fromisoformat(talk["changed_at"]))
         event.add("dtstart", _when(talk["dtstart"]))
         if talk["dtend"]:
             event.add("dtend", _when(talk["dtend"]))
-        event.add("summary", _summary(talk))
+        event.add("summary", _text(_summary(talk)))
         for name in ("description", "location"):
             if talk[name]:
-                event.add(name, talk[name])
+                event.add(name, _text(talk[name]))
         if talk["talk_url"]:
-            event.add("url", talk["talk_url"])
+            event.add("url", _text(talk["talk_url"]))
         calendar.add_component(event)
     ical: bytes = calendar.to_ical()
     return ical.decode("utf-8")
+
+
+# RFC 5545 TEXT has no control characters but HTAB (line breaks are escaped as \n); XML 1.0
+# (the Atom feed) has none but HTAB, LF and CR, and no U+FFFE/U+FFFF.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
+
+
+def clean_text(value: str) -> str:
+    """Text for a calendar or a feed: CRLF and CR become LF, other control characters go."""
+    return _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+_text = clean_text
+
+
+class _DefusedWriter:
+    """A csv.writer whose cells a spreadsheet will not run as formulas (see csv_cell)."""
+
+    def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
+        self._writer = csv.writer(file, *args, **kwargs)
+
+    def writerow(self, row: Any) -> Any:
+        return self._writer.writerow([csv_cell(value) for value in row])
+
+    def writerows(self, rows: Any) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def defused_writer(file: Any, *args: Any, **kwargs: Any) -> _DefusedWriter:
+    """Like csv.writer, with formula cells neutralised (for Datasette's .csv, see the plugin)."""
+    return _DefusedWriter(file, *args, **kwargs)
 
 
 def _when(value: str) -> Any:

@@ -28,7 +28,7 @@ from harvester.cli.serve import build_datasette, load_metadata
 from tests.conftest import ROOT, Harvester, write_config
 from tests.sitesim import Site
 
-METADATA = ROOT / "config" / "datasette.yml"
+METADATA = ROOT / "harvester" / "datasette" / "metadata.yml"  # shipped as package data
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 

@@ -28,7 +28,7 @@ from harvester.cli.serve import (
 from tests.conftest import ROOT, Harvester
 from tests.sitesim import Site
 
-METADATA = ROOT / "config" / "datasette.yml"
+METADATA = ROOT / "harvester" / "datasette" / "metadata.yml"  # shipped as package data
 READY_WITHIN_S = 30.0
 
 
@@ -144,7 +144,7 @@ def test_metadata_with_a_write_query_is_refused(tmp_path: Path) -> None:
 
 def test_metadata_is_found_beside_the_config(tmp_path: Path) -> None:
     beside = tmp_path / "datasette.yml"
-    assert find_metadata(tmp_path / "harvester.toml") == METADATA  # the source tree's
+    assert find_metadata(tmp_path / "harvester.toml") == METADATA  # the one the package ships
     beside.write_text("title: Mine\n", encoding="utf-8")
     assert find_metadata(tmp_path / "harvester.toml") == beside
     assert find_metadata(None) == METADATA

@@ -85,7 +85,12 @@ class IsoTime(click.ParamType):  # type: ignore[type-arg]
             moment = datetime.fromisoformat(str(value))
         except ValueError:
             self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-05-01T12:00:00Z)", param, ctx)
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        try:
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+            self.fail(
+                f"{value!r} is out of range: in UTC it is before year 1 or after 9999", param, ctx
+            )
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,27 +39,42 @@ def history(app: App, uid: str, as_json: bool) -> None:
         ]
         click.echo(json.dumps(versions, ensure_ascii=False, indent=2))
         return
-    click.echo(f"{uid}: {versions[-1]['title'] or versions[-1]['summary'] or ''}")
+    _say(f"{uid}: {versions[-1]['title'] or versions[-1]['summary'] or ''}")
     _echo_reschedule(versions[-1], links)
     previous: dict[str, Any] = {}
     for version in versions:
-        click.echo(f"  v{version['version']}  {version['observed_at']}  {version['change']}")
+        _say(f"  v{version['version']}  {version['observed_at']}  {version['change']}")
         for name in version["changed_fields"]:
             if version["change"] != "new" and name in previous:
-                click.echo(f"      {name}: {_short(previous[name])} → {_short(version[name])}")
+                _say(f"      {name}: {_short(previous[name])} → {_short(version[name])}")
         previous = version
 
 
 def _echo_reschedule(latest: dict[str, Any], links: dict[str, Any]) -> None:
     if links["old_slot_of"]:
-        click.echo(
+        _say(
             f"  old slot of a reschedule: {links['old_slot_of']} moved from"
             f" {latest['dtstart']} to {links['moved_to_dtstart']}"
         )
     elif (latest.get("counter") or 0) < 0:
-        click.echo("  old slot of a reschedule (the archive cannot tell which talk moved)")
+        _say("  old slot of a reschedule (the archive cannot tell which talk moved)")
     for slot in links["old_slots"]:
-        click.echo(f"  rescheduled: the site keeps its old slot as {slot}")
+        _say(f"  rescheduled: the site keeps its old slot as {slot}")
+
+
+# What a terminal would act on instead of showing: C0 and C1 controls (ESC sequences, CR,
+# BEL, ...), DEL, and the bidirectional overrides that reorder what is shown.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with each control character written out as an escape, e.g. ESC as `\\x1b`."""
+    return _UNSAFE.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+def _say(line: str) -> None:
+    """One line for a terminal: archived text cannot move the cursor or rewrite the screen."""
+    click.echo(escape_controls(line))
 
 
 def _short(value: Any, width: int = 70) -> str:
@@ -122,12 +138,12 @@ def status(app: App, as_json: bool, check: bool) -> None:
     if as_json:
         click.echo(json.dumps(feeds, ensure_ascii=False, indent=2))
     elif check:
-        click.echo(summary)
+        _say(summary)
     else:
         if daemon is not None:
-            click.echo(daemon.text)
+            _say(daemon.text)
         for feed in feeds:
-            click.echo(_status_line(feed, now))
+            _say(_status_line(feed, now))
         if not feeds:
             click.echo("no feeds polled yet")
     if check and code:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import importlib.resources
 import importlib.util
 import sqlite3
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,10 @@ if TYPE_CHECKING:
     from harvester.cli._app import App
 
 DATABASE_NAME = "archive"
-METADATA_FILENAME = "datasette.yml"
+METADATA_FILENAME = "datasette.yml"  # a user's override, beside the config file
+# The shipped metadata: package data of harvester.datasette (found through importlib.resources,
+# so a wheel or pipx install serves it; no import of that package's plugin module here).
+SHIPPED_METADATA = ("harvester.datasette", "metadata.yml")
 INSTALL_HINT = "pip install 'seminar-harvester[datasette]'"
 PLUGIN_NAME = "seminar-harvester"
 # The extra: Datasette itself and the plugins the metadata's canned queries are made for.
@@ -38,8 +43,6 @@ REQUIRED_MODULES = {
     "datasette_ics": "datasette-ics",
     "datasette_atom": "datasette-atom",
 }
-# The repository's config/ folder, for a source checkout run without a config file.
-SOURCE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 class ServeError(click.ClickException):
@@ -66,16 +69,22 @@ def _importable(module: str) -> bool:
         return False
 
 
-def find_metadata(config_path: Path | None) -> Path | None:
-    """`datasette.yml` beside the config file in use, else the source tree's config/."""
-    candidates = []
+def shipped_metadata() -> Traversable:
+    """The metadata that ships with the package."""
+    package, name = SHIPPED_METADATA
+    return importlib.resources.files(package) / name
+
+
+def find_metadata(config_path: Path | None) -> Traversable:
+    """`datasette.yml` beside the config file in use, else the metadata the package ships."""
     if config_path is not None:
-        candidates.append(config_path.parent / METADATA_FILENAME)
-    candidates.append(SOURCE_CONFIG_DIR / METADATA_FILENAME)
-    return next((path for path in candidates if path.is_file()), None)
+        beside = config_path.parent / METADATA_FILENAME
+        if beside.is_file():
+            return beside
+    return shipped_metadata()
 
 
-def load_metadata(path: Path) -> dict[str, Any]:
+def load_metadata(path: Traversable) -> dict[str, Any]:
     """Read Datasette metadata (YAML or JSON) and check it keeps the archive read-only."""
     from datasette.utils import parse_metadata
 
@@ -172,7 +181,8 @@ def prepare_archive(path: Path) -> None:
     "--metadata",
     "metadata_path",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help=f"Datasette metadata. Default: {METADATA_FILENAME} beside the config file.",
+    help=f"Datasette metadata. Default: {METADATA_FILENAME} beside the config file if there"
+    " is one, else the metadata shipped with the package.",
 )
 @click.pass_obj
 def serve(app: App, host: str, port: int, metadata_path: Path | None) -> None:
@@ -192,11 +202,8 @@ def serve(app: App, host: str, port: int, metadata_path: Path | None) -> None:
             f"Install the datasette extra: {INSTALL_HINT}"
         )
     config = app.config
-    if metadata_path is None:
-        metadata_path = find_metadata(config.path)
-        if metadata_path is None:
-            raise ServeError(f"no {METADATA_FILENAME} beside the config: give --metadata PATH")
-    metadata = load_metadata(metadata_path)
+    metadata_file = find_metadata(config.path) if metadata_path is None else metadata_path
+    metadata = load_metadata(metadata_file)
     archive = Path(config.archive_path)
     prepare_archive(archive)
     ds = build_datasette(archive, metadata)
@@ -204,5 +211,5 @@ def serve(app: App, host: str, port: int, metadata_path: Path | None) -> None:
     import uvicorn
 
     asyncio.run(ds.invoke_startup())
-    app.say(f"Serving {archive} on http://{host}:{port}/ (metadata {metadata_path}); Ctrl-C stops")
+    app.say(f"Serving {archive} on http://{host}:{port}/ (metadata {metadata_file}); Ctrl-C stops")
     uvicorn.run(ds.app(), host=host, port=port, log_level="warning", lifespan="on")

@@ -1,4 +1,4 @@
-"""A Datasette plugin for the archive, configured from `config/datasette.yml`.
+"""A Datasette plugin for the archive, configured from its metadata (`metadata.yml` here).
 
 Registered as the `seminar_harvester` entry point of the `datasette` group, so plain
 `datasette` picks it up as well as `harvester serve`. It does nothing for a database whose
@@ -12,17 +12,33 @@ metadata has no `plugins: seminar-harvester:` block. With one, it:
   of those tables without choosing columns (`_col`/`_nocol`) to the same page with
   `_nocol=` for each: bookkeeping columns stay out of sight until asked for. The JSON
   API and the row pages still show every column.
+
+Whatever the metadata, it also makes output safe for the people who open it:
+
+- every `.csv` Datasette writes has its formula cells neutralised (`=`, `+`, `-`, `@`, tab,
+  CR ... get a leading `'`, via defusedcsv). Datasette has no hook for its built-in CSV, so
+  the plugin swaps the `csv` module that `datasette.views.base` writes with for a shim whose
+  `writer` is defused: this applies to every database of that Datasette;
+- SQL functions for the canned queries: `harvester_text(value)` drops control characters
+  (a feed's XML and a calendar's text cannot carry them) and `harvester_ics_uid(value)`
+  keeps a UID that datasette-ics can take (its `ics` library hashes an event by turning the
+  UID into one decimal integer of 3+ digits per character, which Python refuses beyond
+  4,300 digits: a UID of ~1,433 characters or more answered 500 for the whole calendar).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
+import types
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from datasette import hookimpl
 from datasette.utils import tilde_decode
+
+from harvester.export import clean_text, defused_writer
 
 PLUGIN_NAME = "seminar-harvester"
 
@@ -37,10 +53,42 @@ def _config(datasette: Any, database: str) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
+# Longer UIDs are shortened to a prefix and a hash for datasette-ics: at most 7 digits per
+# character in its hash, 500 * 7 stays under Python's 4,300-digit limit.
+ICS_UID_MAX = 500
+
+
+def harvester_text(value: Any) -> Any:
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def harvester_ics_uid(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    uid = "".join(clean_text(value).split("\n"))
+    if len(uid) <= ICS_UID_MAX:
+        return uid
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{uid[:200]}…sha256:{digest}"
+
+
 @hookimpl  # type: ignore[untyped-decorator]
 def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
+    conn.create_function("harvester_text", 1, harvester_text, deterministic=True)
+    conn.create_function("harvester_ics_uid", 1, harvester_ics_uid, deterministic=True)
     if _config(datasette, database).get("query_only"):
         conn.execute("PRAGMA query_only = 1")
+
+
+@hookimpl  # type: ignore[untyped-decorator]
+def startup(datasette: Any) -> None:
+    from datasette.views import base
+
+    if not getattr(base.csv, "harvester_defused", False):
+        shim = types.SimpleNamespace(**{k: getattr(base.csv, k) for k in dir(base.csv)})
+        shim.writer = defused_writer
+        shim.harvester_defused = True
+        base.csv = shim
 
 
 @hookimpl  # type: ignore[untyped-decorator]
