@@ -12,8 +12,9 @@ What is remembered, as it is learned:
     `api_key`, `X-Auth`), or whose value looks like a token (20 or more letters, digits,
     `-` and `_`, with both letters and digits), whatever the name;
   - for a notification URL (any scheme but http(s), webcal(s) and file): the whole URL
-    after `scheme://`, and every piece of it (userinfo, host, path segments, query values)
-    of 6 or more characters, except host names with a dot.
+    after `scheme://`, its password, and every piece of it (userinfo, host, path segments,
+    query values) that looks like a token (8+ characters mixing letters and digits, or 16+
+    characters), except host names with a dot.
 - anything passed to `remember` directly.
 
 `redact` masks each remembered secret wherever it appears in a text (as given, URL-encoded
@@ -118,10 +119,21 @@ def remember_url(url: str) -> None:
 def _remember_notification_url(rest: str) -> None:
     """A notification URL is a credential as a whole: remember it and its pieces."""
     remember(rest)
+    userinfo, at, _ = rest.partition("/")[0].rpartition("@")
+    if at and ":" in userinfo:
+        remember(userinfo.split(":", 1)[1], show_start=False)
     for piece in _PIECES.split(rest):
         piece = piece.strip()
-        if len(piece) >= 6 and not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\.?", piece):
+        if _looks_secret(piece) and not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\.?", piece):
             remember(piece)
+
+
+def _looks_secret(piece: str) -> bool:
+    # Apprise puts tokens anywhere (host, path, query); words like `notify` or `json` are
+    # not secrets, and masking them would mangle ordinary output.
+    has_digit = any(c.isdigit() for c in piece)
+    has_alpha = any(c.isalpha() for c in piece)
+    return (len(piece) >= 8 and has_digit and has_alpha) or len(piece) >= 16
 
 
 def remember_urls_in(text: str) -> None:
