@@ -4,7 +4,8 @@
 when:
 
 - it is not a URL httpx can parse (control characters, `http://0177.0.0.1/`, a missing
-  `]`, a malformed IDNA label ...);
+  `]`, a malformed IDNA label ...) or its port is out of range (the socket layer would
+  quietly take 99999 modulo 65536);
 - its scheme is not http or https (webcal is already https after `normalize_url`);
 - `[http] allowed_hosts` is set and the host is not one of them. The match is exact and
   case-insensitive (a trailing dot ignored); subdomains do not match, so list every host;
@@ -77,6 +78,8 @@ def parse_url(url: str) -> httpx.URL:
         parsed.host  # noqa: B018  (decodes an IDNA host, which can fail on its own)
     except URL_ERRORS as exc:
         raise FetchError(url, f"refused: not a valid URL ({_url_error(exc)})") from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:  # httpx lets 99999 through
+        raise FetchError(url, f"refused: not a valid URL (port {parsed.port} out of range)")
     return parsed
 
 

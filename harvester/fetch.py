@@ -41,6 +41,7 @@ from harvester._http import (
     GuardedTransport,
     HostLimiter,
     UrlCheck,
+    UrlPolicy,
     UrlRefusedError,
     parse_url,
 )
@@ -74,8 +75,6 @@ class FetchPolicy:
     @classmethod
     def from_settings(cls, settings: HttpSettings, **overrides: Any) -> FetchPolicy:
         """The settings' policy; `check_url` is `[http]`'s URL policy unless overridden."""
-        from harvester._http import UrlPolicy  # here: netpolicy raises this module's error
-
         values: dict[str, Any] = {
             "retries": settings.retries,
             "max_poll_time": settings.max_poll_time,

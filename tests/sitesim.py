@@ -244,3 +244,10 @@ def serve(site: Site, host: str = "127.0.0.1") -> Iterator[Site]:
     """Run the site on `host` (a free port) in a thread for the duration of the block."""
     with running(_Server((host, 0), _Handler), site):
         yield site
+
+
+@contextmanager
+def serve_at(site: Site, host: str, port: int) -> Iterator[Site]:
+    """Run the site on `host` and a given `port` (two sites on one port, other addresses)."""
+    with running(_Server((host, port), _Handler), site):
+        yield site
