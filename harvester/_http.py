@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 import typing
@@ -268,12 +269,14 @@ class PinnedBackend(httpcore.SyncBackend):
 class PinnedTransport(httpx.HTTPTransport):
     """httpx's transport, with a connection pool that connects through `PinnedBackend`."""
 
-    def __init__(self, policy: UrlPolicy, limits: httpx.Limits) -> None:
+    def __init__(
+        self, policy: UrlPolicy, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         super().__init__(limits=limits)
         # httpx builds its pool without a way to pass a network backend: build our own,
         # as httpx does for a transport without a proxy.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context or httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -307,14 +310,17 @@ class GuardedTransport(httpx.BaseTransport):
         inner: httpx.BaseTransport | None = None,
         *,
         limits: httpx.Limits | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.check = check
         limits = limits or httpx.Limits()
         self._request_check: Callable[[str], object] | None = check
         if inner is None and isinstance(check, UrlPolicy):
-            inner = PinnedTransport(check, limits)
+            inner = PinnedTransport(check, limits, ssl_context)
             self._request_check = check.check_target
-        self.inner = inner if inner is not None else httpx.HTTPTransport(limits=limits)
+        if inner is None:
+            inner = httpx.HTTPTransport(limits=limits, verify=ssl_context or True)
+        self.inner = inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)

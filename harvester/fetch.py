@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import random
+import ssl
 import time
 import zlib
 from collections.abc import Callable
@@ -93,6 +94,7 @@ class FeedClient(httpx.Client):
     Every request goes through a `GuardedTransport` for the policy's `check_url`; without
     one (the default policy has none), every request is refused. `transport` is wrapped,
     never used instead; mounts and proxies, which would route around it, are refused.
+    `ssl_context` replaces the default certificate checks (tests with their own CA).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class FeedClient(httpx.Client):
         policy: FetchPolicy = DEFAULT_POLICY,
         transport: httpx.BaseTransport | None = None,
         limits: httpx.Limits | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         **kwargs: Any,
     ) -> None:
         for bypass in ("mounts", "proxy"):
@@ -108,7 +111,9 @@ class FeedClient(httpx.Client):
                 raise TypeError(
                     f"a FeedClient sends everything through its URL policy: no {bypass}"
                 )
-        guard = GuardedTransport(policy.check_url, transport, limits=limits)
+        guard = GuardedTransport(
+            policy.check_url, transport, limits=limits, ssl_context=ssl_context
+        )
         super().__init__(*args, transport=guard, **kwargs)
         self.policy = policy
 

@@ -13,7 +13,10 @@ public server" and "the local network": the `classify` seam counts 127.0.0.2 as 
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,7 +35,7 @@ from harvester.sync import FeedTarget, poll_feed
 from tests.conftest import Harvester
 from tests.conftest import write_config as write_local_config
 from tests.scripted import Scripted, reply
-from tests.sitesim import Site, serve, serve_at
+from tests.sitesim import Site, serve, serve_at, serve_tls
 
 HINT = "(set [http] allow_private = true to allow)"
 LIMIT = 1_000_000
@@ -245,6 +248,8 @@ def test_an_unparseable_url_is_a_failed_poll(tmp_path: Path, url: str) -> None:
     assert "\x01" not in result.error and "\n" not in result.error
     rows = list(db.query("SELECT outcome, error FROM fetches"))
     assert rows == [{"outcome": "error", "error": result.error}]
+    [feed] = db.query("SELECT consecutive_failures, last_outcome FROM feeds")
+    assert feed == {"consecutive_failures": 1, "last_outcome": "error"}  # the daemon backs off
 
 
 @pytest.mark.parametrize(
@@ -277,3 +282,44 @@ def test_cli_an_unparseable_url_between_two_good_feeds(
         [("AlgGeom", "changed"), ("NumThy", "changed"), (name, "error")]
     )
     assert "Secret" not in str(list(db.query("SELECT * FROM fetches JOIN feeds")))
+
+
+# --- TLS: the name, not the address, is what the certificate is checked against ----------
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", f"/CN={NAME}"),
+            *("-addext", f"subjectAltName=DNS:{NAME}"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+def test_tls_checks_the_certificate_against_the_host_name(certificate: tuple[str, str]) -> None:
+    """Connected to the vetted address, the TLS handshake still sends the name (SNI) and
+    verifies the certificate for it: a certificate for the name passes, another name fails."""
+    cert, key = certificate
+    site = Site()
+    site.add_series("AlgGeom", "Over TLS")
+    with serve_tls(site, "127.0.0.2", cert, key):
+        port = int(site.base_url.rsplit(":", 1)[1])
+        names = {NAME: ["127.0.0.2"], "other.example": ["127.0.0.2"]}
+        policy = UrlPolicy(resolve=lambda host: names[host], classify=public_127_0_0_2)
+        settings = HttpSettings(retries=0, timeout=5)
+        with FeedClient(
+            policy=FetchPolicy.from_settings(settings, check_url=policy),
+            ssl_context=ssl.create_default_context(cafile=cert),
+        ) as client:
+            assert fetch(client, f"https://{NAME}:{port}{FEED}", LIMIT).status == 200
+            with pytest.raises(FetchError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+                fetch(client, f"https://other.example:{port}{FEED}", LIMIT)
+    assert site.hits[FEED] == 1
