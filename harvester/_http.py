@@ -1,7 +1,11 @@
-"""Which URLs the harvester may fetch: the `UrlCheck` built from `[http]` settings.
+"""The URL policy and the one place it is enforced: the transport of every harvester client.
 
-A URL is refused (FetchError, before any request) when:
+`UrlPolicy`, built from `[http]` settings, refuses a URL (FetchError, before any request)
+when:
 
+- it is not a URL httpx can parse (control characters, `http://0177.0.0.1/`, a missing
+  `]`, a malformed IDNA label ...) or its port is out of range (the socket layer would
+  quietly take 99999 modulo 65536);
 - its scheme is not http or https (webcal is already https after `normalize_url`);
 - `[http] allowed_hosts` is set and the host is not one of them. The match is exact and
   case-insensitive (a trailing dot ignored); subdomains do not match, so list every host;
@@ -10,46 +14,80 @@ A URL is refused (FetchError, before any request) when:
   shared (100.64/10)... IPv4 embedded in IPv6 (mapped `::ffff:a.b.c.d`, 6to4, NAT64) is
   judged by its IPv4 address. Every address the name resolves to must pass, not just one.
 
-`fetch` runs the check on every hop of a redirect, so a public feed cannot send the
-harvester into the local network.
+Where it is enforced: `GuardedTransport`. httpx hands every request to its transport, each
+redirect hop included, whoever sends it (`fetch`, the site API, anything else holding the
+client), so the check cannot be skipped by a caller. A guard without a policy refuses
+every request. The guard checks the URL (scheme, host, allowed hosts, IP literals), and
+its connection pool connects through `PinnedBackend`: the host name is resolved once, with
+the policy's resolver, every address is judged, and the socket goes to a vetted address
+itself. There is no second lookup, so a name whose answers change between lookups (DNS
+rebinding, TTL 0) cannot slip a private address past the check. TLS (SNI, certificate
+check) and the Host header still use the URL's host name: httpcore takes them from the
+request, not from the address connected to.
 
-Left open: DNS rebinding. The check resolves the name, then httpx resolves it again to
-connect; a name whose answers change in between (TTL 0) can still reach a private address.
-Closing that means connecting to the checked address itself (an httpcore network backend
-that resolves, checks and connects in one step); feeds are configured by the archive's
-owner, so the check guards against mistakes and redirects, not a hostile DNS server.
+Proxies are not supported (a proxy would make the connection, unchecked): clients built
+on this transport ignore the proxy environment variables.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
 from harvester.config import HttpSettings
 from harvester.errors import FetchError
+from harvester.redact import redact
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str], Iterable[str]]
 """Host name → every address it resolves to; raises OSError when it does not resolve."""
 Classifier = Callable[[IPAddress], str | None]
 """Address → why it may not be fetched ("a loopback address"), or None when it may."""
+UrlCheck = Callable[[str], None]
+"""Called with every URL before it is requested (redirect targets too); raises
+FetchError to refuse it. `UrlPolicy` is the real one; any other callable is a test seam."""
 
 FETCHABLE_SCHEMES = frozenset({"http", "https"})
 ALLOW_PRIVATE_HINT = "(set [http] allow_private = true to allow)"
 NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+NO_POLICY = "refused: this client has no URL policy (build it with harvester.fetch.make_client)"
+
+#: What parsing a URL can raise: httpx's own error, and IDNA's (a UnicodeError) for hosts.
+URL_ERRORS = (httpx.InvalidURL, UnicodeError)
 
 
 def resolve_host(host: str) -> list[str]:
-    """Every address `host` resolves to, as the system resolver (and so httpx) sees it."""
+    """Every address `host` resolves to, as the system resolver sees it."""
     infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def parse_url(url: str) -> httpx.URL:
+    """`url` as httpx will send it; FetchError (not retryable) when httpx cannot parse it."""
+    try:
+        parsed = httpx.URL(url)
+        parsed.host  # noqa: B018  (decodes an IDNA host, which can fail on its own)
+    except URL_ERRORS as exc:
+        raise FetchError(url, f"refused: not a valid URL ({_url_error(exc)})") from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:  # httpx lets 99999 through
+        raise FetchError(url, f"refused: not a valid URL (port {parsed.port} out of range)")
+    return parsed
+
+
+def _url_error(exc: Exception) -> str:
+    """The parser's complaint on one line, control characters escaped, secrets masked."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+    return redact(text).rstrip(".")
 
 
 def address_problem(address: IPAddress) -> str | None:
@@ -85,9 +123,22 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
+class AddressRefusedError(Exception):
+    """The policy refused where a connection would go (raised by `PinnedBackend`)."""
+
+    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
-    """The `UrlCheck` of a client: call it with a URL; it returns, or raises FetchError.
+    """The URL policy of a client. Called with a URL, it returns or raises FetchError.
+
+    The transport splits the call in two: `check_target` on each request (no DNS) and
+    `connect_addresses` where the connection is made (the one lookup). Calling the policy
+    runs both, for callers that want the verdict without a request.
 
     `resolve` and `classify` are seams for tests (no network, or a local server that
     counts as public); the defaults are the system resolver and `address_problem`.
@@ -107,18 +158,52 @@ class UrlPolicy:
         )
 
     def __call__(self, url: str) -> None:
+        host = self.check_target(url).host
+        if self.allow_private:
+            return  # nothing more to judge without connecting (not even resolved)
         try:
-            parsed = httpx.URL(url)  # the parser httpx connects with, so both see one host
-        except httpx.InvalidURL as exc:
-            raise FetchError(url, f"refused: not a valid URL ({exc})") from None
+            self.connect_addresses(host)
+        except AddressRefusedError as exc:
+            raise FetchError(url, exc.reason, retryable=exc.retryable) from None
+
+    def check_target(self, url: str) -> httpx.URL:
+        """Everything but the DNS lookup: parse, scheme, allowed hosts, an IP literal host."""
+        parsed = parse_url(url)  # the parser httpx connects with, so both see one host
         if parsed.scheme not in FETCHABLE_SCHEMES:
             raise FetchError(url, f"refused: only http(s) URLs are fetched, not {parsed.scheme}:")
         host = parsed.host
         if not host:
             raise FetchError(url, "refused: the URL has no host")
         self._check_allowed_host(url, parsed)
+        literal = _ip_literal(host)
+        if literal is not None and not self.allow_private:
+            problem = self.classify(literal)
+            if problem:
+                raise FetchError(url, f"refused: {host} is {problem} {ALLOW_PRIVATE_HINT}")
+        return parsed
+
+    def connect_addresses(self, host: str) -> list[str]:
+        """The addresses a connection to `host` may go to: resolved once, each one judged.
+
+        Raises AddressRefusedError when the name does not resolve or, unless private hosts are
+        allowed, when any of its addresses is not globally reachable.
+        """
+        literal = _ip_literal(host)
+        if literal is not None:
+            if not self.allow_private:
+                problem = self.classify(literal)
+                if problem:
+                    raise AddressRefusedError(f"refused: {host} is {problem} {ALLOW_PRIVATE_HINT}")
+            return [str(literal)]
+        found = self._resolve(host)
         if not self.allow_private:
-            self._check_addresses(url, host)
+            for text, address in found:
+                problem = self.classify(address)
+                if problem:
+                    raise AddressRefusedError(
+                        f"refused: {host} resolves to {text}, {problem} {ALLOW_PRIVATE_HINT}"
+                    )
+        return list(dict.fromkeys(str(address) for _, address in found))
 
     def _check_allowed_host(self, url: str, parsed: httpx.URL) -> None:
         if self.allowed_hosts is None:
@@ -127,30 +212,16 @@ class UrlPolicy:
         if not names & self.allowed_hosts:
             raise FetchError(url, f"refused: {parsed.host} is not in [http] allowed_hosts")
 
-    def _check_addresses(self, url: str, host: str) -> None:
-        literal = _ip_literal(host)
-        if literal is not None:
-            problem = self.classify(literal)
-            if problem:
-                raise FetchError(url, f"refused: {host} is {problem} {ALLOW_PRIVATE_HINT}")
-            return
-        for text, address in self._resolve(url, host):
-            problem = self.classify(address)
-            if problem:
-                raise FetchError(
-                    url, f"refused: {host} resolves to {text}, {problem} {ALLOW_PRIVATE_HINT}"
-                )
-
-    def _resolve(self, url: str, host: str) -> list[tuple[str, IPAddress]]:
+    def _resolve(self, host: str) -> list[tuple[str, IPAddress]]:
         """Each address as the resolver wrote it (shown in messages) and parsed."""
         try:
             found = [(a, ipaddress.ip_address(a)) for a in self.resolve(host)]
-        except (OSError, UnicodeError) as exc:
+        except (OSError, UnicodeError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            # As httpx's own failed lookup would be: a network error, worth a retry.
-            raise FetchError(url, f"cannot resolve {host}: {reason}", retryable=True) from None
+            # As a failed lookup by httpx itself would be: a network error, worth a retry.
+            raise AddressRefusedError(f"cannot resolve {host}: {reason}", retryable=True) from None
         if not found:
-            raise FetchError(url, f"cannot resolve {host}: no addresses", retryable=True)
+            raise AddressRefusedError(f"cannot resolve {host}: no addresses", retryable=True)
         return found
 
 
@@ -163,6 +234,109 @@ def _ip_literal(host: str) -> IPAddress | None:
 
 def _host_key(host: str) -> str:
     return host.strip().rstrip(".").lower()
+
+
+# ------------------------------------------------------------------------------------------
+# Enforcement: the transport every harvester client sends through.
+# ------------------------------------------------------------------------------------------
+
+
+class PinnedBackend(httpcore.SyncBackend):
+    """Connects only to addresses the policy vetted, from one lookup per connection."""
+
+    def __init__(self, policy: UrlPolicy) -> None:
+        self.policy = policy
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = self.policy.connect_addresses(host)  # raises AddressRefusedError
+        failure: Exception | None = None
+        for address in addresses:  # in the resolver's order, as socket.create_connection
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # connect_addresses never returns an empty list
+        raise failure
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """httpx's transport, with a connection pool that connects through `PinnedBackend`."""
+
+    def __init__(
+        self, policy: UrlPolicy, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        super().__init__(limits=limits)
+        # httpx builds its pool without a way to pass a network backend: build our own,
+        # as httpx does for a transport without a proxy.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context or httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=PinnedBackend(policy),
+        )
+
+
+class UrlRefusedError(httpx.RequestError):
+    """The URL policy refused a request (or a redirect hop): an httpx error, as callers of
+    an httpx client expect. `error` is the policy's FetchError, `url` the refused URL."""
+
+    def __init__(self, error: FetchError, url: str, *, request: httpx.Request) -> None:
+        super().__init__(str(error), request=request)
+        self.error = error
+        self.url = redact(url)
+
+
+class GuardedTransport(httpx.BaseTransport):
+    """Every request through `check` first; with no check, every request is refused.
+
+    With a `UrlPolicy` and no `inner` transport, connections go through `PinnedTransport`,
+    so the DNS half of the check happens where the socket is opened. Given another
+    `inner` transport (a test's), the policy's whole check runs on each request instead.
+    Any other `check` callable (a test seam) runs on each request, and the connection
+    goes through httpx's own transport.
+    """
+
+    def __init__(
+        self,
+        check: UrlCheck | None,
+        inner: httpx.BaseTransport | None = None,
+        *,
+        limits: httpx.Limits | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.check = check
+        limits = limits or httpx.Limits()
+        self._request_check: Callable[[str], object] | None = check
+        if inner is None and isinstance(check, UrlPolicy):
+            inner = PinnedTransport(check, limits, ssl_context)
+            self._request_check = check.check_target
+        if inner is None:
+            inner = httpx.HTTPTransport(limits=limits, verify=ssl_context or True)
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        try:
+            if self._request_check is None:
+                raise FetchError(url, NO_POLICY)
+            self._request_check(url)
+            return self.inner.handle_request(request)
+        except FetchError as exc:
+            raise UrlRefusedError(exc, url, request=request) from None
+        except AddressRefusedError as exc:
+            error = FetchError(url, exc.reason, retryable=exc.retryable)
+            raise UrlRefusedError(error, url, request=request) from None
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,14 +5,20 @@
   honouring Retry-After (seconds or HTTP-date), within a time budget per poll
   (tenacity); any other 4xx fails at once;
 - at most N requests in flight per host and a minimum gap between them (`HostLimiter`);
-- redirects followed hop by hop, each hop checked by the policy's `check_url` hook and
-  counted against the host limits;
+- redirects followed hop by hop, each hop counted against the host limits; a hop the URL
+  policy refuses fails the poll with "redirected to <target>: <why>";
+- a URL httpx cannot parse is a failed poll (FetchError), never a traceback;
 - a body limit that holds after gzip/deflate decoding: the raw stream is inflated
   incrementally with a bounded output size, so a compression bomb is refused after at
   most `max_bytes` of output.
 
-The httpx transport is the testing seam: `make_client(settings, transport=...)`; the
-policy's `sleep` and `clock` make backoff testable without waiting.
+The URL policy is not checked here: every client from `make_client` sends through
+`harvester._http.GuardedTransport`, which checks every request and redirect hop, whoever
+sends it, and connects only to addresses it vetted (see `_http`). A client built without
+a policy refuses every request.
+
+The httpx transport is the testing seam: `make_client(settings, transport=...)` (still
+behind the guard); the policy's `sleep` and `clock` make backoff testable without waiting.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import random
+import ssl
 import time
 import zlib
 from collections.abc import Callable
@@ -30,7 +37,15 @@ from typing import Any
 import httpx
 import tenacity
 
-from harvester._http import HostLimiter
+from harvester._http import (
+    URL_ERRORS,
+    GuardedTransport,
+    HostLimiter,
+    UrlCheck,
+    UrlPolicy,
+    UrlRefusedError,
+    parse_url,
+)
 from harvester.config import HttpSettings
 from harvester.errors import FetchError
 from harvester.logs import get_logger
@@ -40,10 +55,7 @@ MAX_REDIRECTS = 10
 ACCEPT_ENCODING = "gzip, deflate"  # the encodings `_Inflater` can bound
 log = get_logger("harvester.fetch")
 
-
-UrlCheck = Callable[[str], None]
-"""Called with every URL before it is requested (redirect targets too); raises
-FetchError to refuse it. The seam for address policies (private networks, allow-lists)."""
+__all__ = ["UrlCheck", "UrlRefusedError"]  # re-exported: the policy's types, for callers
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,7 @@ class FetchPolicy:
     backoff_max: float = 60.0
     backoff_jitter: float = 1.0
     limiter: HostLimiter = field(default_factory=HostLimiter)
-    check_url: UrlCheck | None = None
+    check_url: UrlCheck | None = None  # what the client's transport checks; None refuses all
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -64,8 +76,6 @@ class FetchPolicy:
     @classmethod
     def from_settings(cls, settings: HttpSettings, **overrides: Any) -> FetchPolicy:
         """The settings' policy; `check_url` is `[http]`'s URL policy unless overridden."""
-        from harvester._http import UrlPolicy  # here: netpolicy raises this module's error
-
         values: dict[str, Any] = {
             "retries": settings.retries,
             "max_poll_time": settings.max_poll_time,
@@ -79,10 +89,32 @@ DEFAULT_POLICY = FetchPolicy()
 
 
 class FeedClient(httpx.Client):
-    """An httpx client that carries the fetch policy its feeds are polled with."""
+    """An httpx client that carries the fetch policy its feeds are polled with.
 
-    def __init__(self, *args: Any, policy: FetchPolicy = DEFAULT_POLICY, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    Every request goes through a `GuardedTransport` for the policy's `check_url`; without
+    one (the default policy has none), every request is refused. `transport` is wrapped,
+    never used instead; mounts and proxies, which would route around it, are refused.
+    `ssl_context` replaces the default certificate checks (tests with their own CA).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        policy: FetchPolicy = DEFAULT_POLICY,
+        transport: httpx.BaseTransport | None = None,
+        limits: httpx.Limits | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        **kwargs: Any,
+    ) -> None:
+        for bypass in ("mounts", "proxy"):
+            if kwargs.get(bypass) is not None:
+                raise TypeError(
+                    f"a FeedClient sends everything through its URL policy: no {bypass}"
+                )
+        guard = GuardedTransport(
+            policy.check_url, transport, limits=limits, ssl_context=ssl_context
+        )
+        super().__init__(*args, transport=guard, **kwargs)
         self.policy = policy
 
 
@@ -109,10 +141,10 @@ def make_client(
 ) -> FeedClient:
     """The one client a sync shares across feeds (connection reuse, same policy everywhere).
 
-    Requests sent around `fetch` (the site's JSON API) pass the policy's `check_url` too.
+    Every request it sends, `fetch`'s or not (the site's JSON API), each redirect hop
+    included, passes the policy's `check_url` in the transport.
     """
     policy = policy or FetchPolicy.from_settings(settings)
-    check = policy.check_url
     return FeedClient(
         headers={
             "User-Agent": settings.user_agent,
@@ -124,27 +156,8 @@ def make_client(
         max_redirects=MAX_REDIRECTS,
         transport=transport,
         limits=httpx.Limits(max_connections=max(settings.concurrency, settings.per_host) + 2),
-        event_hooks={"request": [_request_check(check)]} if check else None,
         policy=policy,
     )
-
-
-URL_CHECKED = "harvester.url_checked"  # request extension: `fetch` ran check_url on it
-
-
-class UrlRefusedError(httpx.RequestError):
-    """check_url refused a request sent around `fetch`: an httpx error, as callers expect."""
-
-
-def _request_check(check: UrlCheck) -> Callable[[httpx.Request], None]:
-    def hook(request: httpx.Request) -> None:  # on every request, each redirect hop too
-        if not request.extensions.get(URL_CHECKED):
-            try:
-                check(str(request.url))
-            except FetchError as exc:
-                raise UrlRefusedError(str(exc), request=request) from None
-
-    return hook
 
 
 def fetch(
@@ -158,9 +171,12 @@ def fetch(
 ) -> FetchResult:
     """GET `url`; raise FetchError for anything that is not a calendar body within the limit.
 
-    The policy is the argument, else the client's (see `make_client`), else the default.
+    The policy (retries, limits, clocks) is the argument, else the client's (see
+    `make_client`), else the default; the URL check is the client's transport's. A URL
+    httpx cannot parse fails at once (not retried).
     """
     policy = policy or getattr(client, "policy", None) or DEFAULT_POLICY
+    parse_url(url)
     headers = {}
     if etag:
         headers["If-None-Match"] = etag
@@ -229,13 +245,13 @@ def _attempt(
     policy: FetchPolicy,
     deadline: float,
 ) -> FetchResult:
-    """One try: the request and its redirect hops, each hop checked and host-limited."""
+    """One try: the request and its redirect hops, each hop host-limited (and checked by
+    the client's transport)."""
     request = client.build_request("GET", url, headers=headers)
     for hop in range(MAX_REDIRECTS + 1):
-        _check_hop(url, request, hop, policy)
         _check_deadline(url, policy, deadline)
         with policy.limiter.slot(_host_key(request.url)):
-            response = _send(client, request, url)
+            response = _send(client, request, url, hop)
             try:
                 if response.next_request is not None:
                     request = response.next_request
@@ -256,29 +272,27 @@ def _attempt(
     raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
 
 
-def _check_hop(url: str, request: httpx.Request, hop: int, policy: FetchPolicy) -> None:
-    """The policy's check of one hop; a refused redirect names the feed and where it led."""
-    if policy.check_url is None:
-        return
-    target = str(request.url)
-    try:
-        policy.check_url(target)
-    except FetchError as exc:
-        if hop == 0:
-            raise
-        raise FetchError(
-            url, f"redirected to {target}: {exc.reason}", exc.status, retryable=exc.retryable
-        ) from None
-    request.extensions[URL_CHECKED] = True
-
-
-def _send(client: httpx.Client, request: httpx.Request, url: str) -> httpx.Response:
+def _send(client: httpx.Client, request: httpx.Request, url: str, hop: int) -> httpx.Response:
     try:
         return client.send(request, stream=True, follow_redirects=False)
+    except UrlRefusedError as exc:
+        raise _refused(url, exc, hop) from None
+    except URL_ERRORS as exc:  # a redirect's Location that httpx cannot parse
+        raise FetchError(url, f"not a valid URL ({type(exc).__name__}: {exc})") from None
     except httpx.TimeoutException as exc:
         raise FetchError(url, f"timed out ({type(exc).__name__})", retryable=True) from None
     except httpx.HTTPError as exc:
         raise _transport_error(url, exc) from None
+
+
+def _refused(url: str, exc: UrlRefusedError, hop: int) -> FetchError:
+    """The policy's refusal of one hop; a refused redirect names the feed and where it led."""
+    error = exc.error
+    if hop == 0:
+        return error
+    return FetchError(
+        url, f"redirected to {exc.url}: {error.reason}", error.status, retryable=error.retryable
+    )
 
 
 def _transport_error(url: str, exc: httpx.HTTPError) -> FetchError:

@@ -9,6 +9,10 @@ The API is version 0 ("subject to change") and has two quirks this client hides:
 
 Filters beyond equality (`$contains` on the topics/institutions lists, `$in`) only work
 with POST and a `{"query": {...}}` body.
+
+The URL policy is the client's: a client from `harvester.fetch.make_client` checks every
+API request and redirect hop in its transport; a refusal becomes an `ApiError` that says
+which URL was refused and why.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from harvester._http import URL_ERRORS, UrlRefusedError
 from harvester.errors import ApiError
 
 API_PATH = "/api/0"
@@ -196,6 +201,12 @@ class SiteApi:
             ) as response:
                 raw = self._read_limited(response, url)
                 status = response.status_code
+        except UrlRefusedError as exc:
+            first_hop = exc.request.url.copy_with(query=None) == httpx.URL(url)
+            where = "" if first_hop else f"redirected to {exc.url}: "
+            raise ApiError(f"{url}: {where}{exc.error.reason}") from None
+        except URL_ERRORS as exc:
+            raise ApiError(f"{url}: not a valid URL ({type(exc).__name__}: {exc})") from None
         except httpx.TimeoutException:
             raise ApiError(f"{url}: the site's API timed out") from None
         except httpx.HTTPError as exc:

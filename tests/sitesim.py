@@ -263,3 +263,24 @@ def serve(site: Site, host: str = "127.0.0.1") -> Iterator[Site]:
     """Run the site on `host` (a free port) in a thread for the duration of the block."""
     with running(_Server((host, 0), _Handler), site):
         yield site
+
+
+@contextmanager
+def serve_at(site: Site, host: str, port: int) -> Iterator[Site]:
+    """Run the site on `host` and a given `port` (two sites on one port, other addresses)."""
+    with running(_Server((host, port), _Handler), site):
+        yield site
+
+
+@contextmanager
+def serve_tls(site: Site, host: str, certfile: str, keyfile: str) -> Iterator[Site]:
+    """Run the site over TLS on `host` (a free port); `site.base_url` is then https."""
+    import ssl
+
+    server = _Server((host, 0), _Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    with running(server, site):
+        site.base_url = site.base_url.replace("http://", "https://", 1)
+        yield site
