@@ -12,14 +12,13 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from pytimeparse.timeparse import timeparse as parse_timespan
 
 from harvester import USER_AGENT
 from harvester.errors import ConfigError
 from harvester.redact import remember_urls_in
-from harvester.site import default_feed_name, normalize_url
+from harvester.site import default_feed_name, normalize_url, split_url
 
 DEFAULT_CONFIG_PATH = Path("config/harvester.toml")
 FETCHABLE_SCHEMES = ("http", "https", "webcal", "webcals")
@@ -301,7 +300,9 @@ def _unique_names(parsed: list[tuple[FeedConfig, bool]]) -> tuple[FeedConfig, ..
 
 
 def _check_fetchable(url: str, path: Path, key: str) -> None:
-    parts = urlsplit(url.strip())
+    parts = split_url(url.strip())
+    if parts is None:
+        return  # unreadable: kept, so that its poll fails and says why (the others go on)
     if parts.scheme.lower() not in FETCHABLE_SCHEMES:
         shown = parts.scheme + ":" if parts.scheme else repr(url[:40])
         raise ConfigError(

@@ -157,3 +157,13 @@ def forget_all() -> None:
     with _lock:
         _known.clear()
         _pattern = None
+
+
+# What a terminal would act on instead of showing: C0 and C1 controls (ESC sequences, CR,
+# BEL, ...), DEL, and the bidirectional overrides that reorder what is shown.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with each control character written out as an escape, e.g. ESC as `\\x1b`."""
+    return _UNSAFE.sub(lambda match: repr(match.group())[1:-1], text)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from harvester.redact import redact
+from harvester.redact import escape_controls, redact
 
 FeedKind = Literal["series", "talk", "personal", "other", "file"]
 
@@ -28,10 +28,23 @@ _TALK_PATH = re.compile(r"^/talk/(?P<series>[^/]+)/(?P<counter>-?\d+)/ics/?$")
 _PERSONAL_PATH = re.compile(r"^(?P<prefix>/user/ics/)(?P<token>[^/?#]+)")
 
 
+def split_url(url: str) -> SplitResult | None:
+    """`urlsplit`, or None for a URL it cannot read (`http://[::1/`): such a feed is kept,
+    and its poll fails with the transport's one clear line."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.hostname, parts.port
+    except ValueError:
+        return None
+    return parts
+
+
 def normalize_url(url: str) -> str:
     """The URL the harvester fetches: webcal:// means https://, old site names mean the site."""
     url = url.strip()
-    parts = urlsplit(url)
+    parts = split_url(url)
+    if parts is None:
+        return url
     scheme = parts.scheme.lower()
     if scheme in ("webcal", "webcals"):
         scheme = "https"
@@ -45,7 +58,9 @@ def normalize_url(url: str) -> str:
 
 def feed_kind(url: str) -> FeedKind:
     """Which of the site's three feed kinds a URL is (`other` for any other calendar)."""
-    parts = urlsplit(url)
+    parts = split_url(url)
+    if parts is None:
+        return "other"
     if parts.scheme == "file":
         return "file"
     if _SERIES_PATH.match(parts.path):
@@ -64,7 +79,9 @@ def url_hash(url: str) -> str:
 
 def default_feed_name(url: str) -> str:
     """A short, secret-free name for a feed: the series shortname, `series/counter`, or host."""
-    parts = urlsplit(url)
+    parts = split_url(url)
+    if parts is None:
+        return escape_controls(redact(url))
     if match := _SERIES_PATH.match(parts.path):
         return match["series"]
     if match := _TALK_PATH.match(parts.path):
@@ -73,7 +90,7 @@ def default_feed_name(url: str) -> str:
         return redact(parts.path).strip("/")
     if parts.scheme == "file":
         return parts.path.rsplit("/", 1)[-1] or parts.path
-    return (parts.hostname or "") + parts.path.rstrip("/")
+    return escape_controls((parts.hostname or "") + parts.path.rstrip("/"))
 
 
 _HTTP_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)

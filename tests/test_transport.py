@@ -258,6 +258,7 @@ def test_an_unparseable_url_is_a_failed_poll(tmp_path: Path, url: str) -> None:
         ("http://0177.0.0.1/seminar/X/ics", "X"),
         ("http://exa\\u0001mple.org/seminar/Y/ics", "Y"),
         ("http://0177.0.0.1/user/ics/Zq7sSecretToken", "user/ics/Zq7s…"),
+        ("http://[::1/seminar/Z/ics", "http://[::1/seminar/Z/ics"),  # urlsplit cannot read it
     ],
 )
 def test_cli_an_unparseable_url_between_two_good_feeds(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from harvester import archive as query
 from harvester import health
 from harvester.cli._app import EXIT_FAILED, App, IsoTime, fail
 from harvester.export import FORMATS, render
+from harvester.redact import escape_controls
 from harvester.sync import utc_now
 
 
@@ -60,16 +60,6 @@ def _echo_reschedule(latest: dict[str, Any], links: dict[str, Any]) -> None:
         _say("  old slot of a reschedule (the archive cannot tell which talk moved)")
     for slot in links["old_slots"]:
         _say(f"  rescheduled: the site keeps its old slot as {slot}")
-
-
-# What a terminal would act on instead of showing: C0 and C1 controls (ESC sequences, CR,
-# BEL, ...), DEL, and the bidirectional overrides that reorder what is shown.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def escape_controls(text: str) -> str:
-    """`text` with each control character written out as an escape, e.g. ESC as `\\x1b`."""
-    return _UNSAFE.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def _say(line: str) -> None:
