@@ -5,7 +5,7 @@ Registered as the `seminar_harvester` entry point of the `datasette` group, so p
 metadata has no `plugins: seminar-harvester:` block. With one, it:
 
 - `query_only: true` opens every connection Datasette makes to the database with
-  `PRAGMA query_only`, its write connection included: the web cannot change the archive,
+  SQLite's query_only switch, its write connection included: the web cannot change the archive,
   whatever a canned query or another plugin tries (the harvester writes through its own
   connections, which this does not touch);
 - `hidden_columns: {table: [column, ...]}` sends a browser that opens the HTML page of one
@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, urlencode
 from datasette import hookimpl
 from datasette.utils import tilde_decode
 
+from harvester.archive import set_query_only
+
 PLUGIN_NAME = "seminar-harvester"
 
 Scope = MutableMapping[str, Any]
@@ -40,7 +42,7 @@ def _config(datasette: Any, database: str) -> dict[str, Any]:
 @hookimpl  # type: ignore[untyped-decorator]
 def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
     if _config(datasette, database).get("query_only"):
-        conn.execute("PRAGMA query_only = 1")
+        set_query_only(conn)
 
 
 @hookimpl  # type: ignore[untyped-decorator]
