@@ -1,10 +1,10 @@
 """`harvester serve`: Datasette on the archive, with the shipped metadata and plugins.
 
 The archive is opened read-write only when it needs a migration (so an old archive gains
-full-text search and the views), then served by Datasette as a mutable database (no immutable mode:
-the daemon keeps writing while people browse). The web cannot write: Datasette runs only
-read-only SQL, no canned query may write (checked here), and the seminar-harvester plugin
-opens every connection to the archive query-only.
+full-text search and the views), then served by Datasette as a mutable database (no
+immutable mode: the daemon keeps writing while people browse). The web cannot write:
+Datasette runs only read-only SQL, no canned query may write (checked here), and the
+seminar-harvester plugin opens every connection to the archive with PRAGMA query_only.
 
 Datasette is an optional extra; nothing here imports it before the command runs.
 """
