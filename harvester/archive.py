@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -11,30 +13,47 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from harvester._schema import migrate
+from harvester import _schema
 from harvester.diff import ArchiveState, Changes, FeedState, NewVersion, StoredTalk
 from harvester.errors import ArchiveError, ArchiveWriteError, StaleKnowledgeError
 from harvester.model import CONTENT_FIELDS, JSON_FIELDS, KnownTalk, TalkRecord
 from harvester.redact import redact
-from harvester.site import FeedKind, default_feed_name, feed_kind, url_hash
+from harvester.site import FeedKind, default_feed_name, feed_kind
 
 BUSY_TIMEOUT_S = 60.0
 WAL_CHECKPOINT_PAGES = 16384  # 64 MB of 4 KB pages
 CACHE_KIB = 16384  # per connection: the pages of a large feed's talks stay in memory
 
 
-def open_archive(path: Path | str, *, file_mode: int = 0o600) -> Database:
-    """Open (creating and migrating as needed) the archive at `path`."""
+def open_archive(
+    path: Path | str, *, file_mode: int = 0o600, read_only: bool = False, check: bool = False
+) -> Database:
+    """Open the archive at `path`.
+
+    Read-write (the default): created if missing, and migrated when a migration is pending
+    (an up-to-date archive is opened without any write). `read_only`: opened with SQLite's
+    `mode=ro` (plus `immutable=1` in a folder it cannot write, where no -shm can be made)
+    and `query_only`; an archive that still needs a migration is migrated first when it
+    can be written, else refused. `check` runs `PRAGMA quick_check` and refuses a damaged
+    file. A SQLite file that is not an archive is refused before anything is written.
+    """
     path = Path(path)
+    if read_only:
+        return _open_read_only(path, file_mode=file_mode, check=check)
+    conn: sqlite3.Connection | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             # Created owner-only: the archive may hold what personal feeds revealed.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, file_mode))
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        _refuse_foreign(conn, path)
+        if check:
+            _quick_check(conn, path)
         db = Database(conn)
         db.execute("PRAGMA foreign_keys = ON")
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -48,13 +67,71 @@ def open_archive(path: Path | str, *, file_mode: int = 0o600) -> Database:
         db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         db.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_PAGES * 4096}")
-        with immediate_transaction(db):
-            migrate(db)
+        if _schema.pending(conn):  # read only: an up-to-date archive starts no transaction
+            with immediate_transaction(db):
+                _refuse_foreign(conn, path)
+                _schema.apply_pending(conn)
     except (OSError, sqlite3.Error) as exc:
+        if conn is not None:
+            conn.close()
         raise ArchiveError(
             f"{path}: cannot open the archive: {exc}{_read_only_hint(path)}"
         ) from None
+    except ArchiveError:
+        if conn is not None:
+            conn.close()
+        raise
     return db
+
+
+def _open_read_only(path: Path, *, file_mode: int, check: bool) -> Database:
+    if not path.exists():  # as before: a first read makes an empty archive
+        open_archive(path, file_mode=file_mode).close()
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = _connect_read_only(path)
+        _refuse_foreign(conn, path)
+        if _schema.pending(conn):
+            conn.close()
+            conn = None
+            if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+                raise ArchiveError(
+                    f"{path}: the archive needs an upgrade and is read-only here: run"
+                    " `harvester sync` once where it can be written"
+                )
+            open_archive(path, file_mode=file_mode).close()
+            conn = _connect_read_only(path)
+        if check:
+            _quick_check(conn, path)
+        conn.execute("PRAGMA query_only = 1")
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise ArchiveError(
+            f"{path}: cannot open the archive read-only: {exc}{_read_only_hint(path)}"
+        ) from None
+    except ArchiveError:
+        if conn is not None:
+            conn.close()
+        raise
+    return Database(conn)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """`mode=ro`; in a folder this process cannot write, `immutable=1` as well, unless a
+    -wal file still holds commits (then SQLite must read it, through the existing -shm)."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    if not os.access(path.parent, os.W_OK):
+        wal = Path(f"{path}-wal")
+        if not (wal.exists() and wal.stat().st_size > 0):
+            uri += "&immutable=1"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
 
 
 def _read_only_hint(path: Path) -> str:
@@ -63,6 +140,35 @@ def _read_only_hint(path: Path) -> str:
         if place.exists() and not os.access(place, os.W_OK):
             return f" ({place} is read-only)"
     return ""
+
+
+def set_query_only(conn: sqlite3.Connection) -> None:
+    """Make a connection (Datasette's, say) refuse every write."""
+    conn.execute("PRAGMA query_only = 1")
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
+    tables = _schema.foreign_tables(conn)
+    if tables:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ArchiveError(
+            f"{path}: not a seminar-harvester archive (a SQLite file with other tables:"
+            f" {shown}); refusing to touch it: give another --db"
+        )
+
+
+def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        first = " ".join(problems[0].split())
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ArchiveError(
+            f"{path}: the archive is damaged: {first}{more}; restore it from a backup"
+            " (or recover it with `sqlite3 ARCHIVE .recover`)"
+        )
 
 
 @contextlib.contextmanager
@@ -112,26 +218,96 @@ class FeedRow:
     body_fingerprint: str | None = None
 
 
+URL_SALT_KEY = "url_hash_salt"
+
+
+def _url_salt(db: Database) -> str | None:
+    row = db.execute("SELECT value FROM archive_meta WHERE key = ?", [URL_SALT_KEY]).fetchone()
+    return str(row[0]) if row else None
+
+
+def url_key(db: Database, url: str) -> str:
+    """`feeds.url_hash` of `url` in this archive: HMAC-SHA256 keyed by the archive's salt.
+
+    Without the salt (which lives only in the archive) a guessed personal-feed token
+    cannot be checked against a leaked hash list.
+    """
+    salt = _url_salt(db)
+    if salt is None:  # an archive from before 0006_archive_meta (not migrated)
+        return legacy_url_hash(url)
+    return hmac.new(salt.encode(), url.encode(), hashlib.sha256).hexdigest()
+
+
+def legacy_url_hash(url: str) -> str:
+    """The unsalted sha256 that releases before 0006_archive_meta stored as `url_hash`."""
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def find_feed(db: Database, url: str, *, rekey: bool = False) -> int | None:
+    """The id of the feed with this full URL, or None.
+
+    A row still keyed by the old unsalted hash matches too; with `rekey` (inside the
+    caller's write transaction) it is re-keyed with the archive's salt on that match.
+    """
+    key = url_key(db, url)
+    row = db.execute("SELECT id FROM feeds WHERE url_hash = ?", [key]).fetchone()
+    if row:
+        return int(row[0])
+    old = legacy_url_hash(url)
+    if old == key:
+        return None
+    row = db.execute("SELECT id FROM feeds WHERE url_hash = ?", [old]).fetchone()
+    if not row:
+        return None
+    if rekey:
+        db.execute("UPDATE feeds SET url_hash = ? WHERE id = ?", [key, row[0]])
+    return int(row[0])
+
+
+def feed_ids(db: Database, urls: Iterable[str]) -> dict[str, int]:
+    """Full URL (from the config) → id of its archived feed, for the URLs the archive has.
+
+    Read only: rows still under the old unsalted hash match, and are left as they are.
+    """
+    found = {}
+    for url in urls:
+        feed_id = find_feed(db, url)
+        if feed_id is not None:
+            found[url] = feed_id
+    return found
+
+
+def consecutive_failures(db: Database, url: str) -> int:
+    """The feed's consecutive failed polls (0 for a feed the archive does not have)."""
+    feed_id = find_feed(db, url)
+    if feed_id is None:
+        return 0
+    row = db.execute("SELECT consecutive_failures FROM feeds WHERE id = ?", [feed_id]).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
 def ensure_feed(
     db: Database, url: str, name: str | None, at: datetime, kind: FeedKind | None = None
 ) -> int:
-    """The feed's id, adding its row on first sight (URL stored with its token masked)."""
-    key = url_hash(url)
-    name = redact(name) if name else name
-    row = db.execute("SELECT id FROM feeds WHERE url_hash = ?", [key]).fetchone()
-    if row:
+    """The feed's id, adding its row on first sight (URL stored with its secrets masked).
+
+    Inside the caller's write transaction.
+    """
+    feed_id = find_feed(db, url, rekey=True)
+    if feed_id is not None:
         if name:
+            name = redact(name)
             db.execute(
-                "UPDATE feeds SET name = ? WHERE id = ? AND name IS NOT ?", [name, row[0], name]
+                "UPDATE feeds SET name = ? WHERE id = ? AND name IS NOT ?", [name, feed_id, name]
             )
-        return int(row[0])
+        return feed_id
     cursor = db.execute(
         "INSERT INTO feeds (url, url_hash, name, kind, enabled, added_at, consecutive_failures)"
         " VALUES (?, ?, ?, ?, 1, ?, 0)",
         [
             redact(url),
-            key,
-            name or default_feed_name(url),
+            url_key(db, url),
+            redact(name or default_feed_name(url)),
             kind or feed_kind(url),
             now_iso(at),
         ],
@@ -269,7 +445,7 @@ def insert_fetch(
         "http_status": facts.http_status,
         "bytes": facts.bytes,
         "outcome": outcome,
-        "error": redact(error) if error else error,
+        "error": None if error is None else redact(error),
     } | counts
     return int(db.execute(_insert_sql("fetches", list(row)), row).lastrowid or 0)
 
@@ -374,6 +550,7 @@ def record_unchanged_body(
 
 def record_failure(db: Database, feed_id: int, facts: FetchFacts, error: str) -> int:
     """A failed poll: one `fetches` row and the feed's health columns, nothing else."""
+    error = redact(error)
     fetch_id = insert_fetch(db, feed_id, facts, "error", {}, error)
     db.execute(
         "UPDATE feeds SET last_fetched_at = ?, last_outcome = 'error',"
@@ -577,3 +754,112 @@ def reschedule_links(db: Database, uid: str) -> dict[str, Any]:
         "moved_to_dtstart": moved[1] if moved else None,
         "old_slots": [row[0] for row in slots],
     }
+
+
+# ------------------------------------------------------------------------------------------
+# The daemon's heartbeat row (`daemon`, id 1; see harvester.health).
+# ------------------------------------------------------------------------------------------
+
+DAEMON_COLUMNS = (
+    "pid",
+    "host",
+    "version",
+    "config",
+    "feeds",
+    "started_at",
+    "heartbeat_at",
+    "heartbeat_every",
+    "stopped_at",
+)
+
+
+def write_daemon_start(db: Database, row: Mapping[str, Any]) -> None:
+    """The row of a daemon that starts, replacing the row of any earlier daemon."""
+    values = {name: row.get(name) for name in DAEMON_COLUMNS} | {"id": 1}
+    with immediate_transaction(db):
+        db.execute(
+            "INSERT OR REPLACE INTO daemon (id, pid, host, version, config, feeds, started_at,"
+            " heartbeat_at, heartbeat_every, stopped_at) VALUES (:id, :pid, :host, :version,"
+            " :config, :feeds, :started_at, :heartbeat_at, :heartbeat_every, :stopped_at)",
+            values,
+        )
+
+
+def write_daemon_beat(db: Database, pid: int, at: str, feeds: int) -> None:
+    with immediate_transaction(db):
+        db.execute(
+            "UPDATE daemon SET heartbeat_at = ?, feeds = ?"
+            " WHERE id = 1 AND pid = ? AND stopped_at IS NULL",
+            [at, feeds, pid],
+        )
+
+
+def write_daemon_stop(db: Database, pid: int, at: str) -> None:
+    with immediate_transaction(db):
+        db.execute(
+            "UPDATE daemon SET heartbeat_at = ?, stopped_at = ? WHERE id = 1 AND pid = ?",
+            [at, at, pid],
+        )
+
+
+def daemon_row(db: Database) -> dict[str, Any] | None:
+    """The heartbeat row, or None when no daemon ever used this archive."""
+    rows = list(db.query(f"SELECT {', '.join(DAEMON_COLUMNS)} FROM daemon WHERE id = 1"))  # noqa: S608
+    return rows[0] if rows else None
+
+
+# ------------------------------------------------------------------------------------------
+# Series metadata (`series`; see harvester.series).
+# ------------------------------------------------------------------------------------------
+
+
+def upsert_series(db: Database, rows: Iterable[tuple[Any, ...]]) -> None:
+    """(shortname, name, institutions, topics, timezone, refreshed_at) per series."""
+    with immediate_transaction(db):
+        db.conn.executemany(
+            "INSERT INTO series (shortname, name, institutions, topics, timezone, refreshed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shortname) DO UPDATE SET"
+            " name = excluded.name, institutions = excluded.institutions,"
+            " topics = excluded.topics, timezone = excluded.timezone,"
+            " refreshed_at = excluded.refreshed_at",
+            list(rows),
+        )
+
+
+def mark_series_checked(db: Database, shortnames: Iterable[str], at: str) -> None:
+    """Only `refreshed_at` moves (what was known of each series before is kept)."""
+    with immediate_transaction(db):
+        db.conn.executemany(
+            "INSERT INTO series (shortname, refreshed_at) VALUES (?, ?)"
+            " ON CONFLICT (shortname) DO UPDATE SET refreshed_at = excluded.refreshed_at",
+            [(name, at) for name in shortnames],
+        )
+
+
+def series_of_site_talks(db: Database, base_url: str) -> set[str]:
+    """The series of every talk that a feed under `base_url` ever carried."""
+    prefix = base_url.rstrip("/") + "/"
+    rows = db.execute(
+        "SELECT DISTINCT t.series_id FROM talks t"
+        " JOIN feed_talks ft ON ft.uid = t.uid JOIN feeds f ON f.id = ft.feed_id"
+        " WHERE t.series_id IS NOT NULL AND substr(f.url, 1, ?) = ?",
+        [len(prefix), prefix],
+    )
+    return {row[0] for row in rows}
+
+
+def series_refreshed_since(db: Database, shortnames: Iterable[str], since: str) -> set[str]:
+    """Those of `shortnames` refreshed after `since`."""
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT shortname FROM series WHERE refreshed_at > ?"
+            " AND shortname IN (SELECT value FROM json_each(?))",
+            [since, json.dumps(sorted(set(shortnames)))],
+        )
+    }
+
+
+def series_names(db: Database) -> dict[str, str]:
+    """shortname → name of the series the API named."""
+    return {row[0]: row[1] for row in db.execute("SELECT shortname, name FROM series") if row[1]}

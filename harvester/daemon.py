@@ -41,12 +41,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
 from harvester import health
-from harvester.archive import open_archive
+from harvester.archive import consecutive_failures, open_archive
 from harvester.config import Config, HttpSettings, load_config
 from harvester.errors import ConfigError
 from harvester.fetch import FetchPolicy, make_client
 from harvester.logs import get_logger
-from harvester.site import url_hash
+from harvester.site import url_hash  # the job id only: the archive keys feeds itself
 from harvester.sync import FeedTarget, poll_feed, utc_now
 
 log = get_logger("harvester.daemon")
@@ -294,10 +294,7 @@ class Daemon:
         try:
             db = open_archive(config.archive_path)
             poll_feed(db, client, FeedTarget(plan.url, plan.name), config.http.max_bytes)
-            row = db.execute(
-                "SELECT consecutive_failures FROM feeds WHERE url_hash = ?", [plan.key]
-            ).fetchone()
-            return int(row[0] or 0) if row else 0
+            return consecutive_failures(db, plan.url)
         except PollAbandonedError:
             log.info("feed.poll_abandoned", feed=plan.name, reason="daemon stopping")
             return None

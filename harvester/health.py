@@ -21,9 +21,9 @@ from typing import Any, Literal
 from sqlite_utils import Database
 
 from harvester import __version__
-from harvester.archive import immediate_transaction, now_iso
+from harvester import archive as store
+from harvester.archive import now_iso
 from harvester.config import Config
-from harvester.site import url_hash
 
 STALE_AFTER = 3  # intervals (feeds) or heartbeats (the daemon)
 HEARTBEAT_EVERY_S = 30.0
@@ -38,13 +38,20 @@ def _age(since: str | None, now: datetime) -> float | None:
     return (now - datetime.fromisoformat(since)).total_seconds()
 
 
-def annotate_feeds(feeds: list[dict[str, Any]], config: Config, now: datetime) -> None:
-    """Add `interval_s` (None when the config does not schedule the feed) and `stale`."""
+def annotate_feeds(
+    db: Database, feeds: list[dict[str, Any]], config: Config, now: datetime
+) -> None:
+    """Add `interval_s` (None when the config does not schedule the feed) and `stale`.
+
+    Config entries are matched to archived feeds by the archive (`feed_ids`).
+    """
+    enabled = [f for f in config.feeds if f.enabled]
+    ids = store.feed_ids(db, [f.url for f in enabled])
     intervals = {
-        url_hash(f.url): f.interval_or(config.schedule.interval) for f in config.feeds if f.enabled
+        ids[f.url]: f.interval_or(config.schedule.interval) for f in enabled if f.url in ids
     }
     for feed in feeds:
-        interval = intervals.get(feed["url_hash"])
+        interval = intervals.get(feed["id"])
         age = _age(feed["last_success_at"] or feed["added_at"], now)
         feed["interval_s"] = interval
         feed["stale"] = bool(interval and age is not None and age > STALE_AFTER * interval)
@@ -66,39 +73,28 @@ def human_duration(seconds: float) -> str:
 
 def start_heartbeat(db: Database, at: datetime, feeds: int, config: str | None) -> None:
     """The daemon's row as it starts (replacing the row of any earlier daemon)."""
-    with immediate_transaction(db):
-        db.table("daemon").upsert(
-            {
-                "id": 1,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "version": __version__,
-                "config": config,
-                "feeds": feeds,
-                "started_at": now_iso(at),
-                "heartbeat_at": now_iso(at),
-                "heartbeat_every": HEARTBEAT_EVERY_S,
-                "stopped_at": None,
-            },
-            pk="id",
-        )
+    store.write_daemon_start(
+        db,
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "version": __version__,
+            "config": config,
+            "feeds": feeds,
+            "started_at": now_iso(at),
+            "heartbeat_at": now_iso(at),
+            "heartbeat_every": HEARTBEAT_EVERY_S,
+            "stopped_at": None,
+        },
+    )
 
 
 def beat(db: Database, at: datetime, feeds: int) -> None:
-    with immediate_transaction(db):
-        db.execute(
-            "UPDATE daemon SET heartbeat_at = ?, feeds = ?"
-            " WHERE id = 1 AND pid = ? AND stopped_at IS NULL",
-            [now_iso(at), feeds, os.getpid()],
-        )
+    store.write_daemon_beat(db, os.getpid(), now_iso(at), feeds)
 
 
 def stop_heartbeat(db: Database, at: datetime) -> None:
-    with immediate_transaction(db):
-        db.execute(
-            "UPDATE daemon SET heartbeat_at = ?, stopped_at = ? WHERE id = 1 AND pid = ?",
-            [now_iso(at), now_iso(at), os.getpid()],
-        )
+    store.write_daemon_stop(db, os.getpid(), now_iso(at))
 
 
 DaemonState = Literal["running", "stopped", "dead"]
@@ -112,13 +108,11 @@ class DaemonStatus:
 
 def daemon_status(db: Database, now: datetime) -> DaemonStatus | None:
     """What the heartbeat says of the daemon; None when no daemon ever used this archive."""
-    row = db.execute(
-        "SELECT pid, host, started_at, heartbeat_at, heartbeat_every, stopped_at FROM daemon"
-        " WHERE id = 1"
-    ).fetchone()
+    row = store.daemon_row(db)
     if row is None:
         return None
-    pid, host, started_at, heartbeat_at, every, stopped_at = row
+    pid, host, started_at = row["pid"], row["host"], row["started_at"]
+    heartbeat_at, every, stopped_at = row["heartbeat_at"], row["heartbeat_every"], row["stopped_at"]
     age = _age(heartbeat_at, now) or 0.0
     if stopped_at:
         return DaemonStatus("stopped", f"daemon: stopped at {stopped_at} (pid {pid} on {host})")

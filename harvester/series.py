@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
-from harvester.archive import immediate_transaction
+from harvester import archive as store
 from harvester.config import Config
 from harvester.errors import ApiError
 from harvester.fetch import make_client
@@ -40,26 +40,13 @@ def store_series(db: Database, infos: Iterable[SeriesInfo], at: datetime) -> int
         )
         for info in infos
     ]
-    with immediate_transaction(db):
-        db.conn.executemany(
-            "INSERT INTO series (shortname, name, institutions, topics, timezone, refreshed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shortname) DO UPDATE SET"
-            " name = excluded.name, institutions = excluded.institutions,"
-            " topics = excluded.topics, timezone = excluded.timezone,"
-            " refreshed_at = excluded.refreshed_at",
-            rows,
-        )
+    store.upsert_series(db, rows)
     return len(rows)
 
 
 def mark_checked(db: Database, shortnames: Iterable[str], at: datetime) -> None:
     """Remember that the API knew nothing of these series now (keeps what was known before)."""
-    with immediate_transaction(db):
-        db.conn.executemany(
-            "INSERT INTO series (shortname, refreshed_at) VALUES (?, ?)"
-            " ON CONFLICT (shortname) DO UPDATE SET refreshed_at = excluded.refreshed_at",
-            [(name, at.isoformat()) for name in shortnames],
-        )
+    store.mark_series_checked(db, shortnames, at.isoformat())
 
 
 def series_shortname(url: str, base_url: str) -> str | None:
@@ -85,13 +72,7 @@ def followed_series(db: Database, config: Config) -> set[str]:
         for feed in config.feeds
         if feed.enabled and (name := series_shortname(feed.url, base)) is not None
     }
-    rows = db.execute(
-        "SELECT DISTINCT t.series_id FROM talks t"
-        " JOIN feed_talks ft ON ft.uid = t.uid JOIN feeds f ON f.id = ft.feed_id"
-        " WHERE t.series_id IS NOT NULL AND substr(f.url, 1, ?) = ?",
-        [len(base) + 1, base + "/"],
-    )
-    return followed | {row[0] for row in rows}
+    return followed | store.series_of_site_talks(db, base)
 
 
 def due_for_refresh(
@@ -99,14 +80,7 @@ def due_for_refresh(
 ) -> list[str]:
     """The shortnames never refreshed, or last refreshed more than `every` ago."""
     wanted = sorted(set(shortnames))
-    fresh = {
-        row[0]
-        for row in db.execute(
-            "SELECT shortname FROM series WHERE refreshed_at > ?"
-            " AND shortname IN (SELECT value FROM json_each(?))",
-            [(now - every).isoformat(), json.dumps(wanted)],
-        )
-    }
+    fresh = store.series_refreshed_since(db, wanted, (now - every).isoformat())
     return [name for name in wanted if name not in fresh]
 
 

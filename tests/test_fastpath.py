@@ -227,7 +227,8 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         out = {}
         for table in tables:
             columns = [r[1] for r in conn.execute(f"PRAGMA table_info([{table}])")]
-            kept = ", ".join(f"[{c}]" for c in columns if c not in CACHES)
+            # url_hash is keyed by each archive's own random salt: equal URLs, other keys.
+            kept = ", ".join(f"[{c}]" for c in columns if c not in CACHES and c != "url_hash")
             out[table] = conn.execute(f"SELECT {kept} FROM [{table}] ORDER BY 1, 2").fetchall()
         return out
     finally:

@@ -40,15 +40,23 @@ class App:
     @property
     def config(self) -> Config:
         if self._config is None:
+            if self.db_path is not None and not self.db_path.strip():
+                raise UsageProblem("--db (or $HARVESTER_DB) is empty: give the archive's path")
             try:
                 self._config = load_config(self.config_path, self.db_path)
             except ConfigError as exc:
                 raise UsageProblem(f"bad config: {exc}") from None
         return self._config
 
-    def archive(self) -> Database:
+    def archive(self, *, read_only: bool = False, check: bool = False) -> Database:
+        """The configured archive; `read_only` for the commands that only read it."""
         try:
-            return open_archive(self.config.archive_path, file_mode=self.config.archive_file_mode)
+            return open_archive(
+                self.config.archive_path,
+                file_mode=self.config.archive_file_mode,
+                read_only=read_only,
+                check=check,
+            )
         except ArchiveError as exc:
             fail(str(exc))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from harvester.archive import open_archive
+from harvester.archive import open_archive, series_names
 from harvester.cli._app import App, UsageProblem, fail, warn
 from harvester.config import (
     DEFAULT_CONFIG_PATH,
@@ -319,8 +319,7 @@ def _series_names(app: App) -> dict[str, str]:
         return {}
     if not Path(path).exists():
         return {}
-    db = app.archive()
-    return {row[0]: row[1] for row in db.execute("SELECT shortname, name FROM series") if row[1]}
+    return series_names(app.archive(read_only=True))
 
 
 @feeds_group.command("add")

@@ -27,7 +27,7 @@ def history(app: App, uid: str, as_json: bool) -> None:
     UID is the talk's iCalendar UID, e.g. PhysicsMeetsML/3. Exit code 1 for a UID the
     archive has never seen.
     """
-    db = app.archive()
+    db = app.archive(read_only=True)
     versions = query.talk_history(db, uid)
     if not versions:
         fail(f"no talk with UID {uid!r} in the archive")
@@ -93,7 +93,7 @@ def _short(value: Any, width: int = 70) -> str:
 @click.pass_obj
 def export(app: App, as_of: datetime | None, fmt: str, output: Path | None) -> None:
     """The talks as the archive knew them at a time: every talk present then, sorted by UID."""
-    talks = query.talks_as_of(app.archive(), as_of or utc_now())
+    talks = query.talks_as_of(app.archive(read_only=True), as_of or utc_now())
     text = render(talks, fmt)
     if output is None:
         click.echo(text, nl=False)
@@ -119,10 +119,10 @@ def status(app: App, as_json: bool, check: bool) -> None:
     failing, 4 none failing but a feed is stale or the daemon stopped beating without a
     clean stop.
     """
-    db = app.archive()
+    db = app.archive(read_only=True)
     now = utc_now()
     feeds = query.feed_status(db)
-    health.annotate_feeds(feeds, app.config, now)
+    health.annotate_feeds(db, feeds, app.config, now)
     daemon = health.daemon_status(db, now)
     code, summary = health.check(feeds, daemon)
     if as_json:

@@ -73,10 +73,12 @@ def run(app: App, workers: int, max_backoff: float, grace: float) -> None:
     try:
         with hold(config.archive_path, "daemon"):
             abandoned = daemon.serve()
+            if abandoned:
+                # Worker threads still inside a poll would keep the interpreter alive: leave
+                # now, still holding the locks (closing the lock's descriptor of the archive
+                # would drop the SQLite locks of those threads). Their uncommitted
+                # transactions are rolled back by SQLite.
+                logging.shutdown()
+                os._exit(0)
     except LockBusyError as exc:
         fail(f"another `harvester run` uses this archive: {exc}", EXIT_LOCKED)
-    if abandoned:
-        # Worker threads still inside a poll would keep the interpreter alive: leave now.
-        # Their uncommitted transactions are rolled back by SQLite.
-        logging.shutdown()
-        os._exit(0)

@@ -1,10 +1,10 @@
 """`harvester serve`: Datasette on the archive, with the shipped metadata and plugins.
 
-The archive is opened read-write only to migrate it (so an old archive gains full-text
-search and the views), then served by Datasette as a mutable database (no immutable mode:
-the daemon keeps writing while people browse). The web cannot write: Datasette runs only
-read-only SQL, no canned query may write (checked here), and the seminar-harvester plugin
-opens every connection to the archive with PRAGMA query_only.
+The archive is opened read-write only when it needs a migration (so an old archive gains
+full-text search and the views), then served by Datasette as a mutable database (no
+immutable mode: the daemon keeps writing while people browse). The web cannot write:
+Datasette runs only read-only SQL, no canned query may write (checked here), and the
+seminar-harvester plugin opens every connection to the archive with PRAGMA query_only.
 
 Datasette is an optional extra; nothing here imports it before the command runs.
 """
@@ -15,7 +15,6 @@ import asyncio
 import copy
 import importlib.resources
 import importlib.util
-import sqlite3
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,22 +143,14 @@ def build_datasette(archive: Path, metadata: dict[str, Any]) -> Datasette:
 
 
 def prepare_archive(path: Path) -> None:
-    """Migrate the archive (full-text search, views) before Datasette opens it."""
+    """Check the archive opens read-only (migrating it first if it is from an older release
+    and can be written) before Datasette opens it."""
     if not path.exists():
         raise ServeError(f"no archive at {path} yet: run `harvester sync` first (or give --db)")
     try:
-        db = open_archive(path)
+        open_archive(path, read_only=True).close()
     except ArchiveError as exc:
         raise ServeError(str(exc)) from None
-    db.close()
-    try:  # Datasette reads it through read-only connections: check that one works
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise ServeError(f"{path}: cannot open the archive read-only: {exc}") from None
 
 
 @click.command()

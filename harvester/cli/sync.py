@@ -97,7 +97,7 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
 
 
 def _sync(app: App, targets: list[FeedTarget]) -> None:
-    db = app.archive()
+    db = app.archive(check=True)  # a damaged archive is reported before any poll
     http, path = app.config.http, app.config.archive_path
     with (
         archive_errors(),

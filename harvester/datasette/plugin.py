@@ -5,7 +5,7 @@ Registered as the `seminar_harvester` entry point of the `datasette` group, so p
 metadata has no `plugins: seminar-harvester:` block. With one, it:
 
 - `query_only: true` opens every connection Datasette makes to the database with
-  `PRAGMA query_only`, its write connection included: the web cannot change the archive,
+  SQLite's query_only switch, its write connection included: the web cannot change the archive,
   whatever a canned query or another plugin tries (the harvester writes through its own
   connections, which this does not touch);
 - `hidden_columns: {table: [column, ...]}` sends a browser that opens the HTML page of one
@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, urlencode
 from datasette import hookimpl
 from datasette.utils import tilde_decode
 
+from harvester.archive import set_query_only
 from harvester.export import clean_text, defused_writer
 
 PLUGIN_NAME = "seminar-harvester"
@@ -77,7 +78,7 @@ def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) 
     conn.create_function("harvester_text", 1, harvester_text, deterministic=True)
     conn.create_function("harvester_ics_uid", 1, harvester_ics_uid, deterministic=True)
     if _config(datasette, database).get("query_only"):
-        conn.execute("PRAGMA query_only = 1")
+        set_query_only(conn)
 
 
 @hookimpl  # type: ignore[untyped-decorator]
