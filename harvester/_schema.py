@@ -111,14 +111,15 @@ def foreign_tables(conn: sqlite3.Connection) -> list[str]:
     return user_tables(conn)
 
 
-def pending(conn: sqlite3.Connection) -> list[Migration]:
+def pending(conn: sqlite3.Connection, upto: str | None = None) -> list[Migration]:
+    """The shipped migrations not yet applied (up to and including `upto`, if given)."""
     done = set(applied(conn))
-    return [m for m in shipped() if m.name not in done]
+    return [m for m in shipped() if m.name not in done and (upto is None or m.name <= upto)]
 
 
-def apply_pending(conn: sqlite3.Connection) -> list[str]:
+def apply_pending(conn: sqlite3.Connection, upto: str | None = None) -> list[str]:
     """Apply what is pending, inside the caller's write transaction; returns the names."""
-    todo = pending(conn)
+    todo = pending(conn, upto)
     if not todo:
         return []
     if not conn.execute(
