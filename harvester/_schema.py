@@ -10,11 +10,14 @@ Nothing here writes unless a migration is pending: `pending()` only reads.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
+
+from harvester.kinds import automatic_reason, change_kinds
 
 MIGRATION_SET = "harvester"
 MIGRATIONS_TABLE = "_sqlite_migrations"
@@ -117,6 +120,31 @@ def pending(conn: sqlite3.Connection, upto: str | None = None) -> list[Migration
     return [m for m in shipped() if m.name not in done and (upto is None or m.name <= upto)]
 
 
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The harvester's own rules as SQL functions, for migrations that derive columns."""
+    conn.create_function("harvester_change_kinds", 2, _sql_change_kinds, deterministic=True)
+    conn.create_function("harvester_automatic_reason", 5, _sql_automatic_reason, deterministic=True)
+
+
+def _sql_change_kinds(old: str | None, new: str) -> str:
+    return json.dumps(change_kinds(json.loads(old), json.loads(new)) if old else [])
+
+
+def _sql_automatic_reason(
+    kinds: str, old: str | None, new: str, observed_at: str, previous_seen_at: str | None
+) -> str | None:
+    if old is None:
+        return None
+    seen = datetime.fromisoformat(previous_seen_at) if previous_seen_at else None
+    return automatic_reason(
+        json.loads(kinds),
+        json.loads(old),
+        json.loads(new),
+        datetime.fromisoformat(observed_at),
+        seen,
+    )
+
+
 def apply_pending(conn: sqlite3.Connection, upto: str | None = None) -> list[str]:
     """Apply what is pending, inside the caller's write transaction; returns the names."""
     todo = pending(conn, upto)
@@ -127,6 +155,7 @@ def apply_pending(conn: sqlite3.Connection, upto: str | None = None) -> list[str
     ).fetchone():
         for statement in _CREATE_MIGRATIONS_TABLE:
             conn.execute(statement)
+    register_functions(conn)
     for migration in todo:
         for statement in migration.statements():
             conn.execute(statement)

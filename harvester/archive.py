@@ -482,7 +482,7 @@ def _mark_success(
     db.execute(
         "UPDATE feeds SET last_fetched_at = ?, last_success_at = ?, last_outcome = ?,"
         " consecutive_failures = 0, last_error = NULL, etag = ?, last_modified = ?,"
-        " body_fingerprint = ? WHERE id = ?",
+        " body_fingerprint = ?, gone_since = NULL WHERE id = ?",
         [
             now_iso(facts.finished_at),
             now_iso(facts.finished_at),
@@ -560,6 +560,28 @@ def record_failure(db: Database, feed_id: int, facts: FetchFacts, error: str) ->
     return fetch_id
 
 
+def record_gone(db: Database, feed_id: int, at: datetime, gone_after: float) -> bool:
+    """Rule 5b's evidence for a 404/410 poll: True once the feed, which answered 200 before,
+    has answered 404/410 on polls at least `gone_after` seconds apart with no 200 between."""
+    last_success, since = db.execute(
+        "SELECT last_success_at, gone_since FROM feeds WHERE id = ?", [feed_id]
+    ).fetchone()
+    if last_success is None:
+        return False  # never answered: a feed that fails, not one that is gone
+    if since is None:
+        db.execute("UPDATE feeds SET gone_since = ? WHERE id = ?", [now_iso(at), feed_id])
+        return False
+    return (at - datetime.fromisoformat(since)).total_seconds() >= gone_after
+
+
+def apply_gone(
+    db: Database, feed_id: int, changes: Changes, observed_at: datetime, fetch_id: int
+) -> None:
+    """The removals of a feed confirmed gone, recorded against the failed poll that did it."""
+    apply_changes(db, feed_id, changes, observed_at, fetch_id)
+    db.execute("UPDATE fetches SET removed = ? WHERE id = ?", [changes.count("removed"), fetch_id])
+
+
 def apply_changes(
     db: Database,
     feed_id: int,
@@ -618,6 +640,10 @@ _VERSION_COLUMNS = (
     "dtstamp",
     "fingerprint",
     "raw",
+    "kinds",
+    "automatic",
+    "automatic_reason",
+    "previous_seen_at",
 )
 
 
@@ -638,9 +664,9 @@ def _write_versions(db: Database, versions: list[NewVersion], at: str, fetch_id:
         if version.change == "new":
             inserts.append(talk | {"first_seen": at})
         elif record is None:
-            removals.append(talk | {"removed_at": at})
+            removals.append(talk | {"removed_at": at, "removed_reason": version.removed_reason})
         else:
-            updates.append(talk | {"removed_at": None})
+            updates.append(talk | {"removed_at": None, "removed_reason": None})
         rows.append(
             dict(version.content)
             | {
@@ -654,6 +680,10 @@ def _write_versions(db: Database, versions: list[NewVersion], at: str, fetch_id:
                 "dtstamp": record.dtstamp if record else None,
                 "fingerprint": record.fingerprint if record else None,
                 "raw": record.raw if record else None,
+                "kinds": json.dumps(list(version.kinds)),
+                "automatic": int(version.automatic_reason is not None),
+                "automatic_reason": version.automatic_reason,
+                "previous_seen_at": version.previous_seen_at,
             }
         )
     for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
@@ -713,6 +743,8 @@ def talk_history(db: Database, uid: str) -> list[dict[str, Any]]:
     for row in rows:
         row = _decoded(row)
         row["changed_fields"] = json.loads(row["changed_fields"] or "[]")
+        row["kinds"] = json.loads(row["kinds"] or "[]")
+        row["automatic"] = bool(row["automatic"])
         row.pop("raw", None)
         history.append(row)
     return history

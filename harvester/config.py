@@ -47,6 +47,7 @@ class SiteSettings:
 class ScheduleSettings:
     interval: float = 30 * 60.0
     jitter: float = 2 * 60.0
+    gone_after: float = 24 * 3600.0  # rule 5b: 404/410 for this long removes a feed's talks
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     schedule = _Table(top.get("schedule", dict, {}), path, "schedule")
     interval = schedule.duration("interval", ScheduleSettings.interval)
     jitter = schedule.duration("jitter", ScheduleSettings.jitter, allow_zero=True)
+    gone_after = schedule.duration("gone_after", ScheduleSettings.gone_after, allow_zero=True)
     schedule.refuse_unknown()
 
     raw_feeds = top.get("feeds", list, [])
@@ -206,7 +208,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         archive_file_mode=file_mode,
         http=http,
         site=SiteSettings(base_url=base_url),
-        schedule=ScheduleSettings(interval=interval or 0.0, jitter=jitter or 0.0),
+        schedule=ScheduleSettings(
+            interval=interval or 0.0, jitter=jitter or 0.0, gone_after=gone_after or 0.0
+        ),
         feeds=feeds,
     )
 

@@ -293,7 +293,8 @@ class Daemon:
         db: Database | None = None
         try:
             db = open_archive(config.archive_path)
-            poll_feed(db, client, FeedTarget(plan.url, plan.name), config.http.max_bytes)
+            target = FeedTarget(plan.url, plan.name, gone_after=config.schedule.gone_after)
+            poll_feed(db, client, target, config.http.max_bytes)
             return consecutive_failures(db, plan.url)
         except PollAbandonedError:
             log.info("feed.poll_abandoned", feed=plan.name, reason="daemon stopping")

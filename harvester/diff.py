@@ -8,14 +8,16 @@ and field by field second.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from harvester.kinds import STATUS_KINDS, automatic_reason, change_kinds
 from harvester.model import KnownTalk, TalkRecord, changed_fields
 from harvester.site import FeedKind
 
 Change = Literal["new", "changed", "removed", "restored"]
+RemovedReason = Literal["absent", "feed_gone"]
 PERSONAL_WINDOW = timedelta(days=14)
 MASS_REMOVAL_MINIMUM = 5
 
@@ -55,6 +57,10 @@ class NewVersion:
     changed_fields: tuple[str, ...]
     content: Mapping[str, Any]
     record: TalkRecord | None  # None for a removal: the content is the last one known
+    kinds: tuple[str, ...] = ()  # see harvester.kinds
+    automatic_reason: str | None = None  # the site made it by itself (harvester.kinds)
+    previous_seen_at: str | None = None  # the archive last saw the previous content then
+    removed_reason: RemovedReason | None = None
 
 
 @dataclass
@@ -102,9 +108,8 @@ def diff(
     """
     changes = Changes()
     records = list(incoming)
-    seen_at = observed_at.isoformat()
     for record in records:
-        _classify(state.talks.get(record.uid), record, changes, seen_at)
+        _classify(state.talks.get(record.uid), record, changes, observed_at)
     changes.unchanged.extend(known)
     changes.present = frozenset(r.uid for r in records) | {t.uid for t in changes.unchanged}
     _removals(state, changes, observed_at)
@@ -112,32 +117,50 @@ def diff(
 
 
 def _classify(
-    stored: StoredTalk | None, record: TalkRecord, changes: Changes, seen_at: str
+    stored: StoredTalk | None, record: TalkRecord, changes: Changes, observed_at: datetime
 ) -> None:
     if stored is None:
         changes.versions.append(_version(record, 1, "new", ()))
         return
-    if _is_stale(record, stored, seen_at):
+    if _is_stale(record, stored, observed_at.isoformat()):
         if stored.status == "removed" or record.fingerprint != stored.fingerprint:
             changes.stale.append(record.uid)
         else:
             changes.unchanged.append(record)
         return
+    content = record.content()
     if stored.status == "removed":
-        fields = (*changed_fields(stored.content, record.content()), "status")
-        changes.versions.append(_version(record, stored.version + 1, "restored", fields))
+        fields = (*changed_fields(stored.content, content), "status")
+        changes.versions.append(_version(record, stored.version + 1, "restored", fields, stored))
     elif record.fingerprint == stored.fingerprint:
         changes.unchanged.append(record)
-    elif fields := tuple(changed_fields(stored.content, record.content())):
-        changes.versions.append(_version(record, stored.version + 1, "changed", fields))
+    elif fields := tuple(changed_fields(stored.content, content)):
+        kinds = change_kinds(stored.content, content)
+        seen = _moment(stored.last_seen)
+        reason = automatic_reason(kinds, stored.content, content, observed_at, seen)
+        changes.versions.append(
+            replace(
+                _version(record, stored.version + 1, "changed", fields, stored),
+                kinds=tuple(kinds),
+                automatic_reason=reason,
+            )
+        )
     else:
         changes.refingerprinted.append(record)
 
 
 def _version(
-    record: TalkRecord, number: int, change: Change, fields: tuple[str, ...]
+    record: TalkRecord,
+    number: int,
+    change: Change,
+    fields: tuple[str, ...],
+    stored: StoredTalk | None = None,
 ) -> NewVersion:
-    return NewVersion(record.uid, number, change, fields, record.content(), record)
+    kinds = tuple(STATUS_KINDS) if change in ("removed", "restored") else ()
+    seen = stored.last_seen if stored else None
+    return NewVersion(
+        record.uid, number, change, fields, record.content(), record, kinds, None, seen
+    )
 
 
 def _is_stale(record: TalkRecord, stored: StoredTalk, seen_at: str) -> bool:
@@ -155,10 +178,28 @@ def _is_stale(record: TalkRecord, stored: StoredTalk, seen_at: str) -> bool:
     return differs and stored.last_seen is not None and seen_at < stored.last_seen
 
 
-def _removals(state: ArchiveState, changes: Changes, observed_at: datetime) -> None:
+def gone(state: ArchiveState, observed_at: datetime) -> Changes:
+    """Rule 5b: a feed confirmed gone (404/410 across `gone_after`) carries nothing any more.
+
+    Every talk leaves it; each that no other feed carries is `removed`, reason `feed_gone`.
+    The two polls that confirmed it are rule 7's second look, so nothing is held back.
+    """
+    changes = Changes()
+    _removals(state, changes, observed_at, reason="feed_gone", guard=False)
+    return changes
+
+
+def _removals(
+    state: ArchiveState,
+    changes: Changes,
+    observed_at: datetime,
+    reason: RemovedReason = "absent",
+    *,
+    guard: bool = True,
+) -> None:
     feed = state.feed
     leaving = feed.present - changes.present
-    if _is_suspect(feed, changes.present, leaving) and not feed.held_removals:
+    if guard and _is_suspect(feed, changes.present, leaving) and not feed.held_removals:
         changes.held_removals = frozenset(leaving)
         changes.warnings.append(
             f"feed would lose {len(leaving)} of {len(feed.present)} talks at once; "
@@ -174,10 +215,23 @@ def _removals(state: ArchiveState, changes: Changes, observed_at: datetime) -> N
         if feed.kind == "personal" and _ended_before(stored, observed_at - PERSONAL_WINDOW):
             aged_out.add(uid)
             continue
-        changes.versions.append(
-            NewVersion(uid, stored.version + 1, "removed", ("status",), stored.content, None)
-        )
+        changes.versions.append(_removal(stored, reason))
     changes.aged_out = frozenset(aged_out)
+
+
+def _removal(stored: StoredTalk, reason: RemovedReason) -> NewVersion:
+    return NewVersion(
+        stored.uid,
+        stored.version + 1,
+        "removed",
+        ("status",),
+        stored.content,
+        None,
+        tuple(STATUS_KINDS),
+        None,
+        stored.last_seen,
+        reason,
+    )
 
 
 def _is_suspect(feed: FeedState, present: frozenset[str], leaving: frozenset[str]) -> bool:
@@ -199,3 +253,10 @@ def _ended_before(stored: StoredTalk, moment: datetime) -> bool:
     if ended.tzinfo is None:  # an all-day date
         ended = ended.replace(tzinfo=moment.tzinfo)
     return ended < moment
+
+
+def _moment(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None

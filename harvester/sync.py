@@ -18,7 +18,9 @@ import httpx
 from sqlite_utils import Database
 
 from harvester import archive as store
+from harvester.config import ScheduleSettings
 from harvester.diff import diff
+from harvester.diff import gone as feed_gone
 from harvester.errors import FetchError, ParseError, StaleKnowledgeError
 from harvester.fastpath import BodyPrint, body_fingerprint, parse_fast, stamps_uniform
 from harvester.fetch import fetch
@@ -29,6 +31,9 @@ from harvester.site import FeedKind
 
 Clock = Callable[[], datetime]
 log = get_logger("harvester.sync")
+
+
+GONE = frozenset({404, 410})  # the answers that say a feed is gone (rule 5b)
 
 
 def utc_now() -> datetime:
@@ -42,6 +47,7 @@ class FeedTarget:
     url: str
     name: str | None = None
     kind: FeedKind | None = None
+    gone_after: float = ScheduleSettings.gone_after  # rule 5b, in seconds
 
 
 @dataclass
@@ -82,7 +88,7 @@ def poll_feed(
         )
     except FetchError as exc:
         facts = store.FetchFacts(started, clock(), http_status=exc.status)
-        return _failed(db, target, feed.id, facts, exc.reason, t0)
+        return _failed(db, target, feed.id, facts, exc.reason, t0, gone=exc.status in GONE)
     facts = store.FetchFacts(
         started,
         clock(),
@@ -280,12 +286,28 @@ def _not_modified(
 
 
 def _failed(
-    db: Database, target: FeedTarget, feed_id: int, facts: store.FetchFacts, reason: str, t0: float
+    db: Database,
+    target: FeedTarget,
+    feed_id: int,
+    facts: store.FetchFacts,
+    reason: str,
+    t0: float,
+    *,
+    gone: bool = False,
 ) -> PollResult:
+    """A failed poll (rule 8); a 404/410 is also evidence that the feed is gone (rule 5b)."""
     reason = redact(reason)
+    counts: dict[str, int] = {}
     with store.immediate_transaction(db):
-        store.record_failure(db, feed_id, facts, reason)
-    result = PollResult(feed=redact(target.url), name=target.name, outcome="error", error=reason)
+        fetch_id = store.record_failure(db, feed_id, facts, reason)
+        if gone and store.record_gone(db, feed_id, facts.finished_at, target.gone_after):
+            feed = store.load_feed(db, feed_id)
+            changes = feed_gone(store.load_state(db, feed, []), facts.finished_at)
+            store.apply_gone(db, feed_id, changes, facts.finished_at, fetch_id)
+            counts = {"removed": changes.count("removed")}
+    result = PollResult(
+        feed=redact(target.url), name=target.name, outcome="error", error=reason, counts=counts
+    )
     return _logged(result, t0)
 
 

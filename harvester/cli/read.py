@@ -13,6 +13,7 @@ from harvester import archive as query
 from harvester import health
 from harvester.cli._app import EXIT_FAILED, App, IsoTime, fail
 from harvester.export import FORMATS, render
+from harvester.kinds import word_diff
 from harvester.redact import escape_controls
 from harvester.sync import utc_now
 
@@ -20,12 +21,21 @@ from harvester.sync import utc_now
 @click.command()
 @click.argument("uid")
 @click.option("--json", "as_json", is_flag=True, help="Print the versions as a JSON array.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also show the versions the site made by itself (livestream links on its clock).",
+)
 @click.pass_obj
-def history(app: App, uid: str, as_json: bool) -> None:
-    """Every version of one talk, oldest first, with what changed.
+def history(app: App, uid: str, as_json: bool, show_all: bool) -> None:
+    """Every version of one talk, oldest first: its kinds of change, when it happened
+    (between the last time the archive saw the old content and the poll that saw the new),
+    and what changed, word by word for long texts.
 
-    UID is the talk's iCalendar UID, e.g. PhysicsMeetsML/3. Exit code 1 for a UID the
-    archive has never seen.
+    UID is the talk's iCalendar UID, e.g. PhysicsMeetsML/3. Automatic versions are counted
+    but not shown unless --all (JSON always has them). Exit code 1 for a UID the archive
+    has never seen.
     """
     db = app.archive(read_only=True)
     versions = query.talk_history(db, uid)
@@ -42,12 +52,41 @@ def history(app: App, uid: str, as_json: bool) -> None:
     _say(f"{uid}: {versions[-1]['title'] or versions[-1]['summary'] or ''}")
     _echo_reschedule(versions[-1], links)
     previous: dict[str, Any] = {}
+    hidden = 0
     for version in versions:
-        _say(f"  v{version['version']}  {version['observed_at']}  {version['change']}")
-        for name in version["changed_fields"]:
-            if version["change"] != "new" and name in previous:
-                _say(f"      {name}: {_short(previous[name])} → {_short(version[name])}")
+        if version["automatic"] and not show_all:
+            hidden += 1
+        else:
+            _echo_version(version, previous)
         previous = version
+    if hidden:
+        _say(f"  ({hidden} automatic version{'s' * (hidden > 1)} not shown: --all shows them)")
+
+
+# Fields shown as a word-level diff rather than old → new; raw ones the parsed fields explain.
+_LONG_FIELDS = frozenset({"abstract", "comments"})
+_RAW_FIELDS = frozenset({"description", "summary"})
+
+
+def _echo_version(version: dict[str, Any], previous: dict[str, Any]) -> None:
+    _say(f"  v{version['version']}  {version['observed_at']}  {version['change']}")
+    if version["change"] == "new":
+        return
+    facts = [", ".join(version["kinds"])]
+    if version["automatic"]:
+        facts.append(f"automatic ({version['automatic_reason']})")
+    if seen := version.get("previous_seen_at"):
+        facts.append(f"changed between {seen} and {version['observed_at']}")
+    _say("      " + "; ".join(fact for fact in facts if fact))
+    for name in version["changed_fields"]:
+        if name not in previous or name == "status":
+            continue
+        if name in _RAW_FIELDS and "other" not in version["kinds"]:
+            continue  # the parsed fields above say what changed in it
+        if name in _LONG_FIELDS or name in _RAW_FIELDS:
+            _say(f"      {name}: {word_diff(previous[name], version[name])}")
+        else:
+            _say(f"      {name}: {_short(previous[name])} → {_short(version[name])}")
 
 
 def _echo_reschedule(latest: dict[str, Any], links: dict[str, Any]) -> None:

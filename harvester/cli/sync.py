@@ -21,6 +21,7 @@ from harvester.cli._app import (
     archive_errors,
     fail,
 )
+from harvester.config import Config
 from harvester.errors import LockBusyError
 from harvester.fetch import make_client
 from harvester.lock import hold
@@ -32,18 +33,22 @@ from harvester.sync import FeedTarget, PollResult, archive_body, sync_feeds, utc
 def _targets(app: App, urls: tuple[str, ...]) -> list[FeedTarget]:
     config = app.config
     if not urls:
-        return [FeedTarget(f.url, f.name) for f in config.feeds if f.enabled]
+        return [_target(config, f.url, f.name) for f in config.feeds if f.enabled]
     targets = []
     for given in urls:
         feed = config.find_feed(given)
         if feed is not None:
-            targets.append(FeedTarget(feed.url, feed.name))
+            targets.append(_target(config, feed.url, feed.name))
             continue
         url = normalize_url(given)
         if not url.startswith(("http://", "https://")):
             raise UsageProblem(f"{given}: not a configured feed name nor an http(s) URL")
-        targets.append(FeedTarget(url))
+        targets.append(_target(config, url))
     return targets
+
+
+def _target(config: Config, url: str, name: str | None = None) -> FeedTarget:
+    return FeedTarget(url, name, gone_after=config.schedule.gone_after)
 
 
 def _report(app: App, results: list[PollResult]) -> None:
