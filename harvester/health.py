@@ -41,9 +41,12 @@ def _age(since: str | None, now: datetime) -> float | None:
 def annotate_feeds(
     db: Database, feeds: list[dict[str, Any]], config: Config, now: datetime
 ) -> None:
-    """Add `interval_s` (None when the config does not schedule the feed) and `stale`.
+    """Add `interval_s` (None when the config does not schedule the feed), `configured`
+    (an enabled feed of the config: the only ones health judges) and `stale`.
 
-    Config entries are matched to archived feeds by the archive (`feed_ids`).
+    Config entries are matched to archived feeds by the archive (`feed_ids`). Feeds polled
+    ad hoc, imported files, and feeds removed from or disabled in the config are listed but
+    never make the archive FAILING or STALE.
     """
     enabled = [f for f in config.feeds if f.enabled]
     ids = store.feed_ids(db, [f.url for f in enabled])
@@ -54,6 +57,7 @@ def annotate_feeds(
         interval = intervals.get(feed["id"])
         age = _age(feed["last_success_at"] or feed["added_at"], now)
         feed["interval_s"] = interval
+        feed["configured"] = feed["id"] in intervals
         feed["stale"] = bool(interval and age is not None and age > STALE_AFTER * interval)
 
 
@@ -129,9 +133,14 @@ def daemon_status(db: Database, now: datetime) -> DaemonStatus | None:
     )
 
 
+def failing_feeds(feeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The configured, enabled feeds whose last poll failed (see `annotate_feeds`)."""
+    return [f for f in feeds if f["configured"] and f["last_outcome"] == "error"]
+
+
 def check(feeds: list[dict[str, Any]], daemon: DaemonStatus | None) -> tuple[int, str]:
     """The exit code and one summary line of `status --check` (failing beats stale)."""
-    failing = [f for f in feeds if f["last_outcome"] == "error"]
+    failing = failing_feeds(feeds)
     stale = [f for f in feeds if f["stale"]]
     problems = []
     if failing:
@@ -148,6 +157,7 @@ def check(feeds: list[dict[str, Any]], daemon: DaemonStatus | None) -> tuple[int
     if daemon is not None and daemon.state == "dead":
         problems.append("DAEMON " + daemon.text.removeprefix("daemon: "))
     if not problems:
-        summary = f"OK: {len(feeds)} feeds healthy"
+        judged = sum(1 for f in feeds if f["configured"])
+        summary = f"OK: {judged} feeds healthy"
         return CHECK_OK, summary + (f"; {daemon.text}" if daemon else "")
     return (CHECK_FAILING if failing else CHECK_STALE), "; ".join(problems)

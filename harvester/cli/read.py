@@ -154,9 +154,10 @@ def status(app: App, as_json: bool, check: bool) -> None:
 
     A configured feed is STALE when its last success is older than 3 of its intervals.
     The first line tells whether the daemon (`harvester run`) is running, by its heartbeat.
-    Exit code 1 when any feed's last poll failed. With --check: 0 all healthy, 1 a feed is
-    failing, 4 none failing but a feed is stale or the daemon stopped beating without a
-    clean stop.
+    Exit code 1 when a configured, enabled feed's last poll failed (feeds polled ad hoc,
+    imported files, removed or disabled feeds are listed but not judged). With --check:
+    0 all healthy, 1 a feed is failing, 4 none failing but a feed is stale or the daemon
+    stopped beating without a clean stop.
     """
     db = app.archive(read_only=True)
     now = utc_now()
@@ -177,7 +178,7 @@ def status(app: App, as_json: bool, check: bool) -> None:
             click.echo("no feeds polled yet")
     if check and code:
         raise SystemExit(code)
-    if any(f["last_outcome"] == "error" for f in feeds):
+    if health.failing_feeds(feeds):
         raise SystemExit(EXIT_FAILED)
 
 
