@@ -20,8 +20,9 @@ from sqlite_utils import Database
 from harvester import archive as store
 from harvester.diff import diff
 from harvester.errors import FetchError, ParseError, StaleKnowledgeError
-from harvester.fastpath import BodyPrint, body_fingerprint, parse_fast, stamps_uniform
+from harvester.fastpath import parse_fast
 from harvester.fetch import fetch
+from harvester.ics import BodyPrint, body_fingerprint, stamps_uniform
 from harvester.logs import get_logger
 from harvester.parse import ParsedFeed, check_calendar_bytes, parse_feed
 from harvester.site import FeedKind, mask_secrets
