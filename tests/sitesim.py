@@ -121,6 +121,7 @@ class Site:
         self.lock = threading.Lock()
         self.base_url = ""
         self.on_request: Callable[[str], None] | None = None  # called with each path
+        self.rewrite: Callable[[bytes], bytes] | None = None  # applied to every feed body
 
     def add_series(self, shortname: str, name: str) -> SimSeries:
         series = SimSeries(shortname, name)
@@ -187,6 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
         if override is not None and override(self):
             return
         body = site.body_for(path)
+        if body is not None and site.rewrite is not None:
+            body = site.rewrite(body)
         if body is None:
             self._send(404, b"<html><body>Not found</body></html>", {"Content-Type": "text/html"})
             return
@@ -244,3 +247,17 @@ def serve(site: Site, host: str = "127.0.0.1") -> Iterator[Site]:
     """Run the site on `host` (a free port) in a thread for the duration of the block."""
     with running(_Server((host, 0), _Handler), site):
         yield site
+
+
+def refold_octets(body: bytes, width: int) -> bytes:
+    """`body` (CRLF) unfolded, then folded every `width` octets, even inside a UTF-8
+    character (RFC 5545 allows it; the parser must unfold before it decodes).
+    """
+    lines = body.replace(b"\r\n ", b"").split(b"\r\n")
+    out = []
+    for line in lines:
+        pieces = [line[:width]] + [
+            line[i : i + width - 1] for i in range(width, len(line), width - 1)
+        ]
+        out.append(b"\r\n ".join(pieces))
+    return b"\r\n".join(out)
