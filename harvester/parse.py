@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import itertools
 import re
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -202,14 +203,14 @@ def talk_from_event(
         "uid": uid,
         "dtstart": dtstart,
         "dtend": dtend,
-        "dtstamp": dtstamp,
+        "dtstamp": _shared(dtstamp),  # one download stamps every event alike
         "fingerprint": fingerprint or ics.fingerprint_block(block),
         "raw": block.decode("utf-8", "replace"),
         "summary": summary,
         "description": description,
         "location": location,
         "urls": tuple(url for url in map(web_url, _texts(event.get("URL"))) if url),
-        "series_id": series_id,
+        "series_id": _shared(series_id),
         "counter": counter,
     }
     if site is None:
@@ -226,6 +227,11 @@ def talk_from_event(
         livestream_url=site.livestream_url,
         comments=site.comments,
     )
+
+
+def _shared(text: str | None) -> str | None:
+    """One string object for a value many records repeat (memory, for large feeds)."""
+    return sys.intern(text) if text is not None else None
 
 
 def _text(value: object) -> str | None:
