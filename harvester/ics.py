@@ -6,8 +6,8 @@ full parse (parse.py) and the fast path (fastpath.py) read a body the same way:
 - **unfolding** (RFC 5545 §3.1) happens on bytes, before decoding: a fold may split a
   multi-byte UTF-8 character. `unfold` is the rule icalendar applies; `fingerprint_lines`
   keeps the first release's rule, which the archived fingerprints were made with.
-- **decoding** (`decode`) is UTF-8 after unfolding; C0 control characters other than tab
-  and newline are dropped, so they never reach a stored text field.
+- **decoding** (`decode`) is UTF-8 after unfolding; `clean_text` drops the C0 control
+  characters other than tab and newline from a property's text before it is stored.
 - **DTSTAMP** is the download time on researchseminars.org: fingerprints leave it out.
 
 Pure functions; no icalendar.
@@ -75,7 +75,7 @@ def property_name(line: bytes) -> bytes:
 
 # --- text ------------------------------------------------------------------------------------
 
-# C0 controls but tab and newline (CR goes too: line breaks are LF once decoded).
+# C0 controls but tab and newline.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 
@@ -86,21 +86,16 @@ class Decoded:
 
 
 def decode(unfolded: bytes) -> Decoded:
-    """Unfolded bytes → text: UTF-8 (invalid bytes replaced), LF line breaks, no C0 controls."""
+    """Unfolded bytes → text: UTF-8, invalid bytes replaced (and the first one's offset)."""
     try:
-        text, bad_at = unfolded.decode("utf-8"), None
+        return Decoded(unfolded.decode("utf-8"), None)
     except UnicodeDecodeError as exc:
-        text, bad_at = unfolded.decode("utf-8", "replace"), exc.start
-    return Decoded(clean_text(text.replace("\r\n", "\n")), bad_at)
+        return Decoded(unfolded.decode("utf-8", "replace"), exc.start)
 
 
 def clean_text(text: str) -> str:
-    """`text` without C0 control characters other than tab and newline."""
+    """A property's text without C0 control characters other than tab and newline."""
     return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
-
-
-def has_controls(text: str) -> bool:
-    return _CONTROLS.search(text) is not None
 
 
 # --- DTSTAMP ---------------------------------------------------------------------------------
