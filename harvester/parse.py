@@ -99,10 +99,10 @@ def _events_at_once(text: bytes, counted: _Counted) -> Iterator[Event]:
 def _events_in_chunks(text: bytes, counted: _Counted) -> Iterator[Event]:
     """The events of `text`, parsed `CHUNK` at a time; _MisreadError when that is not sure."""
     spans = ics.plain_vevent_spans(text)
-    if spans is None or not spans or ics.unfolded_lines(ics.cut(text, spans)) is None:
-        raise _MisreadError
+    context = ics.cut(text, spans) if spans else b""
+    if not spans or ics.unfolded_lines(context) is None:
+        raise _MisreadError  # no events, or lines the lexer and icalendar may read apart
     counted.events = len(spans)
-    context = ics.cut(text, spans)
     items = ((n, text[start:end]) for n, (start, end) in enumerate(spans, start=1))
     for chunk in _batched(items, CHUNK):
         try:
