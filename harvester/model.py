@@ -30,13 +30,13 @@ CONTENT_FIELDS: tuple[str, ...] = (
 JSON_FIELDS = frozenset({"speakers", "urls"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Speaker:
     name: str
     affiliation: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TalkRecord:
     """One VEVENT as the archive sees it. Times are ISO 8601 strings in UTC."""
 
@@ -80,7 +80,7 @@ def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return [name for name in CONTENT_FIELDS if old.get(name) != new.get(name)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KnownTalk:
     """An incoming event the fast path did not parse: the archive has its UID and fingerprint."""
 

@@ -7,17 +7,22 @@ archive, with the title taken from SUMMARY.
 
 from __future__ import annotations
 
-import hashlib
 import html
+import itertools
 import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import icalendar
 
+from harvester import ics
 from harvester.errors import ParseError
 from harvester.model import KnownTalk, Speaker, TalkRecord
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,75 +36,9 @@ class ParsedFeed:
     raw_keys: dict[str, str] = field(default_factory=dict)
 
 
-# --- raw blocks and fingerprints ---------------------------------------------------------
-
-_FOLD = re.compile(rb"\r?\n[ \t]")
-_LINE_BREAK = re.compile(rb"\r\n|\n|\r")
-_COMPONENT_LINE = re.compile(
-    rb"^(BEGIN|END):([A-Za-z0-9-]+)[ \t]*\r?$", re.MULTILINE | re.IGNORECASE
-)
-
-
-def fingerprint_block(block: bytes) -> str:
-    """A hash of one VEVENT that ignores DTSTAMP, line folding, line endings and blank lines."""
-    return hashlib.sha256(b"\n".join(fingerprint_lines(block))).hexdigest()
-
-
-def fingerprint_lines(block: bytes) -> list[bytes]:
-    """The unfolded lines a fingerprint covers: no blank lines, no DTSTAMP."""
-    lines = unfolded_lines(block)
-    if lines is None:  # the general rule, for blocks with stray CRs or blank-line folds
-        lines = _LINE_BREAK.split(_FOLD.sub(b"", block))
-    return [line for line in lines if line.strip() and not is_dtstamp(line)]
-
-
-def unfolded_lines(block: bytes) -> list[bytes] | None:
-    """The block's lines after unfolding, split on line breaks; None for an unusual block.
-
-    The same lines as `_LINE_BREAK.split(_FOLD.sub(b"", block))` (and as icalendar
-    unfolds), computed with plain byte operations: usual when every CR belongs to a CRLF
-    and no blank line is followed by a continuation line. Otherwise None.
-    """
-    text = block.replace(b"\r\n", b"\n") if b"\r" in block else block
-    if text.endswith(b"\r"):  # a block cut right before its final LF
-        text = text[:-1]
-    if b"\r" in text or (b"\n\n" in text and (b"\n\n " in text or b"\n\n\t" in text)):
-        return None
-    if b"\n " in text:
-        text = text.replace(b"\n ", b"")
-    if b"\t" in text and b"\n\t" in text:
-        text = text.replace(b"\n\t", b"")
-    return text.split(b"\n")
-
-
-def is_dtstamp(line: bytes) -> bool:
-    return line[:7].upper() == b"DTSTAMP" and line[7:8] in (b":", b";")
-
-
-def split_vevents(body: bytes) -> list[bytes] | None:
-    """The raw text of each VEVENT directly inside the VCALENDAR, in order.
-
-    None when the BEGIN/END structure is not what a single well-formed calendar has.
-    """
-    blocks: list[bytes] = []
-    stack: list[bytes] = []
-    start = 0
-    for match in _COMPONENT_LINE.finditer(body):
-        kind, name = match.group(1).upper(), match.group(2).upper()
-        if kind == b"BEGIN":
-            stack.append(name)
-            if stack == [b"VCALENDAR", b"VEVENT"]:
-                start = match.start()
-        else:
-            if not stack or stack[-1] != name:
-                return None
-            if stack == [b"VCALENDAR", b"VEVENT"]:
-                blocks.append(body[start : match.end()])
-            stack.pop()
-    return blocks if not stack else None
-
-
 # --- the whole body ----------------------------------------------------------------------
+
+CHUNK = 500  # events icalendar parses at once: its tree of a whole large feed is huge
 
 
 def check_calendar_bytes(body: bytes) -> bytes:
@@ -120,34 +59,95 @@ def parse_feed(body: bytes) -> ParsedFeed:
     """Every VEVENT of a complete VCALENDAR as a talk record; raise ParseError otherwise."""
     text = check_calendar_bytes(body)
     warnings: list[str] = []
-    try:
-        text.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        warnings.append(f"invalid UTF-8 at byte {exc.start}; replaced")
+    bad_at = ics.decode(ics.unfold(text)).bad_at
+    if bad_at is not None:
+        warnings.append(f"invalid UTF-8 at byte {bad_at}; replaced")
         text = text.decode("utf-8", "replace").encode("utf-8")
+    head = list(warnings)
+    counted = _Counted()
+    try:
+        talks = records_in_order(_events_in_chunks(text, counted), warnings)
+    except _MisreadError:  # the reference way, with a tree of the whole calendar
+        warnings = list(head)
+        talks = records_in_order(_events_at_once(text, counted), warnings)
+    return ParsedFeed(talks=talks, warnings=warnings, events=counted.events)
+
+
+Event = tuple[icalendar.cal.Component, bytes, int]  # (event, its raw block, its position)
+
+
+@dataclass
+class _Counted:
+    events: int = 0
+
+
+class _MisreadError(Exception):
+    """icalendar does not see exactly the VEVENT blocks the lexer cut."""
+
+
+def _events_at_once(text: bytes, counted: _Counted) -> Iterator[Event]:
+    """The events of `text`, parsed by icalendar in one go (the reference, for odd bodies)."""
     events = calendar_events(text)
-    blocks = split_vevents(text)
+    counted.events = len(events)
+    blocks = ics.split_vevents(text)
     if blocks is None or len(blocks) != len(events):
         blocks = [event.to_ical() for event in events]
-    talks = records_from_events(events, blocks, warnings)
-    return ParsedFeed(talks=talks, warnings=warnings, events=len(events))
+    for position, (event, block) in enumerate(zip(events, blocks, strict=True), start=1):
+        yield event, block, position
+
+
+def _events_in_chunks(text: bytes, counted: _Counted) -> Iterator[Event]:
+    """The events of `text`, parsed `CHUNK` at a time; _MisreadError when that is not sure."""
+    spans = ics.plain_vevent_spans(text)
+    context = ics.cut(text, spans) if spans else b""
+    if not spans or ics.unfolded_lines(context) is None:
+        raise _MisreadError  # no events, or lines the lexer and icalendar may read apart
+    counted.events = len(spans)
+    items = ((n, text[start:end]) for n, (start, end) in enumerate(spans, start=1))
+    for chunk in _batched(items, CHUNK):
+        try:
+            events = calendar_events(calendar_of(context, [b for _, b in chunk]))
+        except ParseError:
+            raise _MisreadError from None
+        if len(events) != len(chunk):
+            raise _MisreadError
+        for event, (position, block) in zip(events, chunk, strict=True):
+            yield event, block, position
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
+    iterator = iter(items)
+    while batch := tuple(itertools.islice(iterator, size)):
+        yield batch
+
+
+def calendar_of(context: bytes, blocks: Sequence[bytes]) -> bytes:
+    """The calendar `context` (a body with its VEVENT blocks cut out) with `blocks` put back
+    before its END:VCALENDAR line.
+    """
+    if not blocks:
+        return context
+    at = len(context) - len(ics.CALENDAR_END) + 1
+    return context[:at] + b"\n".join(blocks) + b"\n" + context[at:]
 
 
 def calendar_events(text: bytes) -> list[icalendar.cal.Component]:
-    """The VEVENTs directly inside the one VCALENDAR of `text` (icalendar's parse)."""
+    """The VEVENTs directly inside the one VCALENDAR of `text` (icalendar's parse).
+
+    The text is unfolded before it is decoded: a fold may split a UTF-8 character.
+    """
+    decoded = ics.decode(ics.unfold(text)).text
     try:
-        calendar = icalendar.Calendar.from_ical(text)
+        calendar = icalendar.Calendar.from_ical(decoded)
     except (ValueError, IndexError, KeyError) as exc:
         raise ParseError(f"not one complete VCALENDAR: {_first_line(exc)}") from None
     return [c for c in calendar.subcomponents if c.name == "VEVENT"]
 
 
-def records_from_events(
-    events: list[icalendar.cal.Component], blocks: list[bytes], warnings: list[str]
-) -> list[TalkRecord]:
+def records_in_order(events: Iterable[Event], warnings: list[str]) -> list[TalkRecord]:
     """Talk records in body order; a later event with the same UID replaces an earlier one."""
     by_uid: dict[str, TalkRecord] = {}
-    for position, (event, block) in enumerate(zip(events, blocks, strict=True), start=1):
+    for event, block, position in events:
         record = talk_from_event(event, block, position, warnings)
         if record is None:
             continue
@@ -174,7 +174,9 @@ def talk_from_event(
 ) -> TalkRecord | None:
     """One talk record, or None (with a warning naming the event) when it cannot be archived.
 
-    `fingerprint` is `fingerprint_block(block)` when the caller has it already.
+    `fingerprint` is `ics.fingerprint_block(block)` when the caller has it already. Text
+    fields hold no C0 control characters (`raw` keeps the block as received); URLs are
+    kept only when they are http(s) URLs (`web_url`).
     """
     summary = _text(event.get("SUMMARY"))
     label = f"event #{position}" + (f" ({summary[:60]!r})" if summary else "")
@@ -201,14 +203,14 @@ def talk_from_event(
         "uid": uid,
         "dtstart": dtstart,
         "dtend": dtend,
-        "dtstamp": dtstamp,
-        "fingerprint": fingerprint or fingerprint_block(block),
+        "dtstamp": _shared(dtstamp),  # one download stamps every event alike
+        "fingerprint": fingerprint or ics.fingerprint_block(block),
         "raw": block.decode("utf-8", "replace"),
         "summary": summary,
         "description": description,
         "location": location,
-        "urls": tuple(_texts(event.get("URL"))),
-        "series_id": series_id,
+        "urls": tuple(url for url in map(web_url, _texts(event.get("URL"))) if url),
+        "series_id": _shared(series_id),
         "counter": counter,
     }
     if site is None:
@@ -221,10 +223,15 @@ def talk_from_event(
         series_name=site.series_name,
         abstract=site.abstract,
         room=site.room,
-        talk_url=site.talk_url or _talk_url_from_location(location),
+        talk_url=web_url(site.talk_url) or web_url(_talk_url_from_location(location)),
         livestream_url=site.livestream_url,
         comments=site.comments,
     )
+
+
+def _shared(text: str | None) -> str | None:
+    """One string object for a value many records repeat (memory, for large feeds)."""
+    return sys.intern(text) if text is not None else None
 
 
 def _text(value: object) -> str | None:
@@ -233,13 +240,22 @@ def _text(value: object) -> str | None:
     if isinstance(value, list):  # a property given twice: keep the first
         value = value[0] if value else None
         return _text(value)
-    text = str(value).strip()
+    text = ics.clean_text(str(value)).strip()
     return text or None
 
 
 def _texts(value: object) -> list[str]:
     values = value if isinstance(value, list) else [value] if value is not None else []
     return [str(v).strip() for v in values if str(v).strip()]
+
+
+# An absolute http(s) URL with a host, and no whitespace or control character anywhere.
+_WEB_URL = re.compile(r"(?i:https?)://[^\s\x00-\x1f\x7f-\x9f/?#][^\s\x00-\x1f\x7f-\x9f]*")
+
+
+def web_url(value: str | None) -> str | None:
+    """`value` if it is a URL the archive stores as one (http or https), else None."""
+    return value if value is not None and _WEB_URL.fullmatch(value) else None
 
 
 def _time(event: icalendar.cal.Component, name: str) -> str | None:
@@ -330,7 +346,8 @@ def parse_site_description(description: str) -> SiteDescription | None:
         title=title,
         talk_url=talk_url,
         series_name=_html_text(by["series"]) if by["series"] else None,
-        livestream_url=found.get("Interactive livestream") or found.get("View-only livestream"),
+        livestream_url=web_url(found.get("Interactive livestream"))
+        or web_url(found.get("View-only livestream")),
         room=found.get("room"),
         abstract=abstract,
         comments=comments,
@@ -372,7 +389,7 @@ def _abstract_and_comments(lines: list[str]) -> tuple[str | None, str | None]:
 def _html_text(fragment: str | None) -> str | None:
     if fragment is None:
         return None
-    text = html.unescape(_TAG.sub("", fragment)).strip()
+    text = ics.clean_text(html.unescape(_TAG.sub("", fragment))).strip()
     return text or None
 
 

@@ -22,8 +22,9 @@ from harvester.config import ScheduleSettings
 from harvester.diff import diff
 from harvester.diff import gone as feed_gone
 from harvester.errors import FetchError, ParseError, StaleKnowledgeError
-from harvester.fastpath import BodyPrint, body_fingerprint, parse_fast, stamps_uniform
+from harvester.fastpath import parse_fast
 from harvester.fetch import fetch
+from harvester.ics import BodyPrint, body_fingerprint, stamps_uniform
 from harvester.logs import get_logger
 from harvester.parse import ParsedFeed, check_calendar_bytes, parse_feed
 from harvester.redact import redact

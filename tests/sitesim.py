@@ -140,6 +140,7 @@ class Site:
         self.lock = threading.Lock()
         self.base_url = ""
         self.on_request: Callable[[str], None] | None = None  # called with each path
+        self.rewrite: Callable[[bytes], bytes] | None = None  # applied to every feed body
 
     def add_series(self, shortname: str, name: str) -> SimSeries:
         series = SimSeries(shortname, name)
@@ -206,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
         if override is not None and override(self):
             return
         body = site.body_for(path)
+        if body is not None and site.rewrite is not None:
+            body = site.rewrite(body)
         if body is None:
             self._send(404, b"<html><body>Not found</body></html>", {"Content-Type": "text/html"})
             return
@@ -284,3 +287,17 @@ def serve_tls(site: Site, host: str, certfile: str, keyfile: str) -> Iterator[Si
     with running(server, site):
         site.base_url = site.base_url.replace("http://", "https://", 1)
         yield site
+
+
+def refold_octets(body: bytes, width: int) -> bytes:
+    """`body` (CRLF) unfolded, then folded every `width` octets, even inside a UTF-8
+    character (RFC 5545 allows it; the parser must unfold before it decodes).
+    """
+    lines = body.replace(b"\r\n ", b"").split(b"\r\n")
+    out = []
+    for line in lines:
+        pieces = [line[:width]] + [
+            line[i : i + width - 1] for i in range(width, len(line), width - 1)
+        ]
+        out.append(b"\r\n ".join(pieces))
+    return b"\r\n".join(out)

@@ -20,10 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harvester import archive as store
-from harvester import fastpath, parse
+from harvester import fastpath, ics, parse
 from harvester.archive import FetchFacts, open_archive
-from harvester.fastpath import body_fingerprint, parse_fast, scan
-from harvester.parse import check_calendar_bytes, fingerprint_block, parse_feed, split_vevents
+from harvester.fastpath import parse_fast, scan
+from harvester.ics import body_fingerprint, fingerprint_block, split_vevents
+from harvester.parse import check_calendar_bytes, parse_feed
 from harvester.sync import FeedTarget, PollResult, archive_body
 from tests.benchmarks.sitegen import fold
 from tests.sitesim import SimTalk, calendar_bytes
@@ -323,7 +324,7 @@ PIECES = [b"\r\n", b"\n", b"\r", b" ", b"\t", b"DTSTAMP:1", b"dtstamp;X", b"UID:
 @given(st.lists(st.sampled_from(PIECES), max_size=30))
 def test_fingerprint_lines_follow_the_definition(pieces: list[bytes]) -> None:
     block = b"".join(pieces)
-    assert parse.fingerprint_lines(block) == reference_fingerprint_lines(block)
+    assert ics.fingerprint_lines(block) == reference_fingerprint_lines(block)
 
 
 def test_fingerprint_ignores_stamp_folding_and_line_endings() -> None:
@@ -407,8 +408,8 @@ def test_body_fingerprint_ignores_stamps_only() -> None:
     assert changed.fingerprint != first.fingerprint
     mixed = check_calendar_bytes(older_stamp(body_of(talks, T0), random.Random(2)))
     assert body_fingerprint(mixed).fingerprint != changed.fingerprint
-    assert not fastpath.stamps_uniform(mixed)
-    assert fastpath.stamps_uniform(check_calendar_bytes(body_of(talks, T0)))
+    assert not ics.stamps_uniform(mixed)
+    assert ics.stamps_uniform(check_calendar_bytes(body_of(talks, T0)))
 
 
 def facts_at(moment: datetime, body: bytes) -> FetchFacts:
