@@ -322,3 +322,14 @@ def cut(text: bytes, spans: Iterable[tuple[int, int]]) -> bytes:
         previous = end
     pieces.append(text[previous:])
     return b"".join(pieces)
+
+
+def uids(body: bytes) -> list[str]:
+    """The UID of each VEVENT of a well-formed body, in order (empty when it is not one)."""
+    found = []
+    for block in split_vevents(body) or []:
+        for line in unfolded_lines(block) or []:
+            if property_name(line) == b"UID":
+                found.append(line.partition(b":")[2].decode("utf-8", "replace").strip())
+                break
+    return found

@@ -27,6 +27,7 @@ from harvester.config import HttpSettings
 from harvester.fetch import make_client
 from harvester.sync import FeedTarget, PollResult, poll_feed
 from tests import legacy_schema
+from tests.conftest import ROOT, SAMPLE
 from tests.sitesim import SimTalk, Site, serve
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -257,3 +258,34 @@ def test_an_archive_of_the_previous_schema_gains_kinds_and_automatic(tmp_path: P
         ('["livestream"]', 1, "livestream_posted", "2026-12-01T09:00:00+00:00"),
         ('["retitled"]', 0, None, "2026-12-03T12:00:00+00:00"),
     ]
+
+
+def test_the_readme_offline_example_leaves_status_green(tmp_path: Path) -> None:
+    config = tmp_path / "harvester.toml"
+    config.write_text((ROOT / "config" / "harvester.toml").read_text(), encoding="utf-8")
+    runner = CliRunner()
+    base = ["--config", str(config), "--db", str(tmp_path / "a.db"), "--log-format", "json"]
+    assert runner.invoke(cli, [*base, "import", str(SAMPLE)]).exit_code == 0
+    status = runner.invoke(cli, [*base, "status", "--check"])
+    assert status.exit_code == 0, status.output
+    assert status.output.startswith("OK: 1 feeds healthy")
+    listing = runner.invoke(cli, [*base, "status"]).output
+    assert "PhysicsMeetsML" in listing and "PhysicsMeetsML.ics" not in listing
+
+
+def test_status_check_ignores_a_failing_feed_once_removed(tmp_path: Path) -> None:
+    good = "https://researchseminars.org/seminar/PhysicsMeetsML/ics"
+    config = tmp_path / "harvester.toml"
+    config.write_text(
+        "[http]\nretries = 0\ntimeout = 2\nallow_private = true\n\n"
+        f'[[feeds]]\nurl = "{good}"\n\n[[feeds]]\nurl = "http://127.0.0.1:9/seminar/Gone/ics"\n',
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    base = ["--config", str(config), "--db", str(tmp_path / "a.db"), "--log-format", "json"]
+    assert runner.invoke(cli, [*base, "import", str(SAMPLE)]).exit_code == 0
+    assert runner.invoke(cli, [*base, "sync", "Gone"]).exit_code == 1
+    assert runner.invoke(cli, [*base, "status", "--check"]).exit_code == 1
+    assert runner.invoke(cli, [*base, "feeds", "remove", "Gone"]).exit_code == 0
+    result = runner.invoke(cli, [*base, "status", "--check"])
+    assert result.exit_code == 0, result.output

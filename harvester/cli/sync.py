@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from harvester import ics
 from harvester.archive import FetchFacts, open_archive
 from harvester.cli._app import (
     EXIT_FAILED,
@@ -25,7 +26,7 @@ from harvester.config import Config
 from harvester.errors import LockBusyError
 from harvester.fetch import make_client
 from harvester.lock import hold
-from harvester.series import refresh_followed_series
+from harvester.series import refresh_followed_series, series_shortname
 from harvester.site import normalize_url
 from harvester.sync import FeedTarget, PollResult, archive_body, sync_feeds, utc_now
 
@@ -45,6 +46,20 @@ def _targets(app: App, urls: tuple[str, ...]) -> list[FeedTarget]:
             raise UsageProblem(f"{given}: not a configured feed name nor an http(s) URL")
         targets.append(_target(config, url))
     return targets
+
+
+def _series_feed_of(app: App, body: bytes) -> FeedTarget | None:
+    """The configured series feed of the one series whose talks the file holds, if any:
+    an offline copy of a followed feed is archived as that feed."""
+    series = {uid.split("/", 1)[0] for uid in ics.uids(body)}
+    if len(series) != 1:
+        return None
+    (shortname,) = series
+    base = app.config.site.base_url
+    for feed in app.config.feeds:
+        if series_shortname(feed.url, base) == shortname:
+            return _target(app.config, feed.url, feed.name)
+    return None
 
 
 def _target(config: Config, url: str, name: str | None = None) -> FeedTarget:
@@ -175,7 +190,6 @@ def import_(
     db = app.archive()
     results = []
     for path in files:
-        target = _import_target(app, path, feed_name)
         started = utc_now()
         try:
             body = path.read_bytes()
@@ -189,15 +203,18 @@ def import_(
                 )
             )
             continue
+        target = _import_target(app, path, feed_name, body)
         facts = FetchFacts(started, utc_now(), bytes=len(body))
         with archive_errors():
             results.append(archive_body(db, target, body, facts, observed_at or facts.finished_at))
     _report(app, results)
 
 
-def _import_target(app: App, path: Path, feed_name: str | None) -> FeedTarget:
+def _import_target(app: App, path: Path, feed_name: str | None, body: bytes) -> FeedTarget:
     if feed_name is None:
-        return FeedTarget(path.resolve().as_uri(), path.name, kind="file")
+        return _series_feed_of(app, body) or FeedTarget(
+            path.resolve().as_uri(), path.name, kind="file"
+        )
     feed = app.config.find_feed(feed_name)
     if feed is not None:
         return FeedTarget(feed.url, feed.name)
