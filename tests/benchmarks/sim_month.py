@@ -12,6 +12,7 @@ it and through the real pipeline (`poll_feed`) into a real archive file.
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import sqlite3
 import sys
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from harvester.archive import open_archive
 from harvester.config import HttpSettings
 from harvester.fetch import make_client
+from harvester.logs import configure_logging
 from harvester.sync import FeedTarget, poll_feed
 from tests.sitesim import SimTalk, Site, serve
 
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     series, days = (8, 4) if args.quick else (50, 30)
+    configure_logging("json", logging.WARNING)
     rng = random.Random(args.seed)
     start = datetime(2026, 11, 1, tzinfo=UTC)
     clock = Clock(start)
