@@ -647,8 +647,16 @@ _VERSION_COLUMNS = (
 )
 
 
+WRITE_BATCH = 500  # versions turned into rows at a time: memory stays bounded on big feeds
+
+
 def _write_versions(db: Database, versions: list[NewVersion], at: str, fetch_id: int) -> None:
     """The talks rows and the talk_versions rows of new versions, in batches."""
+    for start in range(0, len(versions), WRITE_BATCH):
+        _write_batch(db, versions[start : start + WRITE_BATCH], at, fetch_id)
+
+
+def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: int) -> None:
     inserts, updates, removals, rows = [], [], [], []
     for version in versions:
         record = version.record
