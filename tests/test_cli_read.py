@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import icalendar
 import sqlite_utils
@@ -102,7 +103,7 @@ def test_import_stale_copy_is_ignored(workdir: Path, sample_copy: Path) -> None:
         "https://researchseminars.org/seminar/PhysicsMeetsML/ics",
     )
     db = sqlite_utils.Database(h.db_path)
-    assert db["talks"].get("PhysicsMeetsML/1")["title"] == "NGN"
+    assert db.table("talks").get("PhysicsMeetsML/1")["title"] == "NGN"
     assert db.execute("SELECT stale FROM fetches ORDER BY id DESC").fetchone()[0] == 1
 
 
@@ -138,7 +139,8 @@ def test_export_csv_and_ics(harvester: Harvester, workdir: Path) -> None:
     events = {str(e["UID"]): e for e in calendar.walk("VEVENT")}
     assert sorted(events) == [r["uid"] for r in rows]
     assert str(events["AlgGeom/2"]["SUMMARY"]) == "Emmy Noether (Göttingen): Rings and ideals"
-    assert events["AlgGeom/2"]["DTSTART"].dt.isoformat() == rows[1]["dtstart"]
+    start: Any = events["AlgGeom/2"]["DTSTART"]
+    assert start.dt.isoformat() == rows[1]["dtstart"]
 
 
 def test_status_lines_and_exit_code(harvester: Harvester, site: Site) -> None:

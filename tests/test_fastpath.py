@@ -24,6 +24,7 @@ from harvester import fastpath, ics, parse
 from harvester.archive import FetchFacts, open_archive
 from harvester.fastpath import parse_fast, scan
 from harvester.ics import body_fingerprint, fingerprint_block, split_vevents
+from harvester.parse import calendar_events as fastpath_calendar_events
 from harvester.parse import check_calendar_bytes, parse_feed
 from harvester.sync import FeedTarget, PollResult, archive_body
 from tests.benchmarks.sitegen import fold
@@ -170,7 +171,23 @@ def timezone_component(body: bytes, rng: random.Random) -> bytes:
     return body.replace(b"BEGIN:VEVENT", vtimezone + b"BEGIN:VEVENT", 1)
 
 
-def lf_endings(body: bytes, rng: random.Random) -> bytes:
+def recording(into: list[bytes], parse_events: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """`parse_events`, noting each calendar it is given in `into`."""
+
+    def record(text: bytes) -> Any:
+        into.append(text)
+        return parse_events(text)
+
+    return record
+
+
+def first_block(body: bytes) -> bytes:
+    blocks = split_vevents(check_calendar_bytes(body))
+    assert blocks is not None
+    return blocks[0]
+
+
+def lf_endings(body: bytes, rng: random.Random | None = None) -> bytes:
     return body.replace(b"\r\n", b"\n")
 
 
@@ -245,19 +262,21 @@ def archives(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     yield tmp_path / "fast.db", tmp_path / "full.db"
 
 
-def test_fast_path_and_full_parse_make_the_same_archive(archives: tuple[Path, Path]) -> None:
+def test_fast_path_and_full_parse_make_the_same_archive(
+    archives: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     fast_path, full_path = archives
     fast_db, full_db = open_archive(fast_path), open_archive(full_path)
     shortcuts = parsed_events = 0
     calls = []
-    original = fastpath.calendar_events
+    original = fastpath_calendar_events
 
     def counting(text: bytes) -> Any:
         events = original(text)
         calls.append(len(events))
         return events
 
-    fastpath.calendar_events = counting  # type: ignore[assignment]
+    monkeypatch.setattr(fastpath, "calendar_events", counting)
     try:
         for seed in range(30):
             rng = random.Random(seed)
@@ -294,7 +313,7 @@ def test_fast_path_and_full_parse_make_the_same_archive(archives: tuple[Path, Pa
                 assert dump(fast_path) == dump(full_path), (seed, step, "re-poll")
                 shortcuts += fast.outcome == "unchanged" and not calls
     finally:
-        fastpath.calendar_events = original  # type: ignore[assignment]
+        monkeypatch.setattr(fastpath, "calendar_events", original)
     # The comparison means something only if the fast path did its job most of the time.
     assert shortcuts > 100
     fetches = full_db.execute("SELECT sum(events) FROM fetches").fetchone()[0]
@@ -331,8 +350,8 @@ def test_fingerprint_ignores_stamp_folding_and_line_endings() -> None:
     talk = make_talks(random.Random(1), 1)
     body = body_of(talk, T0)
     variants = [body_of(talk, T0 + timedelta(days=3)), lf_endings(body, None), refold(body, 50)]
-    prints = {fingerprint_block(split_vevents(check_calendar_bytes(b))[0]) for b in variants}
-    assert prints == {fingerprint_block(split_vevents(check_calendar_bytes(body))[0])}
+    prints = {fingerprint_block(first_block(b)) for b in variants}
+    assert prints == {fingerprint_block(first_block(body))}
 
 
 # --- the scan -----------------------------------------------------------------------------
@@ -377,8 +396,8 @@ def test_only_new_events_reach_icalendar(monkeypatch: pytest.MonkeyPatch) -> Non
     archived = {r.uid: r.fingerprint for r in before.talks}
     talks[4].title = "A new title"
     parsed: list[bytes] = []
-    original = fastpath.calendar_events
-    monkeypatch.setattr(fastpath, "calendar_events", lambda t: parsed.append(t) or original(t))
+    original = fastpath_calendar_events
+    monkeypatch.setattr(fastpath, "calendar_events", recording(parsed, original))
     body = body_of(talks, T0 + timedelta(hours=1))
     result = parse_fast(check_calendar_bytes(body), lambda uids: archived)
     assert result is not None
@@ -453,8 +472,8 @@ def test_refolded_body_costs_no_icalendar_parse(
     talks = make_talks(random.Random(10), 5)
     poll(db, body_of(talks, T0), T0)
     seen: list[bytes] = []
-    original = fastpath.calendar_events
-    monkeypatch.setattr(fastpath, "calendar_events", lambda t: seen.append(t) or original(t))
+    original = fastpath_calendar_events
+    monkeypatch.setattr(fastpath, "calendar_events", recording(seen, original))
     monkeypatch.setattr(parse, "calendar_events", lambda _t: pytest.fail("full parse"))
     later = T0 + timedelta(hours=1)
     for body in (lf_endings(body_of(talks, later), None), refold(body_of(talks, later), 44)):
@@ -508,12 +527,13 @@ def test_many_new_events_are_parsed_on_two_cores_alike(monkeypatch: pytest.Monke
     pool = workers.parse_pool()
     if pool is None:
         pytest.skip("one core: no worker process")
+    ready = pool
     handed: list[int] = []
 
     class Spy:
         def submit(self, fn: Any, calendar: bytes, items: list[Any]) -> Any:
             handed.append(len(items))
-            return pool.submit(fn, calendar, items)
+            return ready.submit(fn, calendar, items)
 
     monkeypatch.setattr(workers, "parse_pool", lambda: Spy())
     talks = make_talks(random.Random(14), workers.MIN_EVENTS + 20)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 
 import pytest
@@ -21,7 +21,7 @@ def answer(
     body: bytes,
     content_type: str = "text/calendar",
     extra: dict[str, str] | None = None,
-):  # type: ignore[no-untyped-def]
+) -> Callable[[BaseHTTPRequestHandler], bool]:
     def handler(h: BaseHTTPRequestHandler) -> bool:
         h._send(status, body, {"Content-Type": content_type, **(extra or {})})  # type: ignore[attr-defined]
         return True

@@ -28,7 +28,7 @@ def set_feed(h: Harvester, name: str, **columns: object) -> None:
 
 def set_daemon(h: Harvester, heartbeat_at: str, stopped_at: str | None = None) -> None:
     db = sqlite_utils.Database(h.db_path)
-    db["daemon"].upsert(
+    db.table("daemon").upsert(
         {
             "id": 1,
             "pid": 4242,

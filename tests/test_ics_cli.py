@@ -37,7 +37,7 @@ def test_a_fold_inside_a_utf8_character_reads_back_exactly(
 
     # The same content folded elsewhere (other widths, other characters split) is no change.
     for width in (33, 57, 75):
-        site.rewrite = lambda body, w=width: refold_octets(body, w)  # type: ignore[misc]
+        site.rewrite = lambda body, w=width: refold_octets(body, w)
         result = harvester("sync")
         assert result.exit_code == 0, result.output
         assert len(json.loads(harvester("history", UID, "--json").output)) == 1
@@ -88,18 +88,18 @@ def test_urls_that_are_not_http_are_not_stored(harvester: Harvester, site: Site)
     site.rewrite = unsafe_page
     assert harvester("sync").exit_code == 0
     db = sqlite_utils.Database(harvester.db_path)
-    row = db["talks"].get(UID)
+    row = db.table("talks").get(UID)
     assert (row["talk_url"], row["livestream_url"], json.loads(row["urls"])) == (None, None, [])
     assert row["location"] == "javascript:alert(1)"  # text, not a URL: kept as the feed says
 
     talk.livestream = "https://zoom.example/j/1 or ftp://x"
     site.rewrite = None
     assert harvester("sync").exit_code == 0
-    row = db["talks"].get(UID)
+    row = db.table("talks").get(UID)
     assert row["talk_url"] == "https://researchseminars.org/talk/AlgGeom/2/"
     assert row["livestream_url"] is None and json.loads(row["urls"]) == []
     talk.livestream = "https://zoom.example/j/1"
     assert harvester("sync").exit_code == 0
-    row = db["talks"].get(UID)
+    row = db.table("talks").get(UID)
     assert row["livestream_url"] == "https://zoom.example/j/1"
     assert json.loads(row["urls"]) == ["https://zoom.example/j/1"]
