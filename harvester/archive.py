@@ -863,3 +863,56 @@ def series_refreshed_since(db: Database, shortnames: Iterable[str], since: str) 
 def series_names(db: Database) -> dict[str, str]:
     """shortname → name of the series the API named."""
     return {row[0]: row[1] for row in db.execute("SELECT shortname, name FROM series") if row[1]}
+
+
+# ------------------------------------------------------------------------------------------
+# What the Datasette pages read (on Datasette's own connections, hence sqlite3.Connection).
+
+
+def _dict_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def talks_by_uid(conn: sqlite3.Connection, uids: Iterable[str]) -> list[dict[str, Any]]:
+    """The talks with these UIDs as they are now (the fields the calendar shows), by start."""
+    cursor = conn.execute(
+        "SELECT uid, series_id, counter, title, speaker, speakers, series_name, abstract, room,"
+        " talk_url, livestream_url, comments, dtstart, dtend, version, status, changed_at"
+        " FROM talks WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY dtstart, uid",
+        [json.dumps(list(uids))],
+    )
+    return [_decoded(row) for row in _dict_rows(cursor)]
+
+
+def talk_page(conn: sqlite3.Connection, uid: str) -> list[dict[str, Any]]:
+    """Every version of one talk, newest first, with what changed (the talk page)."""
+    cursor = conn.execute(
+        "SELECT observed_at, version, change_kind, what_changed, title, speaker, dtstart, room,"
+        " automatic, automatic_reason, previous_seen_at, status"
+        " FROM talk_changes WHERE uid = ? ORDER BY version DESC",
+        [uid],
+    )
+    return _dict_rows(cursor)
+
+
+def recently_changed_talks(conn: sqlite3.Connection, limit: int = 30) -> list[dict[str, Any]]:
+    """The talks that changed last (not first sightings), newest first: one row a talk."""
+    cursor = conn.execute(
+        "SELECT uid, title, series_name, max(observed_at) AS observed_at FROM ("
+        "  SELECT uid, title, series_name, observed_at FROM talk_versions"
+        "  WHERE change != 'new' ORDER BY observed_at DESC LIMIT ?"
+        ") GROUP BY uid ORDER BY observed_at DESC",
+        [limit * 3],
+    )
+    return _dict_rows(cursor)[:limit]
+
+
+def weekly_changes(conn: sqlite3.Connection, since: str) -> list[dict[str, Any]]:
+    """Changes per week and kind from the week of `since` (an ISO date) on."""
+    cursor = conn.execute(
+        "SELECT week, kind, changes FROM weekly_changes WHERE week >= date(?, '-6 days',"
+        " 'weekday 1') ORDER BY week, kind",
+        [since],
+    )
+    return _dict_rows(cursor)
