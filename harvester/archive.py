@@ -916,3 +916,66 @@ def weekly_changes(conn: sqlite3.Connection, since: str) -> list[dict[str, Any]]
         [since],
     )
     return _dict_rows(cursor)
+
+
+# ------------------------------------------------------------------------------------------
+# A read-only copy to publish (`harvester snapshot`).
+
+
+@dataclass(frozen=True)
+class SnapshotFacts:
+    talks: int
+    versions: int
+    personal_talks_left_out: int
+
+
+def snapshot_archive(source: Path, out: Path, *, include_personal: bool = False) -> SnapshotFacts:
+    """A consistent copy of the archive at `source` in `out`, made with VACUUM INTO.
+
+    VACUUM INTO reads in one transaction, so the copy is the archive as of one moment even
+    while the daemon writes (WAL). Unless `include_personal`, the copy leaves out personal
+    feeds, their polls and the talks only they carry (with those talks' versions), and the
+    url_hash salt. The copy is written beside `out` and renamed into place when complete.
+    """
+    partial = out.with_name(out.name + ".partial")
+    partial.unlink(missing_ok=True)
+    conn = _connect_read_only(source)
+    try:
+        conn.execute("VACUUM INTO ?", [str(partial)])
+    finally:
+        conn.close()
+    copy = sqlite3.connect(partial, isolation_level=None)
+    try:
+        left_out = 0
+        if not include_personal:
+            left_out = _leave_out_personal(copy)
+        copy.execute("PRAGMA journal_mode = DELETE")
+        copy.execute("VACUUM")
+        talks = copy.execute("SELECT count(*) FROM talks").fetchone()[0]
+        versions = copy.execute("SELECT count(*) FROM talk_versions").fetchone()[0]
+        check = copy.execute("PRAGMA integrity_check").fetchone()[0]
+        if check != "ok":
+            raise ArchiveError(f"{out}: the copy failed its integrity check: {check}")
+    finally:
+        copy.close()
+    partial.replace(out)
+    return SnapshotFacts(talks, versions, left_out)
+
+
+def _leave_out_personal(copy: sqlite3.Connection) -> int:
+    copy.execute("BEGIN")
+    copy.execute(
+        "CREATE TEMP TABLE personal_only AS SELECT uid FROM feed_talks GROUP BY uid"
+        " HAVING min(feed_id IN (SELECT id FROM feeds WHERE kind = 'personal')) = 1"
+    )
+    left_out: int = copy.execute("SELECT count(*) FROM personal_only").fetchone()[0]
+    copy.execute("DELETE FROM talk_versions WHERE uid IN (SELECT uid FROM personal_only)")
+    copy.execute("DELETE FROM talks WHERE uid IN (SELECT uid FROM personal_only)")
+    personal = "(SELECT id FROM feeds WHERE kind = 'personal')"
+    for table in ("feed_talks", "fetches"):
+        copy.execute(f"DELETE FROM {table} WHERE feed_id IN {personal}")  # noqa: S608
+    copy.execute(f"DELETE FROM feeds WHERE id IN {personal}")  # noqa: S608
+    copy.execute("DELETE FROM archive_meta WHERE key = ?", [URL_SALT_KEY])
+    copy.execute("DROP TABLE personal_only")
+    copy.execute("COMMIT")
+    return left_out

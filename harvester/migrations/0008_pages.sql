@@ -24,6 +24,10 @@ CREATE INDEX "idx_talk_versions_series_name"
 CREATE INDEX "idx_talks_series_name"
     ON "talks" ("series_name");
 
+-- feed_health counts each feed's present talks: without reading the talks' rows.
+CREATE INDEX "idx_feed_talks_feed_id_present"
+    ON "feed_talks" ("feed_id", "present");
+
 CREATE INDEX "idx_talks_status_dtstart"
     ON "talks" ("status", "dtstart");
 

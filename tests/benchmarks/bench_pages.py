@@ -44,6 +44,8 @@ WORDS = [
     "theory",
     "topology",
 ]
+# Abstracts draw mostly on a large vocabulary, as real ones do: a word matches a few talks.
+VOCABULARY = [f"w{n:04d}" for n in range(3000)]
 NAMES = ["Emmy Noether", "Alan Turing", "Sophie Germain", "Srinivasa Ramanujan", "Ada Lovelace"]
 
 
@@ -92,7 +94,7 @@ def build(path: Path, talks: int, series: int, changes: int) -> None:
             "speaker": f"{speaker} (Somewhere)",
             "speakers": speakers,
             "series_name": f"Seminar series {s}",
-            "abstract": " ".join(rng.choices(WORDS, k=60)),
+            "abstract": " ".join(rng.choices(VOCABULARY, k=60) + rng.choices(WORDS, k=1)),
             "room": "Zoom",
             "talk_url": f"https://researchseminars.org/talk/{uid}/",
             "livestream_url": None,
@@ -180,11 +182,13 @@ def pages(ds: object, client: object) -> list[str]:
         "/",
         *("/" + link.replace("&amp;", "&") for link in links),
         "/archive/talks?_search=sieve+primes",
+        "/archive/talks?_search=w0042",
         "/archive/talks?_search=noether",
         "/archive/talks/S7~2F3",
         "/archive/talk_history?uid=S7/3",
         "/archive/speaker_talks?speaker=Turing",
-        "/archive/talk_changes?_facet_array=kinds",
+        "/archive/talk_changes",
+        "/archive/recent_changes?_facet_array=kinds",
     ]
 
 
