@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures of test_datasette, imported to be shared)
 """The pages, calendars and feeds as a reader meets them, through Datasette's test client."""
 
 from __future__ import annotations

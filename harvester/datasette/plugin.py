@@ -79,8 +79,8 @@ def _config(datasette: Any, database: str) -> dict[str, Any]:
     """The plugin's block of this database's metadata (read once: render_cell asks per cell)."""
     cache = datasette.__dict__.setdefault("_seminar_harvester_config", {})
     if database not in cache:
-        config = datasette.plugin_config(PLUGIN_NAME, database=database, fallback=False)
-        cache[database] = config if isinstance(config, dict) else {}
+        found = datasette.plugin_config(PLUGIN_NAME, database=database, fallback=False)
+        cache[database] = found if isinstance(found, dict) else {}
     config: dict[str, Any] = cache[database]
     return config
 
