@@ -903,3 +903,119 @@ def series_refreshed_since(db: Database, shortnames: Iterable[str], since: str) 
 def series_names(db: Database) -> dict[str, str]:
     """shortname → name of the series the API named."""
     return {row[0]: row[1] for row in db.execute("SELECT shortname, name FROM series") if row[1]}
+
+
+# ------------------------------------------------------------------------------------------
+# What the Datasette pages read (on Datasette's own connections, hence sqlite3.Connection).
+
+
+def _dict_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def talks_by_uid(conn: sqlite3.Connection, uids: Iterable[str]) -> list[dict[str, Any]]:
+    """The talks with these UIDs as they are now (the fields the calendar shows), by start."""
+    cursor = conn.execute(
+        "SELECT uid, series_id, counter, title, speaker, speakers, series_name, abstract, room,"
+        " talk_url, livestream_url, comments, dtstart, dtend, version, status, changed_at"
+        " FROM talks WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY dtstart, uid",
+        [json.dumps(list(uids))],
+    )
+    return [_decoded(row) for row in _dict_rows(cursor)]
+
+
+def talk_page(conn: sqlite3.Connection, uid: str) -> list[dict[str, Any]]:
+    """Every version of one talk, newest first, with what changed (the talk page)."""
+    cursor = conn.execute(
+        "SELECT observed_at, version, change_kind, what_changed, title, speaker, dtstart, room,"
+        " automatic, automatic_reason, previous_seen_at, status"
+        " FROM talk_changes WHERE uid = ? ORDER BY version DESC",
+        [uid],
+    )
+    return _dict_rows(cursor)
+
+
+def recently_changed_talks(conn: sqlite3.Connection, limit: int = 30) -> list[dict[str, Any]]:
+    """The talks that changed last (not first sightings), newest first: one row a talk."""
+    cursor = conn.execute(
+        "SELECT uid, title, series_name, max(observed_at) AS observed_at FROM ("
+        "  SELECT uid, title, series_name, observed_at FROM talk_versions"
+        "  WHERE change != 'new' ORDER BY observed_at DESC LIMIT ?"
+        ") GROUP BY uid ORDER BY observed_at DESC",
+        [limit * 3],
+    )
+    return _dict_rows(cursor)[:limit]
+
+
+def weekly_changes(conn: sqlite3.Connection, since: str) -> list[dict[str, Any]]:
+    """Changes per week and kind from the week of `since` (an ISO date) on."""
+    cursor = conn.execute(
+        "SELECT week, kind, changes FROM weekly_changes WHERE week >= date(?, '-6 days',"
+        " 'weekday 1') ORDER BY week, kind",
+        [since],
+    )
+    return _dict_rows(cursor)
+
+
+# ------------------------------------------------------------------------------------------
+# A read-only copy to publish (`harvester snapshot`).
+
+
+@dataclass(frozen=True)
+class SnapshotFacts:
+    talks: int
+    versions: int
+    personal_talks_left_out: int
+
+
+def snapshot_archive(source: Path, out: Path, *, include_personal: bool = False) -> SnapshotFacts:
+    """A consistent copy of the archive at `source` in `out`, made with VACUUM INTO.
+
+    VACUUM INTO reads in one transaction, so the copy is the archive as of one moment even
+    while the daemon writes (WAL). Unless `include_personal`, the copy leaves out personal
+    feeds, their polls and the talks only they carry (with those talks' versions), and the
+    url_hash salt. The copy is written beside `out` and renamed into place when complete.
+    """
+    partial = out.with_name(out.name + ".partial")
+    partial.unlink(missing_ok=True)
+    conn = _connect_read_only(source)
+    try:
+        conn.execute("VACUUM INTO ?", [str(partial)])
+    finally:
+        conn.close()
+    copy = sqlite3.connect(partial, isolation_level=None)
+    try:
+        left_out = 0
+        if not include_personal:
+            left_out = _leave_out_personal(copy)
+        copy.execute("PRAGMA journal_mode = DELETE")
+        copy.execute("VACUUM")
+        talks = copy.execute("SELECT count(*) FROM talks").fetchone()[0]
+        versions = copy.execute("SELECT count(*) FROM talk_versions").fetchone()[0]
+        check = copy.execute("PRAGMA integrity_check").fetchone()[0]
+        if check != "ok":
+            raise ArchiveError(f"{out}: the copy failed its integrity check: {check}")
+    finally:
+        copy.close()
+    partial.replace(out)
+    return SnapshotFacts(talks, versions, left_out)
+
+
+def _leave_out_personal(copy: sqlite3.Connection) -> int:
+    copy.execute("BEGIN")
+    copy.execute(
+        "CREATE TEMP TABLE personal_only AS SELECT uid FROM feed_talks GROUP BY uid"
+        " HAVING min(feed_id IN (SELECT id FROM feeds WHERE kind = 'personal')) = 1"
+    )
+    left_out: int = copy.execute("SELECT count(*) FROM personal_only").fetchone()[0]
+    copy.execute("DELETE FROM talk_versions WHERE uid IN (SELECT uid FROM personal_only)")
+    copy.execute("DELETE FROM talks WHERE uid IN (SELECT uid FROM personal_only)")
+    personal = "(SELECT id FROM feeds WHERE kind = 'personal')"
+    for table in ("feed_talks", "fetches"):
+        copy.execute(f"DELETE FROM {table} WHERE feed_id IN {personal}")  # noqa: S608
+    copy.execute(f"DELETE FROM feeds WHERE id IN {personal}")  # noqa: S608
+    copy.execute("DELETE FROM archive_meta WHERE key = ?", [URL_SALT_KEY])
+    copy.execute("DROP TABLE personal_only")
+    copy.execute("COMMIT")
+    return left_out

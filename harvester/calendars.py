@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,7 +39,7 @@ def render_calendar(
 ) -> bytes:
     """A VCALENDAR of `talks` (rows with the `talks` fields, JSON fields decoded or not)."""
     rows = list(talks)
-    events = [event for talk in rows if (event := talk_event(talk, keep_cancelled))]
+    events = [event for talk in rows if (event := event_ical(talk, keep_cancelled))]
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
@@ -46,10 +47,46 @@ def render_calendar(
     calendar.add("x-wr-calname", clean_text(name or _one_series(rows) or DEFAULT_NAME))
     calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", refresh)
-    for event in events:
-        calendar.add_component(event)
+    if not events:  # RFC 5545 wants one component at least: a filter may match no talk
+        calendar.add_component(_utc_timezone())
     ical: bytes = calendar.to_ical()
+    assert ical.endswith(_END)
+    return ical[: -len(_END)] + b"".join(events) + _END
+
+
+_END = b"END:VCALENDAR\r\n"
+# The serialised VEVENT of each talk as last rendered (icalendar's folding is slow: a
+# calendar of 1,000 talks takes half a second). Keyed by every field and the option, so a
+# changed talk is rendered again; the oldest entries go first beyond the limit.
+_EVENTS: OrderedDict[str, bytes] = OrderedDict()
+EVENT_CACHE_SIZE = 20_000
+
+
+def event_ical(talk: Mapping[str, Any], keep_cancelled: bool = False) -> bytes:
+    """The VEVENT of one talk, serialised (b"" for a talk the calendar leaves out)."""
+    key = json.dumps([keep_cancelled, sorted(talk.items())], default=str, ensure_ascii=False)
+    cached = _EVENTS.get(key)
+    if cached is not None:
+        _EVENTS.move_to_end(key)
+        return cached
+    event = talk_event(talk, keep_cancelled)
+    ical: bytes = event.to_ical() if event is not None else b""
+    _EVENTS[key] = ical
+    if len(_EVENTS) > EVENT_CACHE_SIZE:
+        _EVENTS.popitem(last=False)
     return ical
+
+
+def _utc_timezone() -> icalendar.Timezone:
+    timezone = icalendar.Timezone()
+    timezone.add("tzid", "UTC")
+    standard = icalendar.TimezoneStandard()
+    standard.add("dtstart", datetime(1970, 1, 1))
+    standard.add("tzoffsetfrom", timedelta(0))
+    standard.add("tzoffsetto", timedelta(0))
+    standard.add("tzname", "UTC")
+    timezone.add_component(standard)
+    return timezone
 
 
 def talk_event(talk: Mapping[str, Any], keep_cancelled: bool = False) -> icalendar.Event | None:

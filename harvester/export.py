@@ -1,4 +1,4 @@
-"""Serialisers for `harvester export`: JSON, CSV and iCalendar."""
+"""Serialisers for `harvester export`: JSON, CSV and iCalendar (harvester.calendars)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import io
 import json
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
-import icalendar
 from defusedcsv import csv
 
-from harvester import __version__
 from harvester.archive import EXPORT_FIELDS
+from harvester.calendars import render_calendar
 
 FORMATS = ("json", "csv", "ics")
 
@@ -48,26 +46,8 @@ def to_csv(talks: Sequence[dict[str, Any]]) -> str:
 
 
 def to_ics(talks: Sequence[dict[str, Any]]) -> str:
-    """A calendar of the talks; DTSTAMP is when the archive last saw each version change."""
-    calendar = icalendar.Calendar()
-    calendar.add("prodid", f"-//seminar-harvester {__version__}//EN")
-    calendar.add("version", "2.0")
-    for talk in talks:
-        event = icalendar.Event()
-        event.add("uid", _text(talk["uid"]))
-        event.add("dtstamp", datetime.fromisoformat(talk["changed_at"]))
-        event.add("dtstart", _when(talk["dtstart"]))
-        if talk["dtend"]:
-            event.add("dtend", _when(talk["dtend"]))
-        event.add("summary", _text(_summary(talk)))
-        for name in ("description", "location"):
-            if talk[name]:
-                event.add(name, _text(talk[name]))
-        if talk["talk_url"]:
-            event.add("url", _text(talk["talk_url"]))
-        calendar.add_component(event)
-    ical: bytes = calendar.to_ical()
-    return ical.decode("utf-8")
+    """The calendar of the talks, by the one renderer the Datasette `.ics` output uses too."""
+    return render_calendar(talks).decode("utf-8")
 
 
 # RFC 5545 TEXT has no control characters but HTAB (line breaks are escaped as \n); XML 1.0
@@ -78,9 +58,6 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
 def clean_text(value: str) -> str:
     """Text for a calendar or a feed: CRLF and CR become LF, other control characters go."""
     return _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-_text = clean_text
 
 
 class _DefusedWriter:
@@ -100,17 +77,6 @@ class _DefusedWriter:
 def defused_writer(file: Any, *args: Any, **kwargs: Any) -> _DefusedWriter:
     """Like csv.writer, with formula cells neutralised (for Datasette's .csv, see the plugin)."""
     return _DefusedWriter(file, *args, **kwargs)
-
-
-def _when(value: str) -> Any:
-    return datetime.fromisoformat(value) if "T" in value else datetime.fromisoformat(value).date()
-
-
-def _summary(talk: dict[str, Any]) -> str:
-    title, speaker = talk.get("title"), talk.get("speaker")
-    if title and speaker and title != speaker:
-        return f"{speaker}: {title}"
-    return str(title or speaker or talk["uid"])
 
 
 def render(talks: Sequence[dict[str, Any]], fmt: str) -> str:

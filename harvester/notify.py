@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from harvester.humane import human_time
+from harvester.humane import parse_moment as _moment
 
 # What a target is sent when it names no kinds (the contract's default).
 DEFAULT_KINDS: tuple[str, ...] = ("rescheduled", "retitled", "removed", "restored", "speakers")
@@ -111,24 +114,6 @@ def _what(change: Mapping[str, Any]) -> str:
     if change["change"] != "changed":
         return str(change["change"])
     return ", ".join(sorted(version_kinds(change))) or "changed"
-
-
-def human_time(value: Any) -> str:
-    """`Tue 1 Dec 2026, 16:00 UTC` (or `?`)."""
-    moment = _moment(value)
-    if moment is None:
-        return "?"
-    return f"{moment:%a} {moment.day} {moment:%b %Y, %H:%M} UTC"
-
-
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def check_url(url: str) -> str | None:

@@ -138,7 +138,7 @@ def test_export_csv_and_ics(harvester: Harvester, workdir: Path) -> None:
     calendar = icalendar.Calendar.from_ical(out.read_bytes())
     events = {str(e["UID"]): e for e in calendar.walk("VEVENT")}
     assert sorted(events) == [r["uid"] for r in rows]
-    assert str(events["AlgGeom/2"]["SUMMARY"]) == "Emmy Noether (Göttingen): Rings and ideals"
+    assert str(events["AlgGeom/2"]["SUMMARY"]) == "Rings and ideals — Emmy Noether (Göttingen)"
     start: Any = events["AlgGeom/2"]["DTSTART"]
     assert start.dt.isoformat() == rows[1]["dtstart"]
 

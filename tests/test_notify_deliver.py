@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from harvester.notify import Target, check_url, deliver, digest, human_time, wants
+from harvester.humane import human_time
+from harvester.notify import Target, check_url, deliver, digest, wants
 from tests.receiver import receiving
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)

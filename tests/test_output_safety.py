@@ -142,7 +142,7 @@ def test_calendars_survive_one_malformed_talk(hostile: Harvester) -> None:
     exported = icalendar.Calendar.from_ical(result.output)
     events = {str(e["UID"]): e for e in exported.walk("VEVENT")}
     assert set(events) == {"Good/1", "Good/2", "Good/3", LONG_UID}
-    assert str(events["Good/2"]["LOCATION"]) == "Room 1\nInjected: yes"
+    assert str(events["Good/2"]["LOCATION"]) == "@SUM(A1)"  # the room (LOCATION's raw text aside)
     assert "\x07" not in result.output and "\x1b" not in result.output
     assert len(exported.walk("VEVENT")) == 4  # no event smuggled in through LOCATION
 
@@ -151,8 +151,7 @@ def test_calendars_survive_one_malformed_talk(hostile: Harvester) -> None:
     calendar = icalendar.Calendar.from_ical(response.content)
     uids = {str(e["UID"]) for e in calendar.walk("VEVENT")}
     assert {"Good/1", "Good/2", "Good/3"} <= uids and len(uids) == 4
-    (long_uid,) = uids - {"Good/1", "Good/2", "Good/3"}
-    assert long_uid.startswith(LONG_UID[:200]) and len(long_uid) < 500
+    assert LONG_UID in uids  # the one renderer keeps a long UID whole (folded)
     assert "\x07" not in response.text and "\x1b" not in response.text
 
 

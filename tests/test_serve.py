@@ -115,10 +115,10 @@ def test_serve_listens_on_localhost_by_default() -> None:
 def test_serve_without_the_extra_says_how_to_install_it(
     harvester: Harvester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(serve_module, "_importable", lambda module: module != "datasette_ics")
+    monkeypatch.setattr(serve_module, "_importable", lambda module: module != "feedgen")
     result = harvester("serve")
     assert result.exit_code == 1
-    assert "datasette-ics" in result.output
+    assert "feedgen" in result.output
     assert INSTALL_HINT in result.output
     assert INSTALL_HINT == "pip install 'seminar-harvester[datasette]'"
 

@@ -36,12 +36,15 @@ METADATA_FILENAME = "datasette.yml"  # a user's override, beside the config file
 SHIPPED_METADATA = ("harvester.datasette", "metadata.yml")
 INSTALL_HINT = "pip install 'seminar-harvester[datasette]'"
 PLUGIN_NAME = "seminar-harvester"
-# The extra: Datasette itself and the plugins the metadata's canned queries are made for.
+# The extra: Datasette itself and feedgen, for the plugin's Atom output (the calendar
+# output is the harvester's own, on icalendar).
 REQUIRED_MODULES = {
     "datasette": "datasette",
-    "datasette_ics": "datasette-ics",
-    "datasette_atom": "datasette-atom",
+    "feedgen": "feedgen",
 }
+# No suggested facets: they cost a query per column on every page, and would offer the
+# hidden bookkeeping columns; the metadata names the facets that help.
+SETTINGS = {"suggest_facets": False}
 
 
 class ServeError(click.ClickException):
@@ -133,6 +136,7 @@ def build_datasette(archive: Path, metadata: dict[str, Any]) -> Datasette:
         files=[str(archive)],
         immutables=[],
         metadata=archive_metadata(metadata),
+        settings=SETTINGS,
     )
     name = next(name for name, db in ds.databases.items() if db.path == str(archive))
     if name != DATABASE_NAME:  # the metadata is written for "archive"; name it so

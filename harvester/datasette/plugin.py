@@ -1,82 +1,97 @@
 """A Datasette plugin for the archive, configured from its metadata (`metadata.yml` here).
 
-Registered as the `seminar_harvester` entry point of the `datasette` group, so plain
-`datasette` picks it up as well as `harvester serve`. It does nothing for a database whose
-metadata has no `plugins: seminar-harvester:` block. With one, it:
+Registered as the `seminar_harvester` entry point of the `datasette` group (the package
+`harvester.datasette`, so that its `templates/` ship and load with it), so plain
+`datasette` picks it up as well as `harvester serve`. Its pages and outputs act only on a
+database whose metadata has a `plugins: seminar-harvester:` block. With one, it:
 
 - `query_only: true` opens every connection Datasette makes to the database with
-  SQLite's query_only switch, its write connection included: the web cannot change the archive,
-  whatever a canned query or another plugin tries (the harvester writes through its own
-  connections, which this does not touch);
-- `hidden_columns: {table: [column, ...]}` sends a browser that opens the HTML page of one
-  of those tables without choosing columns (`_col`/`_nocol`) to the same page with
-  `_nocol=` for each: bookkeeping columns stay out of sight until asked for. The JSON
-  API and the row pages still show every column.
+  SQLite's query_only switch, its write connection included: the web cannot change the
+  archive (the harvester writes through its own connections, which this does not touch);
+- `hidden_columns: {table: [column, ...]}` leaves those columns out of the HTML page of
+  the table unless the reader chooses columns (`_col`/`_nocol`): the request is rewritten
+  inside the server, so the address stays as the reader typed it. The JSON API, CSV and
+  the row pages still show every column;
+- renders cells for people: times as "Tue 1 Dec 2026, 16:00 UTC" (the ISO value in the
+  tooltip; JSON and CSV keep ISO), a uid as a link to its talk page, http(s) URLs as
+  links, speakers as "Name (Affiliation)", JSON lists of names as plain lists;
+- gives a talk's row page its full history (templates/row-archive-talks.html), and
+  `talk_history` without a uid a list of recently changed talks;
+- draws the changes per week by kind as an inline SVG chart (no script, no CDN) above
+  the `weekly_changes` view.
 
-Whatever the metadata, it also makes output safe for the people who open it:
+Whatever the metadata, it also registers two output renderers and makes CSV safe:
 
+- `.ics`: any table, view or query with `uid` and `dtstart` columns, through
+  harvester.calendars.render_calendar (the one renderer `harvester export` uses too);
+  `_cancelled=1` keeps removed talks as STATUS:CANCELLED;
+- `.atom`: any query with `atom_id`, `atom_title` and `atom_updated` columns, through
+  harvester.atom.render_atom, as `application/atom+xml`, titled after its filter;
 - every `.csv` Datasette writes has its formula cells neutralised (`=`, `+`, `-`, `@`, tab,
   CR ... get a leading `'`, via defusedcsv). Datasette has no hook for its built-in CSV, so
   the plugin swaps the `csv` module that `datasette.views.base` writes with for a shim whose
   `writer` is defused: this applies to every database of that Datasette;
-- SQL functions for the canned queries: `harvester_text(value)` drops control characters
-  (a feed's XML and a calendar's text cannot carry them) and `harvester_ics_uid(value)`
-  keeps a UID that datasette-ics can take (its `ics` library hashes an event by turning the
-  UID into one decimal integer of 3+ digits per character, which Python refuses beyond
-  4,300 digits: a UID of ~1,433 characters or more answered 500 for the whole calendar).
+- a SQL function for the canned queries: `harvester_text(value)` drops control characters.
 """
 
 from __future__ import annotations
 
-import hashlib
+import html
+import json
+import re
 import sqlite3
 import types
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from datasette import hookimpl
-from datasette.utils import tilde_decode
+from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils.asgi import Response
+from markupsafe import Markup, escape
 
+from harvester import archive
 from harvester.archive import set_query_only
+from harvester.atom import CONTENT_TYPE as ATOM_CONTENT_TYPE
+from harvester.atom import render_atom
+from harvester.calendars import render_calendar, speakers_text
 from harvester.export import clean_text, defused_writer
+from harvester.humane import human_time
+from harvester.site import http_url
 
 PLUGIN_NAME = "seminar-harvester"
+ICS_CONTENT_TYPE = "text/calendar; charset=utf-8"
+CHART_WEEKS = 26
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)?$")
+_UID_COLUMNS = frozenset({"uid", "talk_uid", "old_slot_uid"})
+_URL_COLUMNS = frozenset({"talk_url", "livestream_url", "url"})
+_LIST_COLUMNS = frozenset({"kinds", "changed_fields"})
+
 
 def _config(datasette: Any, database: str) -> dict[str, Any]:
-    config = datasette.plugin_config(PLUGIN_NAME, database=database, fallback=False)
-    return config if isinstance(config, dict) else {}
-
-
-# Longer UIDs are shortened to a prefix and a hash for datasette-ics: at most 7 digits per
-# character in its hash, 500 * 7 stays under Python's 4,300-digit limit.
-ICS_UID_MAX = 500
+    """The plugin's block of this database's metadata (read once: render_cell asks per cell)."""
+    cache = datasette.__dict__.setdefault("_seminar_harvester_config", {})
+    if database not in cache:
+        found = datasette.plugin_config(PLUGIN_NAME, database=database, fallback=False)
+        cache[database] = found if isinstance(found, dict) else {}
+    config: dict[str, Any] = cache[database]
+    return config
 
 
 def harvester_text(value: Any) -> Any:
     return clean_text(value) if isinstance(value, str) else value
 
 
-def harvester_ics_uid(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    uid = "".join(clean_text(value).split("\n"))
-    if len(uid) <= ICS_UID_MAX:
-        return uid
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{uid[:200]}…sha256:{digest}"
-
-
 @hookimpl  # type: ignore[untyped-decorator]
 def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
     conn.create_function("harvester_text", 1, harvester_text, deterministic=True)
-    conn.create_function("harvester_ics_uid", 1, harvester_ics_uid, deterministic=True)
     if _config(datasette, database).get("query_only"):
         set_query_only(conn)
 
@@ -92,25 +107,17 @@ def startup(datasette: Any) -> None:
         base.csv = shim
 
 
+# --- hidden columns, without a redirect ----------------------------------------------------
+
+
 @hookimpl  # type: ignore[untyped-decorator]
 def asgi_wrapper(datasette: Any) -> Callable[[ASGIApp], ASGIApp]:
     def wrap(app: ASGIApp) -> ASGIApp:
         async def hide_bookkeeping_columns(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD"):
-                location = await _location_without_hidden(datasette, scope)
-                if location is not None:
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 302,
-                            "headers": [
-                                (b"location", location.encode("latin-1")),
-                                (b"content-length", b"0"),
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": b""})
-                    return
+                query = await _query_without_hidden(datasette, scope)
+                if query is not None:
+                    scope = {**scope, "query_string": query.encode("latin-1")}
             await app(scope, receive, send)
 
         return hide_bookkeeping_columns
@@ -118,8 +125,8 @@ def asgi_wrapper(datasette: Any) -> Callable[[ASGIApp], ASGIApp]:
     return wrap
 
 
-async def _location_without_hidden(datasette: Any, scope: Scope) -> str | None:
-    """Where to send a request for a table page with hidden columns, or None to serve it."""
+async def _query_without_hidden(datasette: Any, scope: Scope) -> str | None:
+    """The query string of a table page with its hidden columns left out, or None."""
     path: str = scope.get("path", "")
     base_url: str = datasette.setting("base_url")
     local = "/" + path[len(base_url) :] if base_url != "/" and path.startswith(base_url) else path
@@ -139,7 +146,273 @@ async def _location_without_hidden(datasette: Any, scope: Scope) -> str | None:
         return None  # the user chose the columns
     existing = set(await database.table_columns(table))
     nocols = [("_nocol", column) for column in wanted if column in existing]
-    if not nocols:
+    return urlencode(args + nocols) if nocols else None
+
+
+# --- cells ---------------------------------------------------------------------------------
+
+
+def _archive_db(datasette: Any, database: str | None) -> bool:
+    return database is not None and bool(_config(datasette, database))
+
+
+def talk_link(datasette: Any, database: str, uid: str) -> str:
+    return f"{datasette.urls.table(database, 'talks')}/{tilde_encode(uid)}"
+
+
+@hookimpl  # type: ignore[untyped-decorator]
+def render_cell(
+    row: Any, value: Any, column: str, table: str | None, database: str | None, datasette: Any
+) -> Markup | None:
+    if not _archive_db(datasette, database) or not isinstance(value, str) or not value:
         return None
-    raw_path = scope.get("raw_path")  # as the browser sent it, percent-encoding included
-    return f"{raw_path.decode('latin-1') if raw_path else path}?{urlencode(args + nocols)}"
+    assert database is not None
+    if _ISO_TIME.match(value):
+        return Markup(
+            '<time datetime="{}" title="{}" class="harvester-time" style="white-space: nowrap">'
+            "{}</time>"
+        ).format(value, value, human_time(value))
+    if column in _UID_COLUMNS and not (table == "talks" and column == "uid"):
+        return Markup('<a href="{}" title="This talk and its history">{}</a>').format(
+            talk_link(datasette, database, value), value
+        )
+    if column in _URL_COLUMNS and (url := http_url(value)):
+        return Markup('<a href="{}" rel="nofollow">{}</a>').format(url, url)
+    if column == "speakers" and value.startswith("["):
+        return escape(speakers_text(value))
+    if column in _LIST_COLUMNS and value.startswith("["):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            return None
+        if isinstance(items, list):
+            return escape(", ".join(str(item) for item in items))
+    return None
+
+
+@hookimpl  # type: ignore[untyped-decorator]
+def prepare_jinja2_environment(env: Any, datasette: Any) -> None:
+    env.filters["human_time"] = human_time
+    env.filters["tilde"] = tilde_encode
+
+
+# --- output renderers ----------------------------------------------------------------------
+
+
+def _title(datasette: Any, database: str, table: str | None, query_name: str | None) -> str:
+    if query_name:
+        queries = (datasette.metadata(database=database) or {}).get("queries") or {}
+        meta = queries.get(query_name) or {}
+    else:
+        meta = datasette.table_metadata(database, table) if table else {}
+    title = meta.get("title") if isinstance(meta, dict) else None
+    return str(title or query_name or table or database)
+
+
+def _filters(request: Any) -> list[str]:
+    """The filters a reader gave (series=..., speaker=...), for a feed's or calendar's name."""
+    shown = []
+    for key in ("series", "speaker", "feed", "uid"):
+        value = (request.args.get(key) or "").strip()
+        if value:
+            shown.append(f"{key} {value}")
+    return shown
+
+
+def _can_render_ics(columns: list[str]) -> bool:
+    return "uid" in columns and "dtstart" in columns
+
+
+async def render_ics(
+    datasette: Any,
+    request: Any,
+    database: str,
+    table: str | None,
+    rows: list[Any],
+    query_name: str | None,
+) -> Response:
+    uids = list(dict.fromkeys(str(row["uid"]) for row in rows if row["uid"] is not None))
+    db = datasette.get_database(database)
+    talks = await db.execute_fn(lambda conn: archive.talks_by_uid(conn, uids))
+    series = {talk.get("series_name") for talk in talks}
+    name = None
+    if len(series) != 1 or None in series:
+        filters = _filters(request)
+        name = _title(datasette, database, table, query_name)
+        if filters:
+            name += f" ({', '.join(filters)})"
+    keep = request.args.get("_cancelled") in ("1", "on", "true", "keep")
+    body = render_calendar(talks, name=name, keep_cancelled=keep)
+    return Response(body, status=200, content_type=ICS_CONTENT_TYPE)
+
+
+def _can_render_atom(columns: list[str]) -> bool:
+    return {"atom_id", "atom_title", "atom_updated"} <= set(columns)
+
+
+async def render_feed(
+    datasette: Any,
+    request: Any,
+    database: str,
+    table: str | None,
+    rows: list[Any],
+    query_name: str | None,
+) -> Response:
+    title = _title(datasette, database, table, query_name)
+    names = sorted({str(row["atom_author_name"]) for row in rows if _get(row, "atom_author_name")})
+    filters = _filters(request)
+    if request.args.get("series") and names:
+        filters = [
+            f"series {', '.join(names)}",
+            *(f for f in filters if not f.startswith("series")),
+        ]
+    if filters:
+        title += f": {'; '.join(filters)}"
+    page = request.url.replace(".atom", "", 1)
+    body = render_atom(
+        [dict(zip(row.keys(), tuple(row), strict=True)) for row in rows],
+        title=title,
+        feed_id=f"urn:seminar-harvester:{query_name or table}:{'&'.join(filters)}",
+        link=page,
+    )
+    return Response(body, status=200, content_type=ATOM_CONTENT_TYPE)
+
+
+def _get(row: Any, key: str) -> Any:
+    try:
+        return row[key]
+    except (IndexError, KeyError):
+        return None
+
+
+@hookimpl  # type: ignore[untyped-decorator]
+def register_output_renderer(datasette: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "extension": "ics",
+            "render": render_ics,
+            "can_render": lambda columns: _can_render_ics(columns),
+        },
+        {
+            "extension": "atom",
+            "render": render_feed,
+            "can_render": lambda columns: _can_render_atom(columns),
+        },
+    ]
+
+
+# --- the talk page, talk_history without a uid, the chart ----------------------------------
+
+
+@hookimpl  # type: ignore[untyped-decorator]
+def extra_template_vars(
+    template: str,
+    database: str | None,
+    table: str | None,
+    view_name: str,
+    request: Any,
+    datasette: Any,
+) -> Callable[[], Awaitable[dict[str, Any]]] | None:
+    if not _archive_db(datasette, database) or request is None:
+        return None
+    assert database is not None
+    db = datasette.get_database(database)
+
+    if view_name == "row" and table == "talks":
+
+        async def talk_vars() -> dict[str, Any]:
+            uid = tilde_decode(request.url_vars.get("pks", ""))
+            history = await db.execute_fn(lambda conn: archive.talk_page(conn, uid))
+            talks = await db.execute_fn(lambda conn: archive.talks_by_uid(conn, [uid]))
+            return {"talk": talks[0] if talks else None, "history": history}
+
+        return talk_vars
+
+    if template.startswith("query-") and "talk_history" in template:
+
+        async def history_vars() -> dict[str, Any]:
+            if (request.args.get("uid") or "").strip():
+                return {"recent_talks": []}
+            recent = await db.execute_fn(lambda conn: archive.recently_changed_talks(conn))
+            return {"recent_talks": recent}
+
+        return history_vars
+
+    if view_name == "table" and table == "weekly_changes":
+
+        async def chart_vars() -> dict[str, Any]:
+            since = (datetime.now(UTC) - timedelta(weeks=CHART_WEEKS)).date().isoformat()
+            rows = await db.execute_fn(lambda conn: archive.weekly_changes(conn, since))
+            return {"chart_svg": week_chart(rows, since)}
+
+        return chart_vars
+    return None
+
+
+KIND_COLOURS = {
+    "rescheduled": "#d95f02",
+    "retitled": "#1b9e77",
+    "speaker changed": "#7570b3",
+    "details changed": "#66a61e",
+    "removed": "#e7298a",
+    "restored": "#e6ab02",
+    "automatic": "#a6a6a6",
+}
+
+
+def week_chart(rows: list[Mapping[str, Any]], since: str) -> Markup:
+    """Stacked bars of changes per week by kind, as inline SVG (no script, no CDN)."""
+    start = datetime.fromisoformat(since).date()
+    start -= timedelta(days=start.weekday())
+    weeks = [(start + timedelta(weeks=n)).isoformat() for n in range(CHART_WEEKS + 1)]
+    counts: dict[str, dict[str, int]] = {week: {} for week in weeks}
+    for row in rows:
+        if row["week"] in counts:
+            counts[row["week"]][str(row["kind"])] = int(row["changes"])
+    kinds = [k for k in KIND_COLOURS if any(k in c for c in counts.values())]
+    kinds += sorted({k for c in counts.values() for k in c} - set(kinds))
+    top = max((sum(c.values()) for c in counts.values()), default=0) or 1
+    width, height, left, bottom, bar = 1200, 320, 50, 40, 1100 / len(weeks)
+    plot = height - bottom - 20
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 30}"'
+        f' width="100%" role="img" aria-label="Changes per week by kind">',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 20}" y2="{height - bottom}"'
+        ' stroke="#444"/>',
+    ]
+    for tick in range(5):
+        value = round(top * tick / 4)
+        y = height - bottom - plot * value / top
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="12">{value}</text>'
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 20}" y2="{y:.1f}" stroke="#ddd"/>'
+        )
+    for n, week in enumerate(weeks):
+        x = left + n * bar + 2
+        y = float(height - bottom)
+        for kind in kinds:
+            count = counts[week].get(kind, 0)
+            if not count:
+                continue
+            h = plot * count / top
+            y -= h
+            colour = KIND_COLOURS.get(kind, "#999")
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar - 4:.1f}" height="{h:.1f}"'
+                f' fill="{colour}"><title>{html.escape(kind)}, week of {week}: {count}'
+                "</title></rect>"
+            )
+        if n % 4 == 0:
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle"'
+                f' font-size="12">{week}</text>'
+            )
+    for n, kind in enumerate(kinds):
+        x = left + n * 160
+        parts.append(
+            f'<rect x="{x}" y="{height + 6}" width="14" height="14"'
+            f' fill="{KIND_COLOURS.get(kind, "#999")}"/>'
+            f'<text x="{x + 20}" y="{height + 18}" font-size="13">{html.escape(kind)}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 (numbers, and kinds escaped above)

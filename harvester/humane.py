@@ -1,0 +1,28 @@
+"""Readable text for people: times as "Tue 1 Dec 2026, 16:00 UTC" (pure, no I/O).
+
+Shared by the notifications and the Datasette pages.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+
+def human_time(value: Any) -> str:
+    """`Tue 1 Dec 2026, 16:00 UTC` (or `?`)."""
+    moment = parse_moment(value)
+    if moment is None:
+        return "?"
+    return f"{moment:%a} {moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+def parse_moment(value: Any) -> datetime | None:
+    """An ISO 8601 text as an aware UTC datetime (naive ones are UTC), or None."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
