@@ -49,6 +49,11 @@ VOCABULARY = [f"w{n:04d}" for n in range(3000)]
 NAMES = ["Emmy Noether", "Alan Turing", "Sophie Germain", "Srinivasa Ramanujan", "Ada Lovelace"]
 
 
+# The contract's kinds for what this generator changes (by change, else by field).
+KINDS_OF: dict[str, list[str]] = {"removed": ["status"], "new": []}
+KINDS_OF_FIELD = {"title": "retitled", "dtstart": "rescheduled", "livestream_url": "livestream"}
+
+
 def build(path: Path, talks: int, series: int, changes: int) -> None:
     open_archive(path).close()  # the schema, every migration applied
     rng = random.Random(13)
@@ -147,7 +152,9 @@ def build(path: Path, talks: int, series: int, changes: int) -> None:
                     json.dumps(changed_fields),
                     *fields_.values(),
                     "removed" if change == "removed" else "active",
-                    json.dumps(changed_fields),
+                    json.dumps(
+                        KINDS_OF.get(change, []) or [KINDS_OF_FIELD[f] for f in changed_fields[:1]]
+                    ),
                     automatic,
                     "livestream_posted" if automatic else None,
                 )
