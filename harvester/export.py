@@ -9,10 +9,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import icalendar
 from defusedcsv import csv
 
-from harvester import __version__
 from harvester.archive import EXPORT_FIELDS
 
 FORMATS = ("json", "csv", "ics")
@@ -49,6 +47,10 @@ def to_csv(talks: Sequence[dict[str, Any]]) -> str:
 
 def to_ics(talks: Sequence[dict[str, Any]]) -> str:
     """A calendar of the talks; DTSTAMP is when the archive last saw each version change."""
+    import icalendar  # only for this format: `export --format json` starts without it
+
+    from harvester import __version__
+
     calendar = icalendar.Calendar()
     calendar.add("prodid", f"-//seminar-harvester {__version__}//EN")
     calendar.add("version", "2.0")

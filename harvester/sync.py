@@ -13,19 +13,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
-import httpx
 from sqlite_utils import Database
 
 from harvester import archive as store
 from harvester.diff import diff
 from harvester.errors import FetchError, ParseError, StaleKnowledgeError
 from harvester.fastpath import BodyPrint, body_fingerprint, parse_fast, stamps_uniform
-from harvester.fetch import fetch
 from harvester.logs import get_logger
 from harvester.parse import ParsedFeed, check_calendar_bytes, parse_feed
 from harvester.redact import redact
 from harvester.site import FeedKind
+
+if TYPE_CHECKING:
+    import httpx
 
 Clock = Callable[[], datetime]
 log = get_logger("harvester.sync")
@@ -74,6 +76,8 @@ def poll_feed(
     `fast=False` takes the full parse for every body (the reference the fast path is
     tested and measured against).
     """
+    from harvester.fetch import fetch  # httpx: not for `harvester import`
+
     started, t0 = clock(), time.monotonic()
     feed = _feed_row(db, target, started)
     try:
