@@ -186,7 +186,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     keep_polls = archive.duration("keep_polls", DEFAULT_KEEP_POLLS_S) or DEFAULT_KEEP_POLLS_S
     if keep_polls < DAY_S:  # feed_health counts the last 24 hours poll by poll
         raise ConfigError(
-            path, archive.key("keep_polls"), f"must be at least 1d, got {archive.data['keep_polls']!r}"
+            path, archive.key("keep_polls"), f"must be 1d or more, got {keep_polls:g} seconds"
         )
     archive.refuse_unknown()
     if not archive_path.is_absolute():

@@ -354,7 +354,9 @@ class Daemon:
             log.error("daemon.compact_failed", error=str(exc))
             return
         if not done.skipped:
-            log.info("archive.compacted", polls=done.polls, batches=done.batches, before=done.before)
+            log.info(
+                "archive.compacted", polls=done.polls, batches=done.batches, before=done.before
+            )
 
     def _heartbeat(self) -> None:
         if not self.stopping.is_set():

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from click.utils import make_default_short_help
 
 from harvester.cli._output import redacted_click_errors, redacted_output
 from harvester.redact import remember_urls_in
@@ -112,7 +111,8 @@ class _Harvester(click.Group):
         for name in names:
             command = self.commands.get(name)
             if command is None:
-                rows.append((name, make_default_short_help(COMMANDS[name][2], limit)))
+                summary = click.Command(name, help=COMMANDS[name][2])  # click's own shortening
+                rows.append((name, summary.get_short_help_str(limit)))
             elif not command.hidden:
                 rows.append((name, command.get_short_help_str(limit)))
         if rows:
