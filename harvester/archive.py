@@ -8,9 +8,9 @@ import hmac
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -1019,3 +1019,142 @@ def _leave_out_personal(copy: sqlite3.Connection) -> int:
     copy.execute("DROP TABLE personal_only")
     copy.execute("COMMIT")
     return left_out
+
+
+# Compaction of old unchanged polls (`poll_days`, see migrations/0009_poll_days.sql).
+# ------------------------------------------------------------------------------------------
+
+COMPACTED_BEFORE_KEY = "polls_compacted_before"  # archive_meta: the day compaction reached
+COMPACT_BATCH = 1000  # polls per write transaction: a few milliseconds of write lock
+_COMPACTABLE = (
+    "outcome IN ('unchanged', 'not_modified') AND coalesce(new, 0) = 0"
+    " AND coalesce(changed, 0) = 0 AND coalesce(removed, 0) = 0 AND coalesce(restored, 0) = 0"
+)
+
+
+@dataclass(frozen=True)
+class Compaction:
+    polls: int  # fetches rows folded into poll_days
+    batches: int  # write transactions taken
+    before: str  # the UTC day whose start bounds what was compacted
+    skipped: bool = False  # already compacted up to that day (and not forced)
+
+
+def compact_polls(
+    db: Database,
+    now: datetime,
+    keep_s: float,
+    *,
+    force: bool = False,
+    batch: int = COMPACT_BATCH,
+    should_stop: Callable[[], bool] | None = None,
+) -> Compaction:
+    """Fold the unchanged polls that started before the UTC day of `now - keep_s` into one
+    `poll_days` row per feed and day; failed and changing polls, and each feed's latest
+    poll, stay in `fetches`.
+
+    Candidates are read outside any transaction; each batch of `batch` polls is then one
+    short `BEGIN IMMEDIATE` transaction, so a concurrent poll waits milliseconds at most.
+    Without `force`, a run that an earlier run already covered (same day) reads only the
+    marker. `should_stop` is asked between batches (the daemon stopping).
+    """
+    day = (now - timedelta(seconds=keep_s)).astimezone(UTC).date()
+    before = f"{day.isoformat()}T00:00:00+00:00"
+    stop_at = f"{(day + timedelta(days=1)).isoformat()}T00:00:00+00:00"
+    done = db.execute(
+        "SELECT value FROM archive_meta WHERE key = ?", [COMPACTED_BEFORE_KEY]
+    ).fetchone()
+    if not force and done and done[0] >= before:
+        return Compaction(0, 0, before, skipped=True)
+    protected = _latest_polls(db)
+    after, polls, batches = 0, 0, 0
+    while not (should_stop and should_stop()):
+        rows = db.execute(
+            f"SELECT id, started_at FROM fetches WHERE id > ? AND {_COMPACTABLE}"  # noqa: S608
+            " ORDER BY id LIMIT ?",
+            [after, batch],
+        ).fetchall()
+        if not rows:
+            break
+        after = rows[-1][0]
+        ids = [i for i, started in rows if started is not None and started < before]
+        ids = [i for i in ids if i not in protected]
+        if ids:
+            polls += _fold_polls(db, ids, before)
+            batches += 1
+        if any(started is not None and started >= stop_at for _i, started in rows):
+            break  # every later poll is newer (ids follow time, a poll lasts minutes)
+    else:
+        return Compaction(polls, batches, before)
+    with immediate_transaction(db):
+        db.execute(
+            "INSERT INTO archive_meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            [COMPACTED_BEFORE_KEY, before],
+        )
+    return Compaction(polls, batches, before)
+
+
+def _latest_polls(db: Database) -> set[int]:
+    """Each feed's latest poll and latest successful poll (what the next poll reads)."""
+    protected: set[int] = set()
+    for (feed_id,) in db.execute("SELECT id FROM feeds").fetchall():
+        for sql in (
+            "SELECT id FROM fetches WHERE feed_id = ? ORDER BY started_at DESC LIMIT 1",
+            "SELECT id FROM fetches WHERE feed_id = ? AND outcome IN ('changed', 'unchanged')"
+            " ORDER BY started_at DESC LIMIT 1",
+        ):
+            row = db.execute(sql, [feed_id]).fetchone()
+            if row:
+                protected.add(int(row[0]))
+    return protected
+
+
+_FOLD_WHERE = f"""
+    id IN (SELECT value FROM json_each(:ids)) AND {_COMPACTABLE} AND started_at < :before
+"""  # noqa: S608
+_FOLD_INSERT = f"""
+    INSERT INTO poll_days (feed_id, day, polls, unchanged, not_modified, first_started_at,
+                           last_started_at, last_finished_at, bytes, duration_ms, events)
+    SELECT feed_id, substr(started_at, 1, 10), count(*), sum(outcome = 'unchanged'),
+           sum(outcome = 'not_modified'), min(started_at), max(started_at), max(finished_at),
+           sum(bytes), sum(duration_ms), max(events)
+    FROM fetches WHERE {_FOLD_WHERE} GROUP BY 1, 2
+    ON CONFLICT (feed_id, day) DO UPDATE SET
+        polls = polls + excluded.polls,
+        unchanged = unchanged + excluded.unchanged,
+        not_modified = not_modified + excluded.not_modified,
+        first_started_at = min(first_started_at, excluded.first_started_at),
+        last_started_at = max(last_started_at, excluded.last_started_at),
+        last_finished_at = max(coalesce(last_finished_at, ''),
+                               coalesce(excluded.last_finished_at, '')),
+        bytes = coalesce(bytes, 0) + coalesce(excluded.bytes, 0),
+        duration_ms = coalesce(duration_ms, 0) + coalesce(excluded.duration_ms, 0),
+        events = max(coalesce(events, 0), coalesce(excluded.events, 0))
+"""  # noqa: S608
+_FOLD_DELETE = f"DELETE FROM fetches WHERE {_FOLD_WHERE}"  # noqa: S608
+
+
+def _fold_polls(db: Database, ids: list[int], before: str) -> int:
+    """One batch: the day rows grow by these polls, and the polls leave `fetches`."""
+    params = {"ids": json.dumps(ids), "before": before}
+    with immediate_transaction(db):
+        db.execute(_FOLD_INSERT, params)
+        return int(db.execute(_FOLD_DELETE, params).rowcount)
+
+
+def poll_counts(db: Database, feed_id: int) -> dict[str, int]:
+    """All the polls a feed ever had by outcome, compacted ones included."""
+    counts = dict(
+        db.execute(
+            "SELECT outcome, count(*) FROM fetches WHERE feed_id = ? GROUP BY outcome", [feed_id]
+        ).fetchall()
+    )
+    days = db.execute(
+        "SELECT coalesce(sum(unchanged), 0), coalesce(sum(not_modified), 0) FROM poll_days"
+        " WHERE feed_id = ?",
+        [feed_id],
+    ).fetchone()
+    counts["unchanged"] = counts.get("unchanged", 0) + int(days[0])
+    counts["not_modified"] = counts.get("not_modified", 0) + int(days[1])
+    return {k: int(v) for k, v in counts.items()}

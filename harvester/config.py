@@ -15,18 +15,20 @@ from typing import Any
 
 from pytimeparse.timeparse import timeparse as parse_timespan
 
-from harvester import USER_AGENT
+from harvester import user_agent as default_user_agent
 from harvester.errors import ConfigError
 from harvester.redact import remember_urls_in
 from harvester.site import default_feed_name, normalize_url, split_url
 
 DEFAULT_CONFIG_PATH = Path("config/harvester.toml")
+DAY_S = 86400.0
+DEFAULT_KEEP_POLLS_S = 30 * DAY_S  # [archive] keep_polls: unchanged polls kept one by one
 FETCHABLE_SCHEMES = ("http", "https", "webcal", "webcals")
 
 
 @dataclass(frozen=True)
 class HttpSettings:
-    user_agent: str = USER_AGENT
+    user_agent: str = field(default_factory=default_user_agent)
     timeout: float = 30.0
     max_bytes: int = 20_000_000
     retries: int = 3
@@ -66,6 +68,7 @@ class Config:
     path: Path | None
     archive_path: Path
     archive_file_mode: int = 0o600  # permissions of a newly created archive
+    archive_keep_polls: float = DEFAULT_KEEP_POLLS_S  # then one row per feed and day
     http: HttpSettings = field(default_factory=HttpSettings)
     site: SiteSettings = field(default_factory=SiteSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
@@ -181,6 +184,11 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     archive = _Table(top.get("archive", dict, {}), path, "archive")
     archive_path = Path(archive.get("path", str, "../data/archive.db"))
     file_mode = _file_mode(archive.get("file_mode", str, "0600"), path, archive.key("file_mode"))
+    keep_polls = archive.duration("keep_polls", DEFAULT_KEEP_POLLS_S) or DEFAULT_KEEP_POLLS_S
+    if keep_polls < DAY_S:  # feed_health counts the last 24 hours poll by poll
+        raise ConfigError(
+            path, archive.key("keep_polls"), f"must be 1d or more, got {keep_polls:g} seconds"
+        )
     archive.refuse_unknown()
     if not archive_path.is_absolute():
         archive_path = path.parent / archive_path
@@ -206,6 +214,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         path=path,
         archive_path=archive_path,
         archive_file_mode=file_mode,
+        archive_keep_polls=keep_polls,
         http=http,
         site=SiteSettings(base_url=base_url),
         schedule=ScheduleSettings(

@@ -41,7 +41,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
 from harvester import health
-from harvester.archive import consecutive_failures, open_archive
+from harvester.archive import compact_polls, consecutive_failures, open_archive
 from harvester.config import Config, HttpSettings, load_config
 from harvester.errors import ConfigError
 from harvester.fetch import FetchPolicy, make_client
@@ -57,6 +57,8 @@ DEFAULT_GRACE_S = 10.0
 FIRST_POLL_GAP_S = 1.0  # the first polls after a start or a reload: one a second at most
 JITTER_SHARE = 0.25  # jitter is at most this share of a feed's interval
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+COMPACT_EVERY_S = 3600.0  # how often the daemon asks; the archive marker makes it daily
+COMPACT_FIRST_S = 300.0  # the first ask, once the first polls are done
 
 
 class PollAbandonedError(Exception):
@@ -145,6 +147,7 @@ class Daemon:
             executors={
                 "default": ThreadPoolExecutor(workers),
                 "heartbeat": ThreadPoolExecutor(1),  # never starved by slow polls
+                "upkeep": ThreadPoolExecutor(1),  # compaction: never delays a heartbeat
             },
             job_defaults={"coalesce": True, "max_instances": 1},
         )
@@ -168,6 +171,14 @@ class Daemon:
             id="heartbeat",
             name="heartbeat",
             executor="heartbeat",
+        )
+        self.scheduler.add_job(  # hourly; compact_polls itself does the work at most daily
+            self._compact,
+            IntervalTrigger(seconds=COMPACT_EVERY_S, timezone=UTC),
+            id="compact",
+            name="compact",
+            executor="upkeep",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=COMPACT_FIRST_S),
         )
         log.info(
             "daemon.started",
@@ -324,6 +335,29 @@ class Daemon:
             log.warning("feed.backoff", feed=plan.name, failures=failures, next_poll_in_s=interval)
         else:
             log.info("feed.recovered", feed=plan.name, next_poll_in_s=interval)
+
+    def _compact(self) -> None:
+        """Old unchanged polls into poll_days, in short batches; stops when the daemon does."""
+        if self.stopping.is_set():
+            return
+        try:
+            db = open_archive(self.config.archive_path)
+            try:
+                done = compact_polls(
+                    db,
+                    utc_now(),
+                    self.config.archive_keep_polls,
+                    should_stop=self.stopping.is_set,
+                )
+            finally:
+                db.conn.close()
+        except Exception as exc:
+            log.error("daemon.compact_failed", error=str(exc))
+            return
+        if not done.skipped:
+            log.info(
+                "archive.compacted", polls=done.polls, batches=done.batches, before=done.before
+            )
 
     def _heartbeat(self) -> None:
         if not self.stopping.is_set():

@@ -11,7 +11,6 @@ from typing import Any
 from defusedcsv import csv
 
 from harvester.archive import EXPORT_FIELDS
-from harvester.calendars import render_calendar
 
 FORMATS = ("json", "csv", "ics")
 
@@ -47,6 +46,8 @@ def to_csv(talks: Sequence[dict[str, Any]]) -> str:
 
 def to_ics(talks: Sequence[dict[str, Any]]) -> str:
     """The calendar of the talks, by the one renderer the Datasette `.ics` output uses too."""
+    from harvester.calendars import render_calendar  # icalendar: only for this format
+
     return render_calendar(talks).decode("utf-8")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
@@ -20,7 +19,7 @@ from harvester.config import Config
 from harvester.errors import ApiError
 from harvester.fetch import make_client
 from harvester.logs import get_logger
-from harvester.site import feed_kind
+from harvester.site import series_shortname
 from harvester.site_api import SeriesInfo, SiteApi
 
 REFRESH_EVERY = timedelta(days=1)
@@ -47,17 +46,6 @@ def store_series(db: Database, infos: Iterable[SeriesInfo], at: datetime) -> int
 def mark_checked(db: Database, shortnames: Iterable[str], at: datetime) -> None:
     """Remember that the API knew nothing of these series now (keeps what was known before)."""
     store.mark_series_checked(db, shortnames, at.isoformat())
-
-
-def series_shortname(url: str, base_url: str) -> str | None:
-    """The shortname of a series feed URL on the site at `base_url`, else None."""
-    if feed_kind(url) != "series" or not _same_site(url, base_url):
-        return None
-    return urlsplit(url).path.strip("/").split("/")[1]
-
-
-def _same_site(url: str, base_url: str) -> bool:
-    return url.startswith(base_url.rstrip("/") + "/")
 
 
 def followed_series(db: Database, config: Config) -> set[str]:

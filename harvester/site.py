@@ -100,3 +100,10 @@ def http_url(value: object) -> str | None:
     """`value` when it is one plain http(s) URL (no whitespace or control characters)."""
     text = str(value or "").strip()
     return text if _HTTP_URL.fullmatch(text) else None
+
+
+def series_shortname(url: str, base_url: str) -> str | None:
+    """The shortname of a series feed URL on the site at `base_url`, else None."""
+    if feed_kind(url) != "series" or not url.startswith(base_url.rstrip("/") + "/"):
+        return None
+    return urlsplit(url).path.strip("/").split("/")[1]

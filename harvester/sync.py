@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
-import httpx
 from sqlite_utils import Database
 
 from harvester import archive as store
@@ -23,12 +23,14 @@ from harvester.diff import diff
 from harvester.diff import gone as feed_gone
 from harvester.errors import FetchError, ParseError, StaleKnowledgeError
 from harvester.fastpath import parse_fast
-from harvester.fetch import fetch
 from harvester.ics import BodyPrint, body_fingerprint, stamps_uniform
 from harvester.logs import get_logger
 from harvester.parse import ParsedFeed, check_calendar_bytes, parse_feed
 from harvester.redact import redact
 from harvester.site import FeedKind
+
+if TYPE_CHECKING:
+    import httpx
 
 Clock = Callable[[], datetime]
 log = get_logger("harvester.sync")
@@ -81,6 +83,8 @@ def poll_feed(
     `fast=False` takes the full parse for every body (the reference the fast path is
     tested and measured against).
     """
+    from harvester.fetch import fetch  # httpx: not for `harvester import`
+
     started, t0 = clock(), time.monotonic()
     feed = _feed_row(db, target, started)
     try:

@@ -7,6 +7,7 @@ of stdout and stderr (summaries, errors, warnings, log lines) while a command ru
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -14,11 +15,73 @@ from typing import Any
 
 import click
 
-from harvester import __version__
-from harvester.cli import feeds, read, run, serve, snapshot, sync
-from harvester.cli._app import App, redacted_click_errors, redacted_output
-from harvester.logs import configure_logging
+from harvester.cli._output import redacted_click_errors, redacted_output
 from harvester.redact import remember_urls_in
+
+# name → (module, attribute, one-line help). A command's module is imported only when the
+# command runs (or its own help shows): `harvester --help` and the archive-reading
+# commands start without httpx, APScheduler, tomlkit or Datasette. The one-line help is
+# what `harvester --help` lists; tests/test_startup.py checks it against each command's.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "compact": (
+        "harvester.cli.maintain",
+        "compact",
+        "Compact old unchanged polls into one row per feed per day.",
+    ),
+    "discover": (
+        "harvester.cli.feeds",
+        "discover",
+        "Find series through the site's JSON API ([site] base_url) and optionally follow them.",
+    ),
+    "export": (
+        "harvester.cli.read",
+        "export",
+        "The talks as the archive knew them at a time: every talk present then, sorted by UID.",
+    ),
+    "feeds": (
+        "harvester.cli.feeds",
+        "feeds_group",
+        "List and edit the feeds of the config file (comments and layout are kept).",
+    ),
+    "history": (
+        "harvester.cli.read",
+        "history",
+        "Every version of one talk, oldest first: its kinds of change, when it happened"
+        " (between the last time the archive saw the old content and the poll that saw the"
+        " new), and what changed, word by word for long texts.",
+    ),
+    "import": (
+        "harvester.cli.sync",
+        "import_",
+        "Archive local .ics files exactly as if they had been fetched (backfill, offline use).",
+    ),
+    "run": (
+        "harvester.cli.run",
+        "run",
+        "The daemon: poll every enabled feed on its interval until SIGTERM or SIGINT.",
+    ),
+    "serve": (
+        "harvester.cli.serve",
+        "serve",
+        "Browse the archive in Datasette: search, upcoming talks, changes, a calendar (.ics)"
+        " and a changes feed (Atom).",
+    ),
+    "snapshot": (
+        "harvester.cli.snapshot",
+        "snapshot",
+        "Copy the archive to OUT as of one moment, safe while `harvester run` writes.",
+    ),
+    "status": (
+        "harvester.cli.read",
+        "status",
+        "One line per feed: last poll, last success, outcome, counts, consecutive failures.",
+    ),
+    "sync": (
+        "harvester.cli.sync",
+        "sync",
+        "Poll every enabled feed of the config once (or only URLS) and archive the changes.",
+    ),
+}
 
 
 class _Harvester(click.Group):
@@ -39,9 +102,56 @@ class _Harvester(click.Group):
         with redacted_click_errors():
             return super().invoke(ctx)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list without importing every command's module."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            command = self.commands.get(name)
+            if command is None:
+                summary = click.Command(name, help=COMMANDS[name][2])  # click's own shortening
+                rows.append((name, summary.get_short_help_str(limit)))
+            elif not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def load_command(name: str) -> click.Command:
+    module, attribute, _summary = COMMANDS[name]
+    command = getattr(importlib.import_module(module), attribute)
+    assert isinstance(command, click.Command)
+    return command
+
+
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from harvester import __version__
+
+    click.echo(f"harvester, version {__version__}")
+    ctx.exit()
+
 
 @click.group(cls=_Harvester, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="harvester")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Show the version and exit.",
+)
 @click.option(
     "--config",
     "config_path",
@@ -72,6 +182,9 @@ def cli(
     quiet: bool,
 ) -> None:
     """Archive researchseminars.org calendars in SQLite, with the full history of every talk."""
+    from harvester.cli._app import App
+    from harvester.logs import configure_logging
+
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     configure_logging(log_format, level)  # type: ignore[arg-type]
     ctx.obj = App(config_path=config_path, db_path=db_path, quiet=quiet)
@@ -79,18 +192,3 @@ def cli(
 
 def main() -> None:
     cli(prog_name="harvester")
-
-
-for command in (
-    sync.sync,
-    sync.import_,
-    read.history,
-    read.export,
-    read.status,
-    run.run,
-    feeds.discover,
-    feeds.feeds_group,
-    serve.serve,
-    snapshot.snapshot,
-):
-    cli.add_command(command)

@@ -1,22 +1,21 @@
-"""What every command shares: the `App` state, exit codes, one `UsageProblem`, param types,
-and the output choke point: `redacted_output` masks every write to stdout and stderr."""
+"""What every command shares: the `App` state, exit codes, one `UsageProblem`, param types;
+the output choke point (`redacted_output`) lives in `harvester.cli._output`."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from sqlite_utils import Database
 
-from harvester.archive import open_archive
 from harvester.config import Config, load_config, parse_duration
 from harvester.errors import ArchiveError, ConfigError, HarvesterError
-from harvester.redact import redact
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
@@ -50,6 +49,8 @@ class App:
 
     def archive(self, *, read_only: bool = False, check: bool = False) -> Database:
         """The configured archive; `read_only` for the commands that only read it."""
+        from harvester.archive import open_archive  # sqlite-utils: not for `--help`
+
         try:
             return open_archive(
                 self.config.archive_path,
@@ -119,68 +120,3 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
 
 def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
-
-
-class _RedactingText:
-    """A text stream whose every write goes through `redact`; the rest is the stream's own."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
-
-    def write(self, text: Any) -> int:
-        if isinstance(text, str):
-            text = redact(text)
-        return self._stream.write(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    @property
-    def buffer(self) -> _RedactingBinary:
-        return _RedactingBinary(self._stream.buffer)  # type: ignore[attr-defined]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-class _RedactingBinary:
-    """The binary side (click writes bytes there): decoded, redacted, encoded back."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-
-    def write(self, data: Any) -> int:
-        size = len(data)
-        if isinstance(data, bytes | bytearray):
-            text = bytes(data).decode("utf-8", "surrogateescape")
-            data = redact(text).encode("utf-8", "surrogateescape")
-        self._stream.write(data)
-        return size
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-@contextlib.contextmanager
-def redacted_output() -> Iterator[None]:
-    """While the CLI runs, everything written to stdout and stderr is redacted (logs too)."""
-    saved = sys.stdout, sys.stderr
-    sys.stdout = _RedactingText(saved[0])
-    sys.stderr = _RedactingText(saved[1])
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved
-
-
-@contextlib.contextmanager
-def redacted_click_errors() -> Iterator[None]:
-    """A click error's message (usage, bad parameter, file errors) is masked before it shows."""
-    try:
-        yield
-    except click.ClickException as exc:
-        exc.message = redact(exc.message)  # type: ignore[misc]
-        if isinstance(exc, click.FileError):
-            exc.ui_filename = redact(exc.ui_filename)  # type: ignore[misc]
-        raise

@@ -25,8 +25,8 @@ from harvester.config import (
 from harvester.config_edit import ConfigFile, canonical_feed_url, series_feed_url
 from harvester.errors import ApiError, ArchiveError, ConfigEditError, ConfigError
 from harvester.fetch import make_client
-from harvester.series import series_shortname, store_series
-from harvester.site import default_feed_name
+from harvester.series import store_series
+from harvester.site import default_feed_name, series_shortname
 from harvester.site_api import SeriesInfo, SiteApi, Topic, select_series
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,10 @@ from harvester.cli._app import EXIT_FAILED, App, IsoTime, fail
 from harvester.export import FORMATS, render
 from harvester.kinds import word_diff
 from harvester.redact import escape_controls
-from harvester.sync import utc_now
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @click.command()

@@ -22,12 +22,11 @@ from harvester.cli._app import (
     archive_errors,
     fail,
 )
+from harvester.cli.maintain import compact_after_sync
 from harvester.config import Config
 from harvester.errors import LockBusyError
-from harvester.fetch import make_client
 from harvester.lock import hold
-from harvester.series import refresh_followed_series, series_shortname
-from harvester.site import normalize_url
+from harvester.site import normalize_url, series_shortname
 from harvester.sync import FeedTarget, PollResult, archive_body, sync_feeds, utc_now
 
 
@@ -117,6 +116,10 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
 
 
 def _sync(app: App, targets: list[FeedTarget]) -> None:
+    # HTTP only here: `harvester import` starts without httpx and tenacity.
+    from harvester.fetch import make_client
+    from harvester.series import refresh_followed_series
+
     db = app.archive(check=True)  # a damaged archive is reported before any poll
     http, path = app.config.http, app.config.archive_path
     with (
@@ -133,6 +136,7 @@ def _sync(app: App, targets: list[FeedTarget]) -> None:
             on_result=advance,
         )
     refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
+    compact_after_sync(path, app.config.archive_keep_polls, app.config.archive_file_mode)
     _report(app, results)
 
 

@@ -1,0 +1,79 @@
+"""The CLI's output choke point: `redacted_output` masks every write to stdout and stderr,
+`redacted_click_errors` every click error message. Cheap to import: `harvester --help`
+loads this and click, nothing of the pipeline."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+import click
+
+from harvester.redact import redact
+
+
+class _RedactingText:
+    """A text stream whose every write goes through `redact`; the rest is the stream's own."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: Any) -> int:
+        if isinstance(text, str):
+            text = redact(text)
+        return self._stream.write(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    @property
+    def buffer(self) -> _RedactingBinary:
+        return _RedactingBinary(self._stream.buffer)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _RedactingBinary:
+    """The binary side (click writes bytes there): decoded, redacted, encoded back."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def write(self, data: Any) -> int:
+        size = len(data)
+        if isinstance(data, bytes | bytearray):
+            text = bytes(data).decode("utf-8", "surrogateescape")
+            data = redact(text).encode("utf-8", "surrogateescape")
+        self._stream.write(data)
+        return size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def redacted_output() -> Iterator[None]:
+    """While the CLI runs, everything written to stdout and stderr is redacted (logs too)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = _RedactingText(saved[0])
+    sys.stderr = _RedactingText(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+@contextlib.contextmanager
+def redacted_click_errors() -> Iterator[None]:
+    """A click error's message (usage, bad parameter, file errors) is masked before it shows."""
+    try:
+        yield
+    except click.ClickException as exc:
+        exc.message = redact(exc.message)  # type: ignore[misc]
+        if isinstance(exc, click.FileError):
+            exc.ui_filename = redact(exc.ui_filename)  # type: ignore[misc]
+        raise

@@ -1,0 +1,46 @@
+"""`harvester compact`, and the compaction a sync runs after its polls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from harvester.archive import compact_polls, open_archive
+from harvester.cli._app import App, archive_errors
+from harvester.errors import ArchiveError
+from harvester.logs import get_logger
+
+log = get_logger("harvester.compact")
+
+
+@click.command()
+@click.pass_obj
+def compact(app: App) -> None:
+    """Compact old unchanged polls into one row per feed per day.
+
+    Unchanged polls older than `[archive] keep_polls` (default 30d) leave `fetches` for
+    `poll_days`; failed polls and polls that changed something are kept. A sync does this
+    by itself (at most once a day), as does the daemon; this runs it now. It takes the
+    write lock in short batches, so it can run beside a sync or the daemon.
+    """
+    db = app.archive()
+    with archive_errors():
+        done = compact_polls(db, datetime.now(UTC), app.config.archive_keep_polls, force=True)
+    app.say(f"{done.polls} unchanged polls before {done.before[:10]} compacted")
+
+
+def compact_after_sync(path: Path, keep_s: float, file_mode: int = 0o600) -> None:
+    """What a sync runs last: compaction, at most once a day; a failure is only logged."""
+    try:
+        db = open_archive(path, file_mode=file_mode)
+        try:
+            done = compact_polls(db, datetime.now(UTC), keep_s)
+        finally:
+            db.conn.close()
+    except ArchiveError as exc:
+        log.warning("archive.compact_failed", error=str(exc))
+        return
+    if not done.skipped:
+        log.info("archive.compacted", polls=done.polls, batches=done.batches, before=done.before)

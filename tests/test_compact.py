@@ -1,0 +1,99 @@
+"""Compaction of old unchanged polls into poll_days (issue 12, item 5)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from harvester.archive import (
+    FetchFacts,
+    compact_polls,
+    ensure_feed,
+    immediate_transaction,
+    insert_fetch,
+    open_archive,
+    poll_counts,
+)
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+ZERO = dict.fromkeys(("new", "changed", "removed", "restored", "unchanged", "stale"), 0)
+
+
+def fill(path: Path, feeds: int, days: int) -> dict[str, int]:
+    db = open_archive(path)
+    kept = {"error": 0, "changed": 0}
+    with immediate_transaction(db):
+        ids = [ensure_feed(db, f"https://example.org/f{n}/ics", None, START) for n in range(feeds)]
+        for step in range(days * 48):
+            at = START + timedelta(minutes=30 * step)
+            for n, feed_id in enumerate(ids):
+                outcome = "unchanged"
+                if (step + n) % 336 == 0:
+                    outcome = "changed"
+                elif (step * 7 + n) % 500 == 0:
+                    outcome = "error"
+                kept[outcome] = kept.get(outcome, 0) + 1
+                counts = ZERO | {"events": 100, "changed": int(outcome == "changed")}
+                facts = FetchFacts(at, at + timedelta(seconds=1), 200, 5000)
+                insert_fetch(
+                    db, feed_id, facts, outcome, counts, "boom" if outcome == "error" else None
+                )
+    db.conn.close()
+    return kept
+
+
+def test_compaction_keeps_errors_and_changes_and_counts_every_poll(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    kept = fill(path, feeds=5, days=40)
+    db = open_archive(path)
+    before = {
+        o: db.execute("SELECT count(*) FROM fetches WHERE outcome = ?", [o]).fetchone()[0]
+        for o in kept
+    }
+    totals = [poll_counts(db, i) for i in range(1, 6)]
+    now = START + timedelta(days=40)
+    done = compact_polls(db, now, 30 * 86400.0, batch=200)
+    assert done.polls > 0 and done.batches > 1
+    for outcome in ("error", "changed"):
+        after = db.execute("SELECT count(*) FROM fetches WHERE outcome = ?", [outcome]).fetchone()[
+            0
+        ]
+        assert after == before[outcome]
+    assert [poll_counts(db, i) for i in range(1, 6)] == totals
+    oldest = db.execute(
+        "SELECT min(started_at) FROM fetches WHERE outcome = 'unchanged'"
+    ).fetchone()[0]
+    assert oldest >= "2026-01-11"
+    assert db.execute("SELECT count(*) FROM poll_days").fetchone()[0] == 5 * 10  # 1 to 10 January
+    again = compact_polls(db, now, 30 * 86400.0)
+    assert again.skipped
+
+
+def test_compaction_never_blocks_a_poll_long(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    fill(path, feeds=20, days=45)
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        other = open_archive(path)
+        while not stop.is_set():
+            t0 = time.monotonic()
+            other.execute("BEGIN IMMEDIATE")
+            waits.append(time.monotonic() - t0)
+            other.execute("COMMIT")
+            time.sleep(0.005)
+        other.conn.close()
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    try:
+        db = open_archive(path)
+        done = compact_polls(db, START + timedelta(days=45), 30 * 86400.0)
+    finally:
+        stop.set()
+        thread.join()
+    assert done.polls > 10_000
+    assert waits and max(waits) < 1.0
