@@ -13,26 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-# What a target is sent when it names no kinds (the contract's default).
-DEFAULT_KINDS: tuple[str, ...] = ("rescheduled", "retitled", "removed", "restored", "speakers")
-# The kinds a target may name: the change kinds of a version, plus the version's own change.
-NOTIFY_KINDS: frozenset[str] = frozenset(
-    {
-        "new",
-        "removed",
-        "restored",
-        "rescheduled",
-        "duration",
-        "retitled",
-        "speakers",
-        "abstract",
-        "room",
-        "comments",
-        "livestream",
-        "series_name",
-        "other",
-    }
-)
+from harvester.model import DEFAULT_NOTIFY_KINDS
+from harvester.model import NOTIFY_KINDS as NOTIFY_KINDS
+
+DEFAULT_KINDS = DEFAULT_NOTIFY_KINDS
 
 
 @dataclass(frozen=True)

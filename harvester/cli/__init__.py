@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from harvester import __version__
-from harvester.cli import feeds, read, run, serve, sync
+from harvester.cli import feeds, notify, read, run, serve, sync
 from harvester.cli._app import App, redacted_click_errors, redacted_output
 from harvester.logs import configure_logging
 from harvester.redact import remember_urls_in
@@ -91,5 +91,6 @@ for command in (
     feeds.discover,
     feeds.feeds_group,
     serve.serve,
+    notify.notify,
 ):
     cli.add_command(command)

@@ -22,6 +22,7 @@ from harvester.cli._app import (
     archive_errors,
     fail,
 )
+from harvester.cli.notify import register_targets, send_after_run
 from harvester.config import Config
 from harvester.errors import LockBusyError
 from harvester.fetch import make_client
@@ -118,6 +119,7 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
 
 def _sync(app: App, targets: list[FeedTarget]) -> None:
     db = app.archive(check=True)  # a damaged archive is reported before any poll
+    register_targets(app, db)
     http, path = app.config.http, app.config.archive_path
     with (
         archive_errors(),
@@ -133,6 +135,7 @@ def _sync(app: App, targets: list[FeedTarget]) -> None:
             on_result=advance,
         )
     refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
+    send_after_run(app, db)
     _report(app, results)
 
 
@@ -188,6 +191,7 @@ def import_(
     Files are applied in the order given; exit codes as for sync.
     """
     db = app.archive()
+    register_targets(app, db)
     results = []
     for path in files:
         started = utc_now()
@@ -207,6 +211,7 @@ def import_(
         facts = FetchFacts(started, utc_now(), bytes=len(body))
         with archive_errors():
             results.append(archive_body(db, target, body, facts, observed_at or facts.finished_at))
+    send_after_run(app, db)
     _report(app, results)
 
 
