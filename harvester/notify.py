@@ -131,7 +131,7 @@ def deliver(url: str, title: str, body: str) -> str | None:
     client = apprise.Apprise()
     if not client.add(url):
         return "not an Apprise URL Apprise can use"
-    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+    with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as captured:  # type: ignore[no-untyped-call]
         ok = client.notify(title=title, body=body)
     if ok:
         return None
