@@ -20,6 +20,7 @@ from harvester.notify import human_time
 from tests.conftest import Harvester, write_config
 from tests.receiver import Receiver, receiving
 from tests.sitesim import Site
+from tests.test_daemon import Daemon, daemon_config, wait_for
 
 PASSWORD = "s3cretPassw0rd"
 
@@ -265,3 +266,23 @@ def test_no_notify_config_queues_nothing(harvester: Harvester, site: Site) -> No
     assert "notifications" not in result.stdout + result.stderr
     assert outbox(harvester.db_path) == []
     assert "notifications" not in ok(harvester("status")).stdout
+
+
+def test_the_daemon_sends_after_its_polls(workdir: Path, site: Site, receiver: Receiver) -> None:
+    config = daemon_config(workdir, [(site.feed_url("AlgGeom"), None)], interval="0.5s")
+    with config.open("a", encoding="utf-8") as out:
+        out.write(f'\n[[notify]]\nurl = "{receiver.url(PASSWORD)}"\n')
+    daemon = Daemon(config)
+    try:
+        wait_for(lambda: len(daemon.fetches("AlgGeom")) >= 2, "2 polls")
+        edit_followed_series(site)
+        wait_for(lambda: receiver.messages, "a notification")
+        polls = len(daemon.fetches("AlgGeom"))
+        wait_for(lambda: len(daemon.fetches("AlgGeom")) >= polls + 3, "3 more polls")
+        assert daemon.stop()[0] == 0
+    finally:
+        daemon.close()
+    assert len(receiver.messages) == 1
+    assert "Rings, ideals and modules" in receiver.messages[0]["message"]
+    assert [e["notifications"] for e in daemon.events("notify.sent")] == [2]
+    assert PASSWORD not in daemon.log_path.read_text(encoding="utf-8")
