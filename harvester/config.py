@@ -227,6 +227,10 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         _parse_notify(raw, path, f"notify[{i}]")
         for i, raw in enumerate(top.get("notify", list, []))
     )
+    for i, entry in enumerate(notify):
+        first = next(j for j, other in enumerate(notify) if other.url == entry.url)
+        if first != i:
+            raise ConfigError(path, f"notify[{i}].url", f"same target as notify[{first}]")
     notifications = _parse_notifications(
         _Table(top.get("notifications", dict, {}), path, "notifications")
     )

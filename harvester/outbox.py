@@ -36,7 +36,7 @@ CRASH_ENV = "HARVESTER_TEST_CRASH"  # tests: `before_send` kills the process at 
 
 @dataclass
 class TargetResult:
-    target: str  # the masked URL
+    target: str  # which entry: `notify[0] json://hook…` (the URL masked)
     count: int  # notifications in the message
     error: str | None = None  # masked
 
@@ -72,6 +72,11 @@ def targets(db: Database, config: Config) -> list[Target]:
     ]
 
 
+def label(index: int, url: str) -> str:
+    """How output names a target: its config key and its masked URL."""
+    return f"notify[{index}] {redact(url)}"
+
+
 def register(db: Database, config: Config, now: datetime) -> None:
     """Before polling: tell the archive which targets its polls queue notifications for."""
     store.register_notify_targets(db, targets(db, config), now)
@@ -87,7 +92,9 @@ def send_pending(
 ) -> SendReport:
     """Deliver the due outbox rows of the configured targets, one message per target."""
     report = SendReport()
-    by_key = {t.key: t for t in targets(db, config)}
+    configured = targets(db, config)
+    by_key = {t.key: t for t in configured}
+    labels = {t.key: label(i, t.url) for i, t in enumerate(configured)}
     if not by_key:
         return report
     if os.environ.get(CRASH_ENV) == "before_send":
@@ -100,7 +107,7 @@ def send_pending(
         target = by_key[key]
         title, body = digest(changes)
         error = _deliver(deliver_one, target.url, title, body)
-        shown = redact(target.url)
+        shown = labels[key]
         ids = [int(c["id"]) for c in changes]
         if error is None:
             store.mark_notifications_sent(db, ids, now)
@@ -147,12 +154,12 @@ def _after_failure(
 def send_test(config: Config) -> list[TargetResult]:
     """One test message to every target; what happened, target by target."""
     results = []
-    for entry in config.notify:
+    for i, entry in enumerate(config.notify):
         error = _deliver(
             deliver,
             entry.url,
             "seminar-harvester: test notification",
             "This is a test message from seminar-harvester: notifications reach you here.",
         )
-        results.append(TargetResult(redact(entry.url), 0, error))
+        results.append(TargetResult(label(i, entry.url), 0, error))
     return results

@@ -244,7 +244,8 @@ def test_notify_test_says_what_happened_one_line_per_target(
         result = ok(harvester("notify", "--test"), 1)
     lines = result.stdout.splitlines()
     assert len(lines) == 2
-    assert lines[0].endswith(": sent")
+    assert lines[0].startswith("notify[0] json://") and lines[0].endswith(": sent")
+    assert lines[1].startswith("notify[1] json://")
     assert ": FAILED: " in lines[1] and "503" in lines[1]
     assert [m["title"] for m in receiver.messages] == ["seminar-harvester: test notification"]
     assert "upPassw0rd" not in result.stdout + result.stderr
@@ -255,6 +256,11 @@ def test_a_bad_apprise_url_is_a_config_error_naming_the_key(workdir: Path, site:
     result = ok(harvester("sync"), 2)
     assert "notify[0].url" in result.stderr
     assert "pw5678secret" not in result.stderr
+    twice = ["json://127.0.0.1:9/x", "json://127.0.0.1:9/x"]
+    assert (
+        "notify[1].url: same target as notify[0]"
+        in ok(notify_config(workdir, site, twice)("sync"), 2).stderr
+    )
     harvester = notify_config(workdir, site, ["json://127.0.0.1:9/x"], extra="max_attempts = 0")
     assert "notifications.max_attempts" in ok(harvester("sync"), 2).stderr
 
