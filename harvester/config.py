@@ -17,7 +17,8 @@ from pytimeparse.timeparse import timeparse as parse_timespan
 
 from harvester import user_agent as default_user_agent
 from harvester.errors import ConfigError
-from harvester.redact import remember_urls_in
+from harvester.model import DEFAULT_NOTIFY_KINDS, NOTIFY_KINDS
+from harvester.redact import redact, remember_url, remember_urls_in
 from harvester.site import default_feed_name, normalize_url, split_url
 
 DEFAULT_CONFIG_PATH = Path("config/harvester.toml")
@@ -64,6 +65,28 @@ class FeedConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    """One `[[notify]]` entry: an Apprise URL (a secret: never log or store it) and filters."""
+
+    url: str
+    series: frozenset[str] | None = None  # None: every series
+    kinds: frozenset[str] = frozenset(DEFAULT_NOTIFY_KINDS)
+    upcoming_only: bool = True
+
+    def __repr__(self) -> str:  # a stray repr in a traceback never shows the URL
+        return f"NotifyConfig(url={redact(self.url)!r}, series={self.series!r})"
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """`[notifications]`: how failed sends are retried."""
+
+    max_attempts: int = 8
+    backoff: float = 60.0  # seconds before the first retry; doubles with each failure
+    max_backoff: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     archive_path: Path
@@ -73,6 +96,8 @@ class Config:
     site: SiteSettings = field(default_factory=SiteSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     feeds: tuple[FeedConfig, ...] = ()
+    notify: tuple[NotifyConfig, ...] = ()
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     def with_archive(self, path: Path) -> Config:
         return replace(self, archive_path=path)
@@ -206,6 +231,17 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     schedule.refuse_unknown()
 
     raw_feeds = top.get("feeds", list, [])
+    notify = tuple(
+        _parse_notify(raw, path, f"notify[{i}]")
+        for i, raw in enumerate(top.get("notify", list, []))
+    )
+    for i, entry in enumerate(notify):
+        first = next(j for j, other in enumerate(notify) if other.url == entry.url)
+        if first != i:
+            raise ConfigError(path, f"notify[{i}].url", f"same target as notify[{first}]")
+    notifications = _parse_notifications(
+        _Table(top.get("notifications", dict, {}), path, "notifications")
+    )
     top.refuse_unknown()
     parsed = [_parse_feed(raw, path, f"feeds[{i}]") for i, raw in enumerate(raw_feeds)]
     feeds = _unique_names(parsed)
@@ -221,6 +257,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
             interval=interval or 0.0, jitter=jitter or 0.0, gone_after=gone_after or 0.0
         ),
         feeds=feeds,
+        notify=notify,
+        notifications=notifications,
     )
 
 
@@ -296,6 +334,66 @@ def _parse_feed(data: object, path: Path, prefix: str) -> tuple[FeedConfig, bool
     )
     table.refuse_unknown()
     return feed, bool(name)
+
+
+def _parse_notify(data: object, path: Path, prefix: str) -> NotifyConfig:
+    table = _Table(data, path, prefix)
+    url = table.get("url", str, None)
+    if url is None:
+        raise ConfigError(path, table.key("url"), "missing: every [[notify]] needs an Apprise url")
+    url = url.strip()
+    remember_url(url)
+    if (why := _apprise_problem(url)) is not None:
+        raise ConfigError(path, table.key("url"), f"{redact(url)}: {why}")
+    series = table.get("series", list, None)
+    if series is not None and not all(isinstance(s, str) and s for s in series):
+        raise ConfigError(path, table.key("series"), "expected a list of series shortnames")
+    kinds = table.get("kinds", list, list(DEFAULT_NOTIFY_KINDS))
+    unknown = [k for k in kinds if k not in NOTIFY_KINDS]
+    if unknown or not kinds:
+        shown = ", ".join(sorted(NOTIFY_KINDS))
+        raise ConfigError(
+            path,
+            table.key("kinds"),
+            f"unknown kind {unknown[0]!r} (one of: {shown})"
+            if unknown
+            else "an empty list would never send anything",
+        )
+    entry = NotifyConfig(
+        url=url,
+        series=None if series is None else frozenset(series),
+        kinds=frozenset(kinds),
+        upcoming_only=table.get("upcoming_only", bool, True),
+    )
+    table.refuse_unknown()
+    return entry
+
+
+def _apprise_problem(url: str) -> str | None:
+    """None when Apprise can use `url`, else why not (without the URL)."""
+    import apprise  # only a config with [[notify]] pays for importing it
+
+    if "://" not in url:
+        return "not an Apprise URL (expected scheme://...)"
+    if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+        return "not an Apprise URL Apprise can use (unknown scheme or missing parts)"
+    return None
+
+
+def _parse_notifications(table: _Table) -> NotificationSettings:
+    defaults = NotificationSettings()
+    max_attempts = table.get("max_attempts", int, defaults.max_attempts)
+    if max_attempts < 1:
+        raise ConfigError(
+            table.path, table.key("max_attempts"), f"must be 1 or more, got {max_attempts}"
+        )
+    settings = NotificationSettings(
+        max_attempts=max_attempts,
+        backoff=table.duration("backoff", defaults.backoff, allow_zero=True) or 0.0,
+        max_backoff=table.duration("max_backoff", defaults.max_backoff, allow_zero=True) or 0.0,
+    )
+    table.refuse_unknown()
+    return settings
 
 
 def _unique_names(parsed: list[tuple[FeedConfig, bool]]) -> tuple[FeedConfig, ...]:

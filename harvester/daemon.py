@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import select
@@ -40,7 +41,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
-from harvester import health
+from harvester import health, outbox
 from harvester.archive import compact_polls, consecutive_failures, open_archive
 from harvester.config import Config, HttpSettings, load_config
 from harvester.errors import ConfigError
@@ -142,6 +143,9 @@ class Daemon:
         self.in_flight = 0
         self.client = self._make_client(config.http)
         self.retired_clients: list[httpx.Client] = []
+        # Notifications go out in their own thread after polls: a poll never waits for one.
+        self.notifier = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="notify")
+        self.notify_queued = False
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
@@ -162,9 +166,11 @@ class Daemon:
             feeds=len(plans_for(self.config)),
             config=str(self.config.path) if self.config.path else None,
         )
+        self._register_notify_targets(self.config)
         self.scheduler.start()
         with self.lock:
             self._apply(plans_for(self.config))
+        self._notify_soon()  # what an earlier run queued and did not send
         self.scheduler.add_job(
             self._heartbeat,
             IntervalTrigger(seconds=health.HEARTBEAT_EVERY_S, timezone=UTC),
@@ -214,6 +220,7 @@ class Daemon:
                 self.client = self._make_client(config.http)
             self.config = config
             added, removed, changed = self._apply(plans)
+        self._register_notify_targets(config)
         log.info(
             "config.reloaded",
             feeds=len(plans),
@@ -227,6 +234,7 @@ class Daemon:
         log.info("daemon.stopping", signal=signum.name, polls_in_flight=self.in_flight)
         self.stopping.set()
         self.scheduler.shutdown(wait=False)
+        self.notifier.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + self.grace
         while self.in_flight and (left := deadline - time.monotonic()) > 0:
             if inbox.wait(min(left, 0.05)) in STOP_SIGNALS:
@@ -298,6 +306,7 @@ class Daemon:
                 self.in_flight -= 1
         if failures is not None:
             self._adjust(key, failures)
+        self._notify_soon()
 
     def _poll_once(self, plan: FeedPlan, client: httpx.Client, config: Config) -> int | None:
         """One poll in its own connection; the feed's consecutive failures after it."""
@@ -314,6 +323,40 @@ class Daemon:
             log.exception("feed.poll_crashed", feed=plan.name, error=str(exc))
             with self.lock:
                 return self.failures.get(plan.key, 0) + 1
+        finally:
+            if db is not None:
+                db.conn.close()
+
+    def _notify_soon(self) -> None:
+        """Deliver the outbox in the notifier thread (one run queued at most)."""
+        with self.lock:
+            if not self.config.notify or self.notify_queued or self.stopping.is_set():
+                return
+            self.notify_queued = True
+        with contextlib.suppress(RuntimeError):  # the daemon is stopping
+            self.notifier.submit(self._send_notifications)
+
+    def _send_notifications(self) -> None:
+        with self.lock:
+            self.notify_queued = False
+            config = self.config
+        db: Database | None = None
+        try:
+            db = open_archive(config.archive_path)
+            outbox.send_pending(db, config, utc_now())
+        except Exception as exc:  # logged; the polls go on
+            log.exception("notify.send_crashed", error=str(exc))
+        finally:
+            if db is not None:
+                db.conn.close()
+
+    def _register_notify_targets(self, config: Config) -> None:
+        db: Database | None = None
+        try:
+            db = open_archive(config.archive_path)
+            outbox.register(db, config, utc_now())
+        except Exception as exc:
+            log.exception("notify.register_failed", error=str(exc))
         finally:
             if db is not None:
                 db.conn.close()

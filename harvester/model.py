@@ -29,6 +29,33 @@ CONTENT_FIELDS: tuple[str, ...] = (
 )
 JSON_FIELDS = frozenset({"speakers", "urls"})
 
+# What a `[[notify]]` target is sent when it names no kinds, and the kinds it may name: the
+# change kinds of a version (harvester.kinds), plus the version's own change.
+DEFAULT_NOTIFY_KINDS: tuple[str, ...] = (
+    "rescheduled",
+    "retitled",
+    "removed",
+    "restored",
+    "speakers",
+)
+NOTIFY_KINDS: frozenset[str] = frozenset(
+    {
+        "new",
+        "removed",
+        "restored",
+        "rescheduled",
+        "duration",
+        "retitled",
+        "speakers",
+        "abstract",
+        "room",
+        "comments",
+        "livestream",
+        "series_name",
+        "other",
+    }
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Speaker:

@@ -15,27 +15,10 @@ from typing import Any
 
 from harvester.humane import human_time
 from harvester.humane import parse_moment as _moment
+from harvester.model import DEFAULT_NOTIFY_KINDS
+from harvester.model import NOTIFY_KINDS as NOTIFY_KINDS
 
-# What a target is sent when it names no kinds (the contract's default).
-DEFAULT_KINDS: tuple[str, ...] = ("rescheduled", "retitled", "removed", "restored", "speakers")
-# The kinds a target may name: the change kinds of a version, plus the version's own change.
-NOTIFY_KINDS: frozenset[str] = frozenset(
-    {
-        "new",
-        "removed",
-        "restored",
-        "rescheduled",
-        "duration",
-        "retitled",
-        "speakers",
-        "abstract",
-        "room",
-        "comments",
-        "livestream",
-        "series_name",
-        "other",
-    }
-)
+DEFAULT_KINDS = DEFAULT_NOTIFY_KINDS
 
 
 @dataclass(frozen=True)
@@ -132,7 +115,7 @@ def deliver(url: str, title: str, body: str) -> str | None:
     client = apprise.Apprise()
     if not client.add(url):
         return "not an Apprise URL Apprise can use"
-    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+    with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as captured:  # type: ignore[no-untyped-call]
         ok = client.notify(title=title, body=body)
     if ok:
         return None

@@ -55,6 +55,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "import_",
         "Archive local .ics files exactly as if they had been fetched (backfill, offline use).",
     ),
+    "notify": (
+        "harvester.cli.notify",
+        "notify",
+        "Deliver the pending notifications of the [[notify]] targets (one message per target).",
+    ),
     "run": (
         "harvester.cli.run",
         "run",

@@ -179,10 +179,21 @@ def status(app: App, as_json: bool, check: bool) -> None:
             _say(_status_line(feed, now))
         if not feeds:
             click.echo("no feeds polled yet")
+        _say_notifications(db, app)
     if check and code:
         raise SystemExit(code)
     if health.failing_feeds(feeds):
         raise SystemExit(EXIT_FAILED)
+
+
+def _say_notifications(db: Any, app: App) -> None:
+    """The outbox's line: pending and failed (given up) notifications."""
+    counts = query.notification_counts(db)
+    if app.config.notify or counts["pending"] or counts["failed"]:
+        _say(
+            f"notifications: {counts['pending']} pending, {counts['failed']} failed,"
+            f" {counts['sent']} sent"
+        )
 
 
 def _status_line(feed: dict[str, Any], now: datetime) -> str:

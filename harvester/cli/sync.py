@@ -23,6 +23,7 @@ from harvester.cli._app import (
     fail,
 )
 from harvester.cli.maintain import compact_after_sync
+from harvester.cli.notify import register_targets, send_after_run
 from harvester.config import Config
 from harvester.errors import LockBusyError
 from harvester.lock import hold
@@ -121,6 +122,7 @@ def _sync(app: App, targets: list[FeedTarget]) -> None:
     from harvester.series import refresh_followed_series
 
     db = app.archive(check=True)  # a damaged archive is reported before any poll
+    register_targets(app, db)
     http, path = app.config.http, app.config.archive_path
     with (
         archive_errors(),
@@ -137,6 +139,7 @@ def _sync(app: App, targets: list[FeedTarget]) -> None:
         )
     refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
     compact_after_sync(path, app.config.archive_keep_polls, app.config.archive_file_mode)
+    send_after_run(app, db)
     _report(app, results)
 
 
@@ -192,6 +195,7 @@ def import_(
     Files are applied in the order given; exit codes as for sync.
     """
     db = app.archive()
+    register_targets(app, db)
     results = []
     for path in files:
         started = utc_now()
@@ -211,6 +215,7 @@ def import_(
         facts = FetchFacts(started, utc_now(), bytes=len(body))
         with archive_errors():
             results.append(archive_body(db, target, body, facts, observed_at or facts.finished_at))
+    send_after_run(app, db)
     _report(app, results)
 
 

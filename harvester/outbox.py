@@ -1,0 +1,165 @@
+"""The sender of the notifications outbox: delivers what polls queued, after the polls.
+
+Polls queue rows (`archive.queue_notifications`, inside each poll's own transaction); this
+module delivers them later: one digest per target per run, then marks each row sent, or
+failed with its attempts, its masked error and when to try again (exponential backoff);
+after `[notifications] max_attempts` a row is given up (`failed`). Rows are leased while
+they are being sent, so two processes on one archive never send a row twice; a process
+killed before it sends leaves the rows pending for the next run.
+
+Nothing here raises for a target that cannot be reached: archiving never fails because of
+a notification.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlite_utils import Database
+
+from harvester import archive as store
+from harvester.config import Config, NotificationSettings
+from harvester.logs import get_logger
+from harvester.notify import Target, deliver, digest
+from harvester.redact import redact
+
+log = get_logger("harvester.notify")
+
+LEASE = timedelta(minutes=10)  # a send that takes longer may be repeated by another process
+CRASH_ENV = "HARVESTER_TEST_CRASH"  # tests: `before_send` kills the process at that point
+
+
+@dataclass
+class TargetResult:
+    target: str  # which entry: `notify[0] json://hook…` (the URL masked)
+    count: int  # notifications in the message
+    error: str | None = None  # masked
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class SendReport:
+    results: list[TargetResult] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        return sum(r.count for r in self.results if r.ok)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.count for r in self.results if not r.ok)
+
+
+def targets(db: Database, config: Config) -> list[Target]:
+    """The config's `[[notify]]` entries, each keyed in this archive (never by its URL)."""
+    return [
+        Target(
+            key=store.url_key(db, entry.url),
+            url=entry.url,
+            series=entry.series,
+            kinds=entry.kinds,
+            upcoming_only=entry.upcoming_only,
+        )
+        for entry in config.notify
+    ]
+
+
+def label(index: int, url: str) -> str:
+    """How output names a target: its config key and its masked URL."""
+    return f"notify[{index}] {redact(url)}"
+
+
+def register(db: Database, config: Config, now: datetime) -> None:
+    """Before polling: tell the archive which targets its polls queue notifications for."""
+    store.register_notify_targets(db, targets(db, config), now)
+
+
+def send_pending(
+    db: Database,
+    config: Config,
+    now: datetime,
+    *,
+    retry: bool = False,
+    deliver_one: Callable[[str, str, str], str | None] = deliver,
+) -> SendReport:
+    """Deliver the due outbox rows of the configured targets, one message per target."""
+    report = SendReport()
+    configured = targets(db, config)
+    by_key = {t.key: t for t in configured}
+    labels = {t.key: label(i, t.url) for i, t in enumerate(configured)}
+    if not by_key:
+        return report
+    if os.environ.get(CRASH_ENV) == "before_send":
+        os.kill(os.getpid(), signal.SIGKILL)
+    rows = store.claim_notifications(db, by_key, now, now + LEASE, retry=retry)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row["target"]), []).append(row)
+    for key, changes in groups.items():
+        target = by_key[key]
+        title, body = digest(changes)
+        error = _deliver(deliver_one, target.url, title, body)
+        shown = labels[key]
+        ids = [int(c["id"]) for c in changes]
+        if error is None:
+            store.mark_notifications_sent(db, ids, now)
+            log.info("notify.sent", target=shown, notifications=len(ids))
+        else:
+            outcomes = [
+                _after_failure(int(c["id"]), int(c["attempts"]), now, config.notifications)
+                for c in changes
+            ]
+            store.mark_notifications_failed(db, outcomes, error)
+            given_up = sum(1 for _, status, _ in outcomes if status == "failed")
+            log.warning(
+                "notify.failed",
+                target=shown,
+                notifications=len(ids),
+                given_up=given_up,
+                error=error,
+            )
+        report.results.append(TargetResult(shown, len(ids), error))
+    return report
+
+
+def _deliver(
+    deliver_one: Callable[[str, str, str], str | None], url: str, title: str, body: str
+) -> str | None:
+    try:
+        error = deliver_one(url, title, body)
+    except Exception as exc:  # an Apprise plugin's bug must not stop the others
+        error = f"{type(exc).__name__}: {exc}"
+    return None if error is None else redact(error)
+
+
+def _after_failure(
+    row_id: int, attempts: int, now: datetime, settings: NotificationSettings
+) -> tuple[int, str, str | None]:
+    """(id, status, next attempt) for a row whose send failed for the `attempts + 1`th time."""
+    attempts += 1
+    if attempts >= settings.max_attempts:
+        return row_id, "failed", None
+    delay = min(settings.backoff * 2 ** (attempts - 1), settings.max_backoff)
+    return row_id, "pending", (now + timedelta(seconds=delay)).isoformat()
+
+
+def send_test(config: Config) -> list[TargetResult]:
+    """One test message to every target; what happened, target by target."""
+    results = []
+    for i, entry in enumerate(config.notify):
+        error = _deliver(
+            deliver,
+            entry.url,
+            "seminar-harvester: test notification",
+            "This is a test message from seminar-harvester: notifications reach you here.",
+        )
+        results.append(TargetResult(label(i, entry.url), 0, error))
+    return results
