@@ -15,12 +15,13 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import icalendar
 
 from harvester import __version__
+from harvester.humane import parse_moment
 from harvester.site import http_url
 
 PRODID = f"-//seminar-harvester//{__version__}//EN"
@@ -94,13 +95,13 @@ def talk_event(talk: Mapping[str, Any], keep_cancelled: bool = False) -> icalend
     removed = talk.get("status") == "removed"
     if (removed and not keep_cancelled) or (talk.get("counter") or 0) < 0:
         return None
-    start = _moment(talk.get("dtstart"))
+    start = parse_moment(talk.get("dtstart"))
     if start is None:
         return None
-    end = _moment(talk.get("dtend"))
+    end = parse_moment(talk.get("dtend"))
     event = icalendar.Event()
     event.add("uid", clean_text(str(talk["uid"])))
-    event.add("dtstamp", _moment(talk.get("changed_at")) or start)
+    event.add("dtstamp", parse_moment(talk.get("changed_at")) or start)
     event.add("dtstart", start)
     event.add("dtend", end if end and end > start else start + DEFAULT_LENGTH)
     event.add("sequence", max(int(talk.get("version") or 0), 0))
@@ -164,13 +165,3 @@ def clean_text(text: str) -> str:
 def _one_series(talks: list[Mapping[str, Any]]) -> str | None:
     names = {talk.get("series_name") for talk in talks}
     return str(names.pop()) if len(names) == 1 and None not in names else None
-
-
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from harvester.humane import parse_moment
 from harvester.kinds import STATUS_KINDS, automatic_reason, change_kinds
 from harvester.model import KnownTalk, TalkRecord, changed_fields
 from harvester.site import FeedKind
@@ -136,7 +137,7 @@ def _classify(
         changes.unchanged.append(record)
     elif fields := tuple(changed_fields(stored.content, content)):
         kinds = change_kinds(stored.content, content)
-        seen = _moment(stored.last_seen)
+        seen = parse_moment(stored.last_seen)
         reason = automatic_reason(kinds, stored.content, content, observed_at, seen)
         changes.versions.append(
             replace(
@@ -253,10 +254,3 @@ def _ended_before(stored: StoredTalk, moment: datetime) -> bool:
     if ended.tzinfo is None:  # an all-day date
         ended = ended.replace(tzinfo=moment.tzinfo)
     return ended < moment
-
-
-def _moment(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None

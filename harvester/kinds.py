@@ -17,21 +17,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from harvester.model import changed_fields
+from harvester.humane import parse_moment
+from harvester.model import CHANGE_KINDS, changed_fields
 
-# The contract's vocabulary, in the contract's order.
-KINDS: tuple[str, ...] = (
-    "rescheduled",
-    "duration",
-    "retitled",
-    "speakers",
-    "abstract",
-    "room",
-    "comments",
-    "livestream",
-    "series_name",
-    "other",
-)
+KINDS = CHANGE_KINDS  # the contract's vocabulary, in its order
 STATUS_KINDS: list[str] = ["status"]  # a `removed` or `restored` version
 
 _FIELD_KIND: dict[str, str] = {
@@ -106,8 +95,8 @@ def automatic_reason(
     """`livestream_posted`/`livestream_expired` when the site made this change by itself."""
     if kinds != ["livestream"]:
         return None
-    start = _moment(new.get("dtstart"))
-    end = _moment(new.get("dtend")) or start
+    start = parse_moment(new.get("dtstart"))
+    end = parse_moment(new.get("dtend")) or start
     if start is None or end is None:
         return None
     expiry = end + EXPIRY_DELAY
@@ -136,15 +125,6 @@ def _posted_in_time(
         and since < expiry
         and observed_at + CLOCK_SLACK >= start - LONGEST_ACCESS_TIME
     )
-
-
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
 
 
 def word_diff(old: str | None, new: str | None, context: int = 4) -> str:

@@ -38,23 +38,21 @@ DEFAULT_NOTIFY_KINDS: tuple[str, ...] = (
     "restored",
     "speakers",
 )
-NOTIFY_KINDS: frozenset[str] = frozenset(
-    {
-        "new",
-        "removed",
-        "restored",
-        "rescheduled",
-        "duration",
-        "retitled",
-        "speakers",
-        "abstract",
-        "room",
-        "comments",
-        "livestream",
-        "series_name",
-        "other",
-    }
+# The contract's change kinds (Revision 2), in the contract's order (see harvester.kinds).
+CHANGE_KINDS: tuple[str, ...] = (
+    "rescheduled",
+    "duration",
+    "retitled",
+    "speakers",
+    "abstract",
+    "room",
+    "comments",
+    "livestream",
+    "series_name",
+    "other",
 )
+# The kinds a notification target may name: the change kinds, plus a version's own change.
+NOTIFY_KINDS: frozenset[str] = frozenset({"new", "removed", "restored", *CHANGE_KINDS})
 
 
 @dataclass(frozen=True, slots=True)
