@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,16 +40,14 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def served(harvester: Harvester) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`harvester serve` on a free port of 127.0.0.1, stopped at the end of the test."""
-    assert harvester("sync").exit_code == 0
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("HARVESTER_DB", "HARVESTER_CONFIG")}
-    command = [sys.executable, "-m", "harvester", "--config", str(harvester.config), "serve"]
+@contextmanager
+def serving(
+    command: list[str], port: int, *, cwd: Path, env: dict[str, str]
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`harvester serve` (the `command` given) on `port`, once it answers; stopped after."""
     process = subprocess.Popen(
         [*command, "--port", str(port)],
-        cwd=harvester.config.parent,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -78,6 +77,17 @@ def served(harvester: Harvester) -> Iterator[tuple[str, subprocess.Popen[bytes]]
             process.wait(timeout=10)
         if process.stdout:
             process.stdout.close()
+
+
+@pytest.fixture
+def served(harvester: Harvester) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`harvester serve` on a free port of 127.0.0.1, stopped at the end of the test."""
+    assert harvester("sync").exit_code == 0
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("HARVESTER_DB", "HARVESTER_CONFIG")}
+    command = [sys.executable, "-m", "harvester", "--config", str(harvester.config), "serve"]
+    with serving(command, port, cwd=harvester.config.parent, env=env) as started:
+        yield started
 
 
 def test_serve_answers_over_http_while_the_archive_keeps_changing(

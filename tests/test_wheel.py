@@ -17,14 +17,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT, Harvester
-from tests.test_serve import READY_WITHIN_S, free_port
+from tests.test_serve import free_port, serving
 
 
 def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -102,28 +101,7 @@ def test_the_installed_wheel_serves_a_canned_query(wheel_venv: Path, harvester: 
     env = {k: v for k, v in os.environ.items() if k not in ("HARVESTER_DB", "HARVESTER_CONFIG")}
     env.pop("PYTHONPATH", None)
     command = [str(wheel_venv / "bin" / "harvester"), "--db", str(harvester.db_path), "serve"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        cwd=outside,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_WITHIN_S
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"harvester serve exited with {process.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{base}/-/versions.json", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"harvester serve not answering on {base} after {READY_WITHIN_S}s")
-            time.sleep(0.1)
+    with serving(command, port, cwd=outside, env=env) as (base, _process):
         # a canned query of the shipped metadata, and its title
         rows = httpx.get(
             f"{base}/archive/speaker_talks.json?speaker=Noether&_shape=array", timeout=10
@@ -133,12 +111,3 @@ def test_the_installed_wheel_serves_a_canned_query(wheel_venv: Path, harvester: 
         assert page.status_code == 200 and "talks across series" in page.text
         calendar = httpx.get(f"{base}/archive/calendar.ics", timeout=10)
         assert calendar.status_code == 200 and "X-WR-CALNAME:Seminar calendar" in calendar.text
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout:
-            process.stdout.close()
