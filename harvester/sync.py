@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from harvester import archive as store
 from harvester.config import ScheduleSettings
-from harvester.diff import diff
+from harvester.diff import Changes, diff
 from harvester.diff import gone as feed_gone
 from harvester.errors import FetchError, ParseError, StaleKnowledgeError
 from harvester.fastpath import parse_fast
@@ -86,14 +86,18 @@ def poll_feed(
     from harvester.fetch import fetch  # httpx: not for `harvester import`
 
     started, t0 = clock(), time.monotonic()
-    feed = _feed_row(db, target, started)
+    feed = _peek_feed(db, target)  # read only: the poll's one transaction comes after the fetch
     try:
         result = fetch(
-            client, target.url, max_bytes, etag=feed.etag, last_modified=feed.last_modified
+            client,
+            target.url,
+            max_bytes,
+            etag=feed.etag if feed else None,
+            last_modified=feed.last_modified if feed else None,
         )
     except FetchError as exc:
         facts = store.FetchFacts(started, clock(), http_status=exc.status)
-        return _failed(db, target, feed.id, facts, exc.reason, t0, gone=exc.status in GONE)
+        return _failed(db, target, facts, exc.reason, t0, gone=exc.status in GONE)
     facts = store.FetchFacts(
         started,
         clock(),
@@ -103,7 +107,7 @@ def poll_feed(
         last_modified=result.last_modified,
     )
     if result.body is None:
-        return _not_modified(db, target, feed, facts, t0)
+        return _not_modified(db, target, facts, t0)
     return archive_body(db, target, result.body, facts, facts.finished_at, t0, fast=fast, feed=feed)
 
 
@@ -124,18 +128,24 @@ def archive_body(
     archived without a parse, and otherwise only events the archive lacks are parsed.
     """
     t0 = time.monotonic() if t0 is None else t0
-    feed = feed or _feed_row(db, target, facts.started_at)
+    feed = feed or _peek_feed(db, target)
     try:
         text = check_calendar_bytes(body)
     except ParseError as exc:
-        return _failed(db, target, feed.id, facts, str(exc), t0)
+        return _failed(db, target, facts, str(exc), t0)
     body_print = body_fingerprint(text)
-    if fast and _may_be_unchanged(feed, body_print):
-        with store.immediate_transaction(db):
-            shortcut = store.record_unchanged_body(
-                db, feed, facts, body_print.fingerprint, body_print.dtstamp, observed_at
-            )
-        if shortcut is not None:
+    if fast and feed is not None and _may_be_unchanged(feed, body_print):
+        try:
+            with store.immediate_transaction(db):
+                feed = _locked_feed(db, target, facts.started_at, with_present=False)
+                shortcut = store.record_unchanged_body(
+                    db, feed, facts, body_print.fingerprint, body_print.dtstamp, observed_at
+                )
+                if shortcut is None:  # the archive moved on meanwhile: write nothing here
+                    raise _ShortcutRefusedError
+        except _ShortcutRefusedError:
+            pass
+        else:
             counts, events = shortcut
             result = PollResult(
                 feed=redact(target.url),
@@ -146,33 +156,19 @@ def archive_body(
             )
             return _logged(result, t0)
     try:
-        lookup = partial(store.active_fingerprints, db)
-        parsed = parse_fast(text, lookup, store.carried_blocks(db, feed.id)) if fast else None
+        parsed = None
+        if fast:
+            lookup = partial(store.active_fingerprints, db)
+            carried = store.carried_blocks(db, feed.id) if feed is not None else {}
+            parsed = parse_fast(text, lookup, carried)
         parsed = parsed or parse_feed(body)
-        with store.immediate_transaction(db):
-            feed_id = store.ensure_feed(db, target.url, target.name, facts.started_at, target.kind)
-            feed = store.load_feed(db, feed_id)
-            try:
-                state = store.load_state(db, feed, parsed.talks, parsed.known)
-                changes = diff(state, parsed.talks, observed_at, parsed.known)
-            except StaleKnowledgeError:  # another poll changed one of the known talks meanwhile
-                parsed = parse_feed(body)
-                state = store.load_state(db, feed, parsed.talks)
-                changes = diff(state, parsed.talks, observed_at)
-            outcome = "changed" if changes.any_change else "unchanged"
-            store.record_success(
-                db,
-                feed,
-                facts,
-                outcome,
-                changes,
-                parsed.events,
-                observed_at,
-                body_fingerprint=body_print.fingerprint if _vouches(parsed, text) else None,
-                raw_keys=parsed.raw_keys,
-            )
+        try:
+            outcome, changes = _store(db, target, facts, observed_at, parsed, text, body_print)
+        except StaleKnowledgeError:  # another poll changed one of the known talks meanwhile
+            parsed = parse_feed(body)  # outside the write lock; nothing was written
+            outcome, changes = _store(db, target, facts, observed_at, parsed, text, body_print)
     except ParseError as exc:
-        return _failed(db, target, feed.id, facts, str(exc), t0)
+        return _failed(db, target, facts, str(exc), t0)
     result = PollResult(
         feed=redact(target.url),
         name=target.name,
@@ -182,6 +178,42 @@ def archive_body(
         warnings=parsed.warnings + changes.warnings,
     )
     return _logged(result, t0)
+
+
+class _ShortcutRefusedError(Exception):
+    """Rolls the shortcut's transaction back: the body must be parsed after all."""
+
+
+def _store(
+    db: Database,
+    target: FeedTarget,
+    facts: store.FetchFacts,
+    observed_at: datetime,
+    parsed: ParsedFeed,
+    text: bytes,
+    body_print: BodyPrint,
+) -> tuple[str, Changes]:
+    """The poll's one transaction: diff the parsed body against the archive and store it.
+
+    StaleKnowledgeError (a known talk changed meanwhile) rolls it back with nothing written.
+    """
+    with store.immediate_transaction(db):
+        feed = _locked_feed(db, target, facts.started_at)
+        state = store.load_state(db, feed, parsed.talks, parsed.known)
+        changes = diff(state, parsed.talks, observed_at, parsed.known)
+        outcome = "changed" if changes.any_change else "unchanged"
+        store.record_success(
+            db,
+            feed,
+            facts,
+            outcome,
+            changes,
+            parsed.events,
+            observed_at,
+            body_fingerprint=body_print.fingerprint if _vouches(parsed, text) else None,
+            raw_keys=parsed.raw_keys,
+        )
+    return outcome, changes
 
 
 def sync_feeds(
@@ -273,17 +305,29 @@ def _vouches(parsed: ParsedFeed, text: bytes) -> bool:
     return stamped and stamps_uniform(text)
 
 
-def _feed_row(db: Database, target: FeedTarget, at: datetime) -> store.FeedRow:
-    """The feed's row before a poll (its talks are read again inside the poll's transaction)."""
-    with store.immediate_transaction(db):
-        feed_id = store.ensure_feed(db, target.url, target.name, at, target.kind)
-        return store.load_feed(db, feed_id, with_present=False)
+def _peek_feed(db: Database, target: FeedTarget) -> store.FeedRow | None:
+    """The feed's row before a poll, read without a transaction (None: not archived yet).
+
+    Only validators and the body fingerprint are taken from it; the poll's transaction
+    reads the row again.
+    """
+    feed_id = store.find_feed(db, target.url)
+    return None if feed_id is None else store.load_feed(db, feed_id, with_present=False)
+
+
+def _locked_feed(
+    db: Database, target: FeedTarget, at: datetime, *, with_present: bool = True
+) -> store.FeedRow:
+    """Inside the poll's transaction: the feed's row (added on first sight), read afresh."""
+    feed_id = store.ensure_feed(db, target.url, target.name, at, target.kind)
+    return store.load_feed(db, feed_id, with_present=with_present)
 
 
 def _not_modified(
-    db: Database, target: FeedTarget, feed: store.FeedRow, facts: store.FetchFacts, t0: float
+    db: Database, target: FeedTarget, facts: store.FetchFacts, t0: float
 ) -> PollResult:
     with store.immediate_transaction(db):
+        feed = _locked_feed(db, target, facts.started_at, with_present=False)
         store.record_success(db, feed, facts, "not_modified", None, 0, facts.finished_at)
     return _logged(
         PollResult(feed=redact(target.url), name=target.name, outcome="not_modified"), t0
@@ -293,7 +337,6 @@ def _not_modified(
 def _failed(
     db: Database,
     target: FeedTarget,
-    feed_id: int,
     facts: store.FetchFacts,
     reason: str,
     t0: float,
@@ -304,6 +347,7 @@ def _failed(
     reason = redact(reason)
     counts: dict[str, int] = {}
     with store.immediate_transaction(db):
+        feed_id = store.ensure_feed(db, target.url, target.name, facts.started_at, target.kind)
         fetch_id = store.record_failure(db, feed_id, facts, reason)
         if gone and store.record_gone(db, feed_id, facts.finished_at, target.gone_after):
             feed = store.load_feed(db, feed_id)
