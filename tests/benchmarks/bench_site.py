@@ -1,17 +1,19 @@
-"""Benchmark: `harvester sync` over a whole synthetic site, as a cron job would run it.
+"""Benchmark: `harvester sync` over a whole synthetic site, against baselines in the same run.
 
-    .venv/bin/python tests/benchmarks/bench_site.py [--feeds 500] [--largest 1000] [--tiny]
+    .venv/bin/python tests/benchmarks/bench_site.py [--series 60] [--talks 250] [--repeat 3]
+    .venv/bin/python tests/benchmarks/bench_site.py --quick     # (alias --tiny) smoke test
 
-Starts its own synthetic researchseminars.org (sitegen.py, another process) with --feeds
-series feeds of 20 to --largest talks each (most small, a few large, as on the site) and
-runs the real command line, each time in a fresh process:
+Starts its own synthetic researchseminars.org (sitegen.py, another process) with --series
+series feeds of --talks talks each and runs, each time in a fresh process and each round
+side by side with its baselines (also whole processes, tests/benchmarks/baseline.py):
 
-1. the first sync into an empty archive;
-2. a re-sync with nothing changed (every body is new: DTSTAMP);
-3. a re-sync after 1% of all talks changed (retitled).
+- the naive baseline: download every feed and parse it with icalendar, in one process;
+- the download baseline: download every feed and take its sha256;
+- `harvester sync` into an empty archive (cold), again with nothing changed (every body is
+  new: DTSTAMP), and after 1% of all talks changed (retitled).
 
-For each: wall time, talks per second, and the peak RSS of the harvester process, next to
-the size of the largest feed (memory follows the largest feeds in flight, not their count).
+It prints the figures of issue 12 (medians of --repeat rounds, each a ratio of medians)
+with their targets, and the peak RSS of each sync process (its parse worker included).
 The config is the default one but for `min_gap = 0` (no pause between requests to the
 one local host); `per_host` stays 2, `concurrency` 4.
 """
@@ -22,49 +24,103 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Run as a script: make the checkout importable (`tests.benchmarks.*`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks.common import ROOT, machine, print_table, site_server
-from tests.benchmarks.sitegen import site_sizes
+from tests.benchmarks.common import HERE, ROOT, machine, print_table, ratio, site_server
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--feeds", type=int, default=500)
-    parser.add_argument("--smallest", type=int, default=20)
-    parser.add_argument("--largest", type=int, default=1000)
+    parser.add_argument("--series", type=int, default=60)
+    parser.add_argument("--talks", type=int, default=250, help="talks per series")
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--tiny", action="store_true", help="a quick run (for the smoke test)")
-    args = parser.parse_args(argv)
-    if args.tiny:
-        args.feeds, args.smallest, args.largest = 8, 5, 30
-    sizes = site_sizes(args.feeds, args.smallest, args.largest)
-    print(f"machine: {machine()}")
-    with site_server(sizes) as base_url, tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp), base_url, len(sizes), args.concurrency)
-        largest = len(fetch(f"{base_url}/seminar/Sem000/ics"))
-        total = sum(sizes)
-        rows = [("first sync (empty archive)", *run_sync(config, total, {"new": total}))]
-        rows.append(("re-sync, nothing changed", *run_sync(config, total, {"unchanged": total})))
-        changed = json.loads(fetch(f"{base_url}/_mutate?fraction=0.01&seed=1"))["changed"]
-        rows.append(
-            ("re-sync, 1% of talks changed", *run_sync(config, total, {"changed": changed}))
-        )
-    title = (
-        f"whole site: {len(sizes)} series feeds, {total} talks ({min(sizes)}-{max(sizes)} per"
-        f" feed, median {sorted(sizes)[len(sizes) // 2]}); largest feed {largest / 1e6:.1f} MB"
+    parser.add_argument(
+        "--quick", "--tiny", action="store_true", help="a quick run (for the smoke test)"
     )
-    table = [("", "wall time", "talks/s      peak RSS"), *rows]
-    print_table(title, table)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.series, args.talks, args.repeat = 8, 30, 1
+    sizes = [args.talks] * args.series
+    total = sum(sizes)
+    print(f"machine: {machine()}")
+    times: dict[str, list[float]] = {}
+    peaks: dict[str, list[float]] = {}
+    with site_server(sizes) as base_url, tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        urls = [f"{base_url}/seminar/Sem{n:03d}/ics" for n in range(len(sizes))]
+        (folder / "urls.txt").write_text("\n".join(urls), encoding="utf-8")
+        feed_bytes = len(fetch(urls[0]))
+
+        def baseline(name: str, mode: str) -> None:
+            times.setdefault(name, []).append(
+                run_baseline(mode, folder / "urls.txt", args.concurrency)
+            )
+
+        def sync(name: str, config: Path, expected: dict[str, int]) -> None:
+            seconds, peak_mb = run_sync(config, expected)
+            times.setdefault(name, []).append(seconds)
+            peaks.setdefault(name, []).append(peak_mb)
+
+        for round_ in range(1, args.repeat + 1):
+            config = write_config(folder, f"archive-{round_}.db", urls, args.concurrency)
+            baseline("naive", "parse")
+            sync("cold", config, {"new": total})
+            baseline("download", "download")
+            sync("unchanged", config, {"unchanged": total})
+            mutated = json.loads(fetch(f"{base_url}/_mutate?fraction=0.01&seed={round_}"))
+            sync("one_percent", config, {"changed": mutated["changed"]})
+            (folder / f"archive-{round_}.db").unlink()
+    median = {name: statistics.median(values) for name, values in times.items()}
+    peak = {name: max(values) for name, values in peaks.items()}
+    naive, download = median["naive"], median["download"]
+    cold, unchanged, one_percent = median["cold"], median["unchanged"], median["one_percent"]
+
+    def secs(name: str) -> str:
+        rss = f", peak RSS {peak[name]:.0f} MB" if name in peak else ""
+        return f"{median[name]:.2f} s{rss}"
+
+    rows = [
+        ("naive icalendar parse of all feeds, one process (baseline)", secs("naive"), ""),
+        ("download + sha256 of all feeds (baseline)", secs("download"), ""),
+        ("first sync (empty archive)", secs("cold"), "÷ naive parse " + ratio(cold / naive, 1.0)),
+        (
+            "re-sync, nothing changed",
+            secs("unchanged"),
+            "÷ download+sha256 " + ratio(unchanged / download, 1.5),
+        ),
+        ("", "", "naive parse ÷ it " + ratio(naive / unchanged, 10, at_most=False)),
+        (
+            "re-sync, 1% of talks changed",
+            secs("one_percent"),
+            "naive parse ÷ it " + ratio(naive / one_percent, 8, at_most=False),
+        ),
+    ]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = (
+        f"whole site: {len(sizes)} series × {args.talks} talks ({total} talks, feeds of"
+        f" {feed_bytes / 1e6:.2f} MB), whole processes, medians of {args.repeat}, {stamp}"
+    )
+    print_table(title, rows)
     return 0
+
+
+def run_baseline(mode: str, urls: Path, concurrency: int) -> float:
+    """One baseline process (tests/benchmarks/baseline.py): its wall time."""
+    command = [sys.executable, str(HERE / "baseline.py"), mode, str(urls), str(concurrency)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - start
 
 
 def fetch(url: str) -> bytes:
@@ -72,10 +128,10 @@ def fetch(url: str) -> bytes:
         return bytes(response.read())
 
 
-def write_config(folder: Path, base_url: str, feeds: int, concurrency: int) -> Path:
+def write_config(folder: Path, archive: str, urls: list[str], concurrency: int) -> Path:
     lines = [
         "[archive]",
-        'path = "archive.db"',
+        f'path = "{archive}"',
         "",
         "[http]",
         "timeout = 120",
@@ -84,15 +140,18 @@ def write_config(folder: Path, base_url: str, feeds: int, concurrency: int) -> P
         f"concurrency = {concurrency}",
         "max_bytes = 100_000_000",
     ]
-    for n in range(feeds):
-        lines += ["", "[[feeds]]", f'url = "{base_url}/seminar/Sem{n:03d}/ics"']
+    for url in urls:
+        lines += ["", "[[feeds]]", f'url = "{url}"']
     path = folder / "harvester.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-def run_sync(config: Path, talks: int, expected: dict[str, int]) -> tuple[str, str]:
-    """One `harvester sync` in its own process: (wall time, talks/s and peak RSS)."""
+def run_sync(config: Path, expected: dict[str, int]) -> tuple[float, float]:
+    """One `harvester sync` in its own process: (wall time in s, peak RSS in MB).
+
+    The RSS is wait4's: the largest of the process and of its children (the parse worker).
+    """
     command = [sys.executable, "-m", "harvester", "--config", str(config), "--log-format"]
     command += ["json", "sync"]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
@@ -111,8 +170,7 @@ def run_sync(config: Path, talks: int, expected: dict[str, int]) -> tuple[str, s
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (new|changed|unchanged)", summary)}
     if any(counts.get(key) != value for key, value in expected.items()):
         raise RuntimeError(f"expected {expected}, got: {summary}")
-    peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
-    return f"{seconds:.1f} s", f"{talks / seconds:7.0f}   {peak_mb:6.0f} MB   ({summary})"
+    return seconds, usage.ru_maxrss / 1024  # kilobytes on Linux
 
 
 if __name__ == "__main__":

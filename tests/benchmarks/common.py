@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -46,7 +47,26 @@ def machine() -> str:
 def verdict(value: float, target: float, at_most: bool) -> str:
     met = value <= target if at_most else value >= target
     sign = "≤" if at_most else "≥"
-    return f"target {sign} {target:g}×: {'met' if met else 'MISSED'}"
+    return f"target {sign} {target:g}×: {'MET' if met else 'MISSED'}"
+
+
+def ratio(value: float, target: float, *, at_most: bool = True) -> str:
+    """`1.23×  (target ≤ 1.5×: MET)`: a figure against its target."""
+    return f"{value:.2f}×  ({verdict(value, target, at_most)})"
+
+
+def table_sizes(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """Bytes of pages per table and index (dbstat), largest first."""
+    return [
+        (str(name), int(size))
+        for name, size in conn.execute(
+            "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+        ).fetchall()
+    ]
+
+
+def megabytes(size: float) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
