@@ -145,8 +145,19 @@ def _read_only_hint(path: Path) -> str:
 
 
 def set_query_only(conn: sqlite3.Connection) -> None:
-    """Make a connection (Datasette's, say) refuse every write."""
+    """Make a connection (Datasette's, say) refuse every write, and read the archive's
+    own secrets (the `url_hash` salt in `archive_meta`) as NULL: with the salt, anyone
+    could confirm a guessed personal-feed token against `feeds.url_hash`."""
     conn.execute("PRAGMA query_only = 1")
+    conn.set_authorizer(_without_archive_secrets)
+
+
+def _without_archive_secrets(
+    action: int, table: str | None, column: str | None, _db: str | None, _trigger: str | None
+) -> int:
+    if action == sqlite3.SQLITE_READ and table == "archive_meta" and column == "value":
+        return sqlite3.SQLITE_IGNORE
+    return sqlite3.SQLITE_OK
 
 
 def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:

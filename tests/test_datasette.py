@@ -370,6 +370,17 @@ def test_the_web_cannot_write(browser: Browser, archive: Archive) -> None:
     assert "x" not in {row["title"] for row in db.query("SELECT title FROM talks")}
 
 
+def test_the_web_cannot_read_the_url_hash_salt(browser: Browser, archive: Archive) -> None:
+    db = sqlite_utils.Database(archive.db_path)
+    salt = db.execute("SELECT value FROM archive_meta WHERE key = 'url_hash_salt'").fetchone()[0]
+    assert salt
+    rows = browser.rows("/archive.json?sql=select+key,+value+from+archive_meta&_shape=array")
+    assert {"key": "url_hash_salt", "value": None} in rows
+    page = browser.get("/archive/archive_meta")
+    assert salt not in page.text
+    assert salt not in browser.get("/archive/archive_meta.json").text
+
+
 def test_front_page_links_all_work(browser: Browser) -> None:
     page = browser.get("/")
     assert page.status_code == 200
