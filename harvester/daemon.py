@@ -42,13 +42,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
 from harvester import health, outbox
-from harvester.archive import compact_polls, consecutive_failures, open_archive
+from harvester.archive import consecutive_failures, open_archive
 from harvester.config import Config, HttpSettings, load_config
 from harvester.errors import ConfigError
 from harvester.fetch import FetchPolicy, make_client
 from harvester.logs import get_logger
 from harvester.site import url_hash  # the job id only: the archive keys feeds itself
-from harvester.sync import FeedTarget, poll_feed, utc_now
+from harvester.sync import FeedTarget, compact_quietly, poll_feed, utc_now
 
 log = get_logger("harvester.daemon")
 
@@ -384,23 +384,14 @@ class Daemon:
         if self.stopping.is_set():
             return
         try:
-            db = open_archive(self.config.archive_path)
-            try:
-                done = compact_polls(
-                    db,
-                    utc_now(),
-                    self.config.archive_keep_polls,
-                    should_stop=self.stopping.is_set,
-                )
-            finally:
-                db.conn.close()
-        except Exception as exc:
-            log.error("daemon.compact_failed", error=str(exc))
-            return
-        if not done.skipped:
-            log.info(
-                "archive.compacted", polls=done.polls, batches=done.batches, before=done.before
+            compact_quietly(
+                self.config.archive_path,
+                utc_now(),
+                self.config.archive_keep_polls,
+                should_stop=self.stopping.is_set,
             )
+        except Exception as exc:  # a bug: this thread must not die silently
+            log.error("daemon.compact_failed", error=str(exc))
 
     def _heartbeat(self) -> None:
         if not self.stopping.is_set():

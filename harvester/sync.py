@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
@@ -21,7 +22,7 @@ from harvester import archive as store
 from harvester.config import ScheduleSettings
 from harvester.diff import Changes, diff
 from harvester.diff import gone as feed_gone
-from harvester.errors import FetchError, ParseError, StaleKnowledgeError
+from harvester.errors import ArchiveError, FetchError, ParseError, StaleKnowledgeError
 from harvester.fastpath import parse_fast
 from harvester.ics import BodyPrint, body_fingerprint, stamps_uniform
 from harvester.logs import get_logger
@@ -377,3 +378,26 @@ def _logged(result: PollResult, t0: float) -> PollResult:
     else:
         log.info("feed.polled", **fields)
     return result
+
+
+def compact_quietly(
+    path: Path,
+    now: datetime,
+    keep_s: float,
+    *,
+    file_mode: int = 0o600,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    """What runs after polls: compaction of old unchanged polls (at most once a day, see
+    `archive.compact_polls`), on its own connection; a failure is only logged."""
+    try:
+        db = store.open_archive(path, file_mode=file_mode)
+        try:
+            done = store.compact_polls(db, now, keep_s, should_stop=should_stop)
+        finally:
+            db.conn.close()
+    except ArchiveError as exc:
+        log.warning("archive.compact_failed", error=str(exc))
+        return
+    if not done.skipped:
+        log.info("archive.compacted", polls=done.polls, batches=done.batches, before=done.before)

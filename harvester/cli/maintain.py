@@ -7,12 +7,9 @@ from pathlib import Path
 
 import click
 
-from harvester.archive import compact_polls, open_archive
+from harvester.archive import compact_polls
 from harvester.cli._app import App, archive_errors
-from harvester.errors import ArchiveError
-from harvester.logs import get_logger
-
-log = get_logger("harvester.compact")
+from harvester.sync import compact_quietly
 
 
 @click.command()
@@ -33,14 +30,4 @@ def compact(app: App) -> None:
 
 def compact_after_sync(path: Path, keep_s: float, file_mode: int = 0o600) -> None:
     """What a sync runs last: compaction, at most once a day; a failure is only logged."""
-    try:
-        db = open_archive(path, file_mode=file_mode)
-        try:
-            done = compact_polls(db, datetime.now(UTC), keep_s)
-        finally:
-            db.conn.close()
-    except ArchiveError as exc:
-        log.warning("archive.compact_failed", error=str(exc))
-        return
-    if not done.skipped:
-        log.info("archive.compacted", polls=done.polls, batches=done.batches, before=done.before)
+    compact_quietly(path, datetime.now(UTC), keep_s, file_mode=file_mode)
