@@ -132,7 +132,8 @@ def _classify(
     content = record.content()
     if stored.status == "removed":
         fields = (*changed_fields(stored.content, content), "status")
-        changes.versions.append(_version(record, stored.version + 1, "restored", fields, stored))
+        version = _version(record, stored.version + 1, "restored", fields, stored, content)
+        changes.versions.append(version)
     elif record.fingerprint == stored.fingerprint:
         changes.unchanged.append(record)
     elif fields := tuple(changed_fields(stored.content, content)):
@@ -141,7 +142,7 @@ def _classify(
         reason = automatic_reason(kinds, stored.content, content, observed_at, seen)
         changes.versions.append(
             replace(
-                _version(record, stored.version + 1, "changed", fields, stored),
+                _version(record, stored.version + 1, "changed", fields, stored, content),
                 kinds=tuple(kinds),
                 automatic_reason=reason,
             )
@@ -156,12 +157,12 @@ def _version(
     change: Change,
     fields: tuple[str, ...],
     stored: StoredTalk | None = None,
+    content: Mapping[str, Any] | None = None,
 ) -> NewVersion:
     kinds = tuple(STATUS_KINDS) if change in ("removed", "restored") else ()
     seen = stored.last_seen if stored else None
-    return NewVersion(
-        record.uid, number, change, fields, record.content(), record, kinds, None, seen
-    )
+    content = record.content() if content is None else content
+    return NewVersion(record.uid, number, change, fields, content, record, kinds, None, seen)
 
 
 def _is_stale(record: TalkRecord, stored: StoredTalk, seen_at: str) -> bool:
