@@ -21,6 +21,7 @@ import icalendar
 from harvester import ics
 from harvester.errors import ParseError
 from harvester.model import KnownTalk, Speaker, TalkRecord
+from harvester.site import http_url
 
 T = TypeVar("T")
 
@@ -176,7 +177,7 @@ def talk_from_event(
 
     `fingerprint` is `ics.fingerprint_block(block)` when the caller has it already. Text
     fields hold no C0 control characters (`raw` keeps the block as received); URLs are
-    kept only when they are http(s) URLs (`web_url`).
+    kept only when they are http(s) URLs (`site.http_url`).
     """
     summary = _text(event.get("SUMMARY"))
     label = f"event #{position}" + (f" ({summary[:60]!r})" if summary else "")
@@ -209,7 +210,7 @@ def talk_from_event(
         "summary": summary,
         "description": description,
         "location": location,
-        "urls": tuple(url for url in map(web_url, _texts(event.get("URL"))) if url),
+        "urls": tuple(url for url in map(http_url, _texts(event.get("URL"))) if url),
         "series_id": _shared(series_id),
         "counter": counter,
     }
@@ -223,7 +224,7 @@ def talk_from_event(
         series_name=site.series_name,
         abstract=site.abstract,
         room=site.room,
-        talk_url=web_url(site.talk_url) or web_url(_talk_url_from_location(location)),
+        talk_url=http_url(site.talk_url) or http_url(_talk_url_from_location(location)),
         livestream_url=site.livestream_url,
         comments=site.comments,
     )
@@ -250,14 +251,6 @@ def _texts(value: object) -> list[str]:
 
 
 # An absolute http(s) URL with a host, and no whitespace or control character anywhere.
-_WEB_URL = re.compile(r"(?i:https?)://[^\s\x00-\x1f\x7f-\x9f/?#][^\s\x00-\x1f\x7f-\x9f]*")
-
-
-def web_url(value: str | None) -> str | None:
-    """`value` if it is a URL the archive stores as one (http or https), else None."""
-    return value if value is not None and _WEB_URL.fullmatch(value) else None
-
-
 def _time(event: icalendar.cal.Component, name: str) -> str | None:
     prop = event.get(name)
     if prop is None:
@@ -346,8 +339,8 @@ def parse_site_description(description: str) -> SiteDescription | None:
         title=title,
         talk_url=talk_url,
         series_name=_html_text(by["series"]) if by["series"] else None,
-        livestream_url=web_url(found.get("Interactive livestream"))
-        or web_url(found.get("View-only livestream")),
+        livestream_url=http_url(found.get("Interactive livestream"))
+        or http_url(found.get("View-only livestream")),
         room=found.get("room"),
         abstract=abstract,
         comments=comments,

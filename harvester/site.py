@@ -93,12 +93,14 @@ def default_feed_name(url: str) -> str:
     return escape_controls((parts.hostname or "") + parts.path.rstrip("/"))
 
 
-_HTTP_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f]+", re.IGNORECASE)
+# http(s), a host, and no whitespace or control character anywhere.
+_HTTP_URL = re.compile(r"(?i:https?)://[^\s\x00-\x1f\x7f-\x9f/?#][^\s\x00-\x1f\x7f-\x9f]*")
 
 
 def http_url(value: object) -> str | None:
-    """`value` when it is one plain http(s) URL (no whitespace or control characters)."""
-    text = str(value or "").strip()
+    """`value` when it is one plain http(s) URL, else None: the one rule for what the
+    archive stores as a URL and what a calendar, a feed or a page links to."""
+    text = value if isinstance(value, str) else ""
     return text if _HTTP_URL.fullmatch(text) else None
 
 
