@@ -64,8 +64,8 @@ def open_archive(
         # only a power cut may lose the last polls (never half of one). Skipping the fsync
         # of every commit is what lets a sync of hundreds of feeds run at disk speed.
         db.execute("PRAGMA synchronous = NORMAL")
-        # Every poll rewrites the rows of the talks it saw (last_seen): a larger WAL lets
-        # a checkpoint copy each page once for many polls instead of once per poll.
+        # A poll with changes writes the pages of many talks: a larger WAL lets a
+        # checkpoint copy each page once for many polls instead of once per poll.
         db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         db.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_PAGES * 4096}")
@@ -339,7 +339,7 @@ def load_feed(db: Database, feed_id: int, *, with_present: bool = True) -> FeedR
         present = {
             r[0]
             for r in db.execute(
-                "SELECT uid FROM feed_talks WHERE feed_id = ? AND present = 1", [feed_id]
+                "SELECT uid FROM feed_talk_state WHERE feed_id = ? AND present = 1", [feed_id]
             )
         }
     return FeedRow(
@@ -357,7 +357,7 @@ def active_fingerprints(db: Database, uids: list[str]) -> dict[str, str]:
     """UID → fingerprint of those of `uids` the archive has as active talks."""
     return dict(
         db.execute(
-            "SELECT uid, fingerprint FROM talks INDEXED BY idx_talks_uid_state"
+            "SELECT uid, fingerprint FROM talk_state"
             " WHERE uid IN (SELECT value FROM json_each(?)) AND status = 'active'",
             [json.dumps(uids)],
         ).fetchall()
@@ -369,8 +369,9 @@ def carried_blocks(db: Database, feed_id: int) -> dict[str, tuple[str, str]]:
     return {
         raw_key: (uid, fingerprint)
         for raw_key, uid, fingerprint in db.execute(
-            "SELECT raw_key, uid, fingerprint FROM feed_talks WHERE feed_id = ? AND present = 1"
-            " AND raw_key IS NOT NULL AND fingerprint IS NOT NULL",
+            "SELECT raw_key, uid, fingerprint FROM feed_talk_state"
+            " WHERE feed_id = ? AND present = 1 AND raw_key IS NOT NULL"
+            " AND fingerprint IS NOT NULL",
             [feed_id],
         )
     }
@@ -388,8 +389,8 @@ def load_state(
     known_uids = {k.uid for k in known}
     if known:
         still = db.execute(
-            "SELECT count(*) FROM json_each(?) AS k CROSS JOIN talks t"
-            " INDEXED BY idx_talks_uid_state ON t.uid = k.value ->> 0"
+            "SELECT count(*) FROM json_each(?) AS k CROSS JOIN talk_state t"
+            " ON t.uid = k.value ->> 0"
             " WHERE t.status = 'active' AND t.fingerprint = k.value ->> 1",
             [json.dumps([[k.uid, k.fingerprint] for k in known])],
         ).fetchone()[0]
@@ -414,7 +415,7 @@ def load_state(
     elsewhere = {
         r[0]
         for r in db.execute(
-            "SELECT DISTINCT uid FROM feed_talks WHERE present = 1 AND feed_id != ?"
+            "SELECT DISTINCT uid FROM feed_talk_state WHERE present = 1 AND feed_id != ?"
             " AND uid IN (SELECT value FROM json_each(?))",
             [feed.id, json.dumps(sorted(leaving))],
         )
@@ -483,19 +484,113 @@ def record_success(
     """
     counts = {"events": events} | (changes.counts if changes else {})
     fetch_id = insert_fetch(db, feed.id, facts, outcome, counts, None)
+    before = _last_vouch(db, feed.id)
+    stamp = before.dtstamp if changes is None else poll_dtstamp(changes, before.dtstamp)
+    now = Vouch(now_iso(observed_at), stamp)
+    _keep_floors_if_going_back(db, feed.id, before, now)
     if changes is not None:
-        apply_changes(db, feed.id, changes, observed_at, fetch_id, raw_keys or {})
-    _mark_success(db, feed, facts, outcome, body_fingerprint if changes else feed.body_fingerprint)
+        apply_changes(
+            db,
+            feed.id,
+            changes,
+            observed_at,
+            fetch_id,
+            raw_keys or {},
+            per_talk_dtstamps=now.dtstamp is None,
+        )
+    _mark_success(
+        db, feed, facts, outcome, body_fingerprint if changes else feed.body_fingerprint, now
+    )
     return fetch_id
 
 
+# --- what a poll vouches for (rule 2: no per-talk write for unchanged work) ---------------
+#
+# `talks.last_seen`/`talks.dtstamp` are views (migrations/0011_talk_state.sql): the largest
+# of the talk's floors (talk_state) and the last poll (feeds.last_seen_at, last_dtstamp) of
+# each feed that vouches for it, i.e. carried it at that poll with its current fingerprint
+# (feed_talk_state.present = 1, last_seen NULL, same fingerprint). Before a feed stops
+# vouching for a talk, or its poll values go back in time, the feed's values are kept in
+# the talk's floors: the derived values never go down.
+
+
+@dataclass(frozen=True)
+class Vouch:
+    """A feed's last successful poll: its time and the DTSTAMP its events shared (or None)."""
+
+    seen_at: str | None
+    dtstamp: str | None
+
+
+def _last_vouch(db: Database, feed_id: int) -> Vouch:
+    row = db.execute(
+        "SELECT last_seen_at, last_dtstamp FROM feeds WHERE id = ?", [feed_id]
+    ).fetchone()
+    return Vouch(row[0], row[1])
+
+
+def poll_dtstamp(changes: Changes, last: str | None) -> str | None:
+    """The DTSTAMP every talk of the poll carries (the site stamps a download with one
+    value), None when they do not share one, and `last` when the poll carries none."""
+    stamps = {t.dtstamp for t in (*changes.unchanged, *changes.refingerprinted)}
+    stamps |= {v.record.dtstamp for v in changes.versions if v.record is not None}
+    if not stamps:
+        return last
+    return stamps.pop() if len(stamps) == 1 else None
+
+
+def _goes_back(before: Vouch, now: Vouch) -> bool:
+    seen_back = before.seen_at is not None and (now.seen_at or "") < before.seen_at
+    stamp_back = before.dtstamp is not None and (now.dtstamp or "") < before.dtstamp
+    return seen_back or stamp_back
+
+
+def _keep_floors_if_going_back(db: Database, feed_id: int, before: Vouch, now: Vouch) -> None:
+    """A poll older than the feed's last (an import with an earlier time), or one whose
+    events do not share a DTSTAMP: the talks the feed vouches for keep its last values in
+    their floors (a write per talk, for such polls only)."""
+    if _goes_back(before, now):
+        _raise_floors(db, feed_id, before)
+
+
+_RAISE_FLOORS = """
+    UPDATE talk_state AS s SET
+        last_seen = CASE WHEN :seen > coalesce(s.last_seen, '') THEN :seen ELSE s.last_seen END,
+        dtstamp = CASE WHEN :stamp > coalesce(s.dtstamp, '') THEN :stamp ELSE s.dtstamp END
+    FROM feed_talk_state AS ft
+    WHERE ft.feed_id = :feed AND ft.present = 1 AND ft.last_seen IS NULL
+      AND ft.uid = s.uid AND ft.fingerprint = s.fingerprint
+      AND (:seen > coalesce(s.last_seen, '') OR :stamp > coalesce(s.dtstamp, ''))
+"""
+
+
+def _raise_floors(
+    db: Database, feed_id: int, vouch: Vouch, uids: Iterable[str] | None = None
+) -> None:
+    """The floors of the talks `feed_id` vouches for (those of `uids`, if given) rise to
+    the feed's `vouch`."""
+    params = {"feed": feed_id, "seen": vouch.seen_at, "stamp": vouch.dtstamp}
+    sql = _RAISE_FLOORS
+    if uids is not None:
+        params["uids"] = json.dumps(sorted(uids))
+        sql += " AND ft.uid IN (SELECT value FROM json_each(:uids))"
+    if vouch.seen_at is not None or vouch.dtstamp is not None:
+        db.execute(sql, params)
+
+
 def _mark_success(
-    db: Database, feed: FeedRow, facts: FetchFacts, outcome: str, body_fingerprint: str | None
+    db: Database,
+    feed: FeedRow,
+    facts: FetchFacts,
+    outcome: str,
+    body_fingerprint: str | None,
+    vouch: Vouch,
 ) -> None:
     db.execute(
         "UPDATE feeds SET last_fetched_at = ?, last_success_at = ?, last_outcome = ?,"
         " consecutive_failures = 0, last_error = NULL, etag = ?, last_modified = ?,"
-        " body_fingerprint = ?, gone_since = NULL WHERE id = ?",
+        " body_fingerprint = ?, gone_since = NULL, last_seen_at = ?, last_dtstamp = ?"
+        " WHERE id = ?",
         [
             now_iso(facts.finished_at),
             now_iso(facts.finished_at),
@@ -505,6 +600,8 @@ def _mark_success(
             if outcome == "not_modified"
             else facts.last_modified,
             body_fingerprint,
+            vouch.seen_at,
+            vouch.dtstamp,
             feed.id,
         ],
     )
@@ -523,9 +620,9 @@ def record_unchanged_body(
     Inside the caller's transaction. Returns (counts, events), or None (nothing written)
     unless the archive is still as that last poll left it: same body fingerprint, no
     removals held back, and every talk the feed carries active with the fingerprint the
-    feed last gave it. Then the full path would find every talk unchanged, and this writes
-    what it would: one `fetches` row, and DTSTAMP (the body's one value) and `last_seen`
-    moved on the feed's talks, set-based.
+    feed last gave it, vouched for by its last poll. Then the full path would find every
+    talk unchanged, and this writes what it would: one `fetches` row and the feed's row
+    (its poll time and DTSTAMP, the body's one value), whatever the number of talks.
     """
     row = db.execute(
         "SELECT body_fingerprint, held_removals FROM feeds WHERE id = ?", [feed.id]
@@ -538,26 +635,21 @@ def record_unchanged_body(
     if row[0] != body_fingerprint or json.loads(row[1] or "[]") or not last or last[0] is None:
         return None
     present, still = db.execute(
-        "SELECT count(*), count(t.uid) FROM feed_talks ft LEFT JOIN talks t"
-        " INDEXED BY idx_talks_uid_state ON t.uid = ft.uid AND t.status = 'active'"
-        " AND t.fingerprint = ft.fingerprint WHERE ft.feed_id = ? AND ft.present = 1",
+        "SELECT count(*), count(s.uid) FROM feed_talk_state ft LEFT JOIN talk_state s"
+        " ON s.uid = ft.uid AND s.status = 'active' AND s.fingerprint = ft.fingerprint"
+        " AND ft.last_seen IS NULL WHERE ft.feed_id = ? AND ft.present = 1",
         [feed.id],
     ).fetchone()
     if still != present:  # another poll changed one of them: the full path must decide
         return None
-    at = now_iso(observed_at)
-    db.execute(
-        "UPDATE talks SET dtstamp = max(coalesce(dtstamp, ''), coalesce(?, '')), last_seen = ?"
-        " WHERE uid IN (SELECT uid FROM feed_talks WHERE feed_id = ? AND present = 1)",
-        [dtstamp, at, feed.id],
-    )
-    db.execute(
-        "UPDATE feed_talks SET last_seen = ? WHERE feed_id = ? AND present = 1", [at, feed.id]
-    )
+    before = _last_vouch(db, feed.id)
+    # What the full path would find: every talk carries the body's one DTSTAMP.
+    now = Vouch(now_iso(observed_at), dtstamp if present else before.dtstamp)
+    _keep_floors_if_going_back(db, feed.id, before, now)
     counts = dict.fromkeys(("new", "changed", "removed", "restored", "stale"), 0)
     counts["unchanged"] = present
     insert_fetch(db, feed.id, facts, "unchanged", {"events": last[0]} | counts, None)
-    _mark_success(db, feed, facts, "unchanged", body_fingerprint)
+    _mark_success(db, feed, facts, "unchanged", body_fingerprint, now)
     return counts, int(last[0])
 
 
@@ -595,6 +687,17 @@ def apply_gone(
     db.execute("UPDATE fetches SET removed = ? WHERE id = ?", [changes.count("removed"), fetch_id])
 
 
+_CARRY = """
+    INSERT INTO feed_talk_state (feed_id, uid, first_seen, last_seen, present, fingerprint,
+                                 raw_key)
+    SELECT :feed, p.value ->> 0, :at, NULL, 1, p.value ->> 1, p.value ->> 2
+    FROM json_each(:given) AS p WHERE true
+    ON CONFLICT (feed_id, uid) DO UPDATE SET last_seen = NULL, present = 1,
+        fingerprint = excluded.fingerprint, raw_key = excluded.raw_key
+    WHERE present IS NOT 1 OR last_seen IS NOT NULL OR fingerprint IS NOT excluded.fingerprint
+"""
+
+
 def apply_changes(
     db: Database,
     feed_id: int,
@@ -602,39 +705,45 @@ def apply_changes(
     observed_at: datetime,
     fetch_id: int,
     raw_keys: Mapping[str, str] | None = None,
+    *,
+    per_talk_dtstamps: bool = False,
 ) -> None:
+    """The talk and membership rows of one poll's changes: the new versions, and the rows of
+    the talks whose membership or fingerprint in this feed changes. A talk that stays
+    unchanged in the feed is not written (its `last_seen`/`dtstamp` come from the feed's
+    row), unless `per_talk_dtstamps` (the poll's events do not share one DTSTAMP)."""
     at = now_iso(observed_at)
+    before = _last_vouch(db, feed_id)
+    # Talks this feed stops vouching for keep what its last poll said of them.
+    _raise_floors(db, feed_id, before, changes.left | changes.held_removals | set(changes.stale))
     _write_versions(db, changes.versions, at, fetch_id)
     queue_notifications(db, changes.versions, observed_at)
-    by_dtstamp: dict[str | None, list[str]] = {}
-    for talk in changes.unchanged:
-        by_dtstamp.setdefault(talk.dtstamp, []).append(talk.uid)
-    for dtstamp, uids in by_dtstamp.items():  # usually one: the site stamps a whole download
-        db.execute(
-            "UPDATE talks SET dtstamp = max(coalesce(dtstamp, ''), coalesce(?, '')),"
-            " last_seen = ? WHERE uid IN (SELECT value FROM json_each(?))",
-            [dtstamp, at, json.dumps(uids)],
-        )
     db.conn.executemany(
-        "UPDATE talks SET fingerprint = ?, dtstamp = ?, last_seen = ? WHERE uid = ?",
+        "UPDATE talk_state SET fingerprint = ?, dtstamp = ?, last_seen = ? WHERE uid = ?",
         [(r.fingerprint, r.dtstamp, at, r.uid) for r in changes.refingerprinted],
     )
+    if per_talk_dtstamps:
+        db.conn.executemany(
+            "UPDATE talk_state SET dtstamp = ? WHERE uid = ? AND ? > coalesce(dtstamp, '')",
+            [(t.dtstamp, t.uid, t.dtstamp) for t in changes.unchanged if t.dtstamp],
+        )
     present = sorted(changes.present)
     carried = {v.uid: v.record.fingerprint for v in changes.versions if v.record is not None}
     carried |= {t.uid: t.fingerprint for t in (*changes.unchanged, *changes.refingerprinted)}
     raw_keys = raw_keys or {}
     given = [[u, carried.get(u), raw_keys.get(u) if u in carried else None] for u in present]
-    db.execute(  # the fingerprint this feed gave each talk (none for a stale copy)
-        "INSERT INTO feed_talks (feed_id, uid, first_seen, last_seen, present, fingerprint,"
-        " raw_key) SELECT ?, p.value ->> 0, ?, ?, 1, p.value ->> 1, p.value ->> 2"
-        " FROM json_each(?) AS p WHERE true"
-        " ON CONFLICT (feed_id, uid) DO UPDATE SET last_seen = excluded.last_seen, present = 1,"
-        " fingerprint = excluded.fingerprint, raw_key = excluded.raw_key",
-        [feed_id, at, at, json.dumps(given)],
-    )
+    # The fingerprint this feed gave each talk (none for a stale copy), written only where
+    # it or the membership changes; a row that is written gets this poll's raw key.
+    db.execute(_CARRY, {"feed": feed_id, "at": at, "given": json.dumps(given)})
     db.conn.executemany(
-        "UPDATE feed_talks SET present = 0, raw_key = NULL WHERE feed_id = ? AND uid = ?",
-        [(feed_id, uid) for uid in sorted(changes.left)],
+        "UPDATE feed_talk_state SET present = 0, raw_key = NULL,"
+        " last_seen = coalesce(last_seen, ?) WHERE feed_id = ? AND uid = ?",
+        [(before.seen_at, feed_id, uid) for uid in sorted(changes.left)],
+    )
+    db.conn.executemany(  # held back: still present, but not seen by this poll
+        "UPDATE feed_talk_state SET last_seen = ? WHERE feed_id = ? AND uid = ?"
+        " AND present = 1 AND last_seen IS NULL",
+        [(before.seen_at, feed_id, uid) for uid in sorted(changes.held_removals)],
     )
     db.execute(
         "UPDATE feeds SET held_removals = ? WHERE id = ?",
@@ -665,7 +774,7 @@ WRITE_BATCH = 500  # versions turned into rows at a time: memory stays bounded o
 
 
 def _write_versions(db: Database, versions: list[NewVersion], at: str, fetch_id: int) -> None:
-    """The talks rows and the talk_versions rows of new versions, in batches."""
+    """The talk_versions rows of new versions and the talk_state rows that point at them."""
     for start in range(0, len(versions), WRITE_BATCH):
         _write_batch(db, versions[start : start + WRITE_BATCH], at, fetch_id)
 
@@ -675,7 +784,7 @@ def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: in
     for version in versions:
         record = version.record
         status = "removed" if version.change == "removed" else "active"
-        talk: dict[str, Any] = dict(version.content) | {
+        talk: dict[str, Any] = {
             "uid": version.uid,
             "version": version.version,
             "status": status,
@@ -708,11 +817,15 @@ def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: in
                 "previous_seen_at": version.previous_seen_at,
             }
         )
-    for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
-        if batch:
-            db.conn.executemany(write("talks", list(batch[0])), batch)
+    if inserts:
+        # A new talk's version row comes before its state row (whose search-index trigger
+        # reads it), so the talk_versions.uid → talk_state check waits for the COMMIT.
+        db.execute("PRAGMA defer_foreign_keys = ON")
     if rows:
         db.conn.executemany(_insert_sql("talk_versions", list(_VERSION_COLUMNS)), rows)
+    for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
+        if batch:
+            db.conn.executemany(write("talk_state", list(batch[0])), batch)
 
 
 def _insert_sql(table: str, columns: list[str]) -> str:
@@ -779,7 +892,7 @@ def feed_status(db: Database) -> list[dict[str, Any]]:
                f.last_fetched_at, f.last_success_at,
                f.last_outcome, f.consecutive_failures, f.last_error,
                x.events, x.new, x.changed, x.removed, x.restored, x.unchanged, x.duration_ms,
-               (SELECT count(*) FROM feed_talks t WHERE t.feed_id = f.id AND t.present = 1)
+               (SELECT count(*) FROM feed_talk_state t WHERE t.feed_id = f.id AND t.present = 1)
                    AS talks
         FROM feeds f
         LEFT JOIN fetches x ON x.id = (
@@ -895,7 +1008,7 @@ def series_of_site_talks(db: Database, base_url: str) -> set[str]:
     prefix = base_url.rstrip("/") + "/"
     rows = db.execute(
         "SELECT DISTINCT t.series_id FROM talks t"
-        " JOIN feed_talks ft ON ft.uid = t.uid JOIN feeds f ON f.id = ft.feed_id"
+        " JOIN feed_talk_state ft ON ft.uid = t.uid JOIN feeds f ON f.id = ft.feed_id"
         " WHERE t.series_id IS NOT NULL AND substr(f.url, 1, ?) = ?",
         [len(prefix), prefix],
     )
@@ -1019,14 +1132,15 @@ def snapshot_archive(source: Path, out: Path, *, include_personal: bool = False)
 def _leave_out_personal(copy: sqlite3.Connection) -> int:
     copy.execute("BEGIN")
     copy.execute(
-        "CREATE TEMP TABLE personal_only AS SELECT uid FROM feed_talks GROUP BY uid"
+        "CREATE TEMP TABLE personal_only AS SELECT uid FROM feed_talk_state GROUP BY uid"
         " HAVING min(feed_id IN (SELECT id FROM feeds WHERE kind = 'personal')) = 1"
     )
     left_out: int = copy.execute("SELECT count(*) FROM personal_only").fetchone()[0]
+    # The state first: its trigger reads the current version to take it out of the index.
+    copy.execute("DELETE FROM talk_state WHERE uid IN (SELECT uid FROM personal_only)")
     copy.execute("DELETE FROM talk_versions WHERE uid IN (SELECT uid FROM personal_only)")
-    copy.execute("DELETE FROM talks WHERE uid IN (SELECT uid FROM personal_only)")
     personal = "(SELECT id FROM feeds WHERE kind = 'personal')"
-    for table in ("feed_talks", "fetches"):
+    for table in ("feed_talk_state", "fetches"):
         copy.execute(f"DELETE FROM {table} WHERE feed_id IN {personal}")  # noqa: S608
     copy.execute(f"DELETE FROM feeds WHERE id IN {personal}")  # noqa: S608
     copy.execute("DELETE FROM archive_meta WHERE key = ?", [URL_SALT_KEY])
