@@ -14,6 +14,7 @@ import icalendar
 import sqlite_utils
 
 from tests.conftest import SAMPLE, Harvester, write_config
+from tests.rows import talk_row
 from tests.sitesim import Site
 
 
@@ -103,7 +104,7 @@ def test_import_stale_copy_is_ignored(workdir: Path, sample_copy: Path) -> None:
         "https://researchseminars.org/seminar/PhysicsMeetsML/ics",
     )
     db = sqlite_utils.Database(h.db_path)
-    assert db.table("talks").get("PhysicsMeetsML/1")["title"] == "NGN"
+    assert talk_row(db, "PhysicsMeetsML/1")["title"] == "NGN"
     assert db.execute("SELECT stale FROM fetches ORDER BY id DESC").fetchone()[0] == 1
 
 

@@ -28,6 +28,7 @@ from harvester.fetch import make_client
 from harvester.sync import FeedTarget, PollResult, poll_feed
 from tests import legacy_schema
 from tests.conftest import ROOT, SAMPLE
+from tests.rows import talk_row
 from tests.sitesim import SimTalk, Site, serve
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -174,7 +175,7 @@ def test_a_talk_feed_gone_twice_across_gone_after_is_removed(world: World) -> No
     assert [v["change"] for v in world.versions()] == ["new"]
     world.poll_at(T0 + 26 * HOUR, path="talk")
     assert [v["change"] for v in world.versions()] == ["new", "removed"]
-    row = sqlite_utils.Database(world.db_path).table("talks").get("AlgGeom/7")
+    row = talk_row(sqlite_utils.Database(world.db_path), "AlgGeom/7")
     assert (row["status"], row["removed_reason"]) == ("removed", "feed_gone")
 
 
@@ -203,7 +204,7 @@ def test_absence_from_a_series_feed_is_reason_absent(world: World) -> None:
     world.poll_at(T0 + HOUR)  # an empty feed: rule 7 holds the removal back
     assert [v["change"] for v in world.versions()] == ["new"]
     world.poll_at(T0 + 2 * HOUR)
-    row = sqlite_utils.Database(world.db_path).table("talks").get("AlgGeom/7")
+    row = talk_row(sqlite_utils.Database(world.db_path), "AlgGeom/7")
     assert (row["status"], row["removed_reason"]) == ("removed", "absent")
     assert world.versions()[-1]["kinds"] == ["status"]
 

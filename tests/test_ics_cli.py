@@ -9,6 +9,7 @@ import re
 import sqlite_utils
 
 from tests.conftest import Harvester
+from tests.rows import talk_row
 from tests.sitesim import Site, refold_octets
 
 TITLE = "Ünïcödé ∩ ∂-modules — 𝔽_p-points 🚀 " * 3
@@ -88,18 +89,18 @@ def test_urls_that_are_not_http_are_not_stored(harvester: Harvester, site: Site)
     site.rewrite = unsafe_page
     assert harvester("sync").exit_code == 0
     db = sqlite_utils.Database(harvester.db_path)
-    row = db.table("talks").get(UID)
+    row = talk_row(db, UID)
     assert (row["talk_url"], row["livestream_url"], json.loads(row["urls"])) == (None, None, [])
     assert row["location"] == "javascript:alert(1)"  # text, not a URL: kept as the feed says
 
     talk.livestream = "https://zoom.example/j/1 or ftp://x"
     site.rewrite = None
     assert harvester("sync").exit_code == 0
-    row = db.table("talks").get(UID)
+    row = talk_row(db, UID)
     assert row["talk_url"] == "https://researchseminars.org/talk/AlgGeom/2/"
     assert row["livestream_url"] is None and json.loads(row["urls"]) == []
     talk.livestream = "https://zoom.example/j/1"
     assert harvester("sync").exit_code == 0
-    row = db.table("talks").get(UID)
+    row = talk_row(db, UID)
     assert row["livestream_url"] == "https://zoom.example/j/1"
     assert json.loads(row["urls"]) == ["https://zoom.example/j/1"]

@@ -8,6 +8,7 @@ from datetime import timedelta
 import sqlite_utils
 
 from tests.conftest import Harvester
+from tests.rows import talk_row
 from tests.sitesim import Site, calendar_bytes
 
 
@@ -32,7 +33,7 @@ def test_first_sync_archives_every_talk(harvester: Harvester, site: Site) -> Non
         "AlgGeom/3": "Computability, and what it means",
         "NumThy/1": "Primes $p$ & more",
     }
-    talk = db.table("talks").get("AlgGeom/3")
+    talk = talk_row(db, "AlgGeom/3")
     assert json.loads(talk["speakers"]) == [
         {"name": "Alan Turing", "affiliation": "Manchester"},
         {"name": "Alonzo Church", "affiliation": "Princeton"},
@@ -80,7 +81,7 @@ def test_rescheduled_talk_names_dtstart_and_dtend(harvester: Harvester, site: Si
     assert {"dtstart", "dtend"} <= set(fields)
     assert "title" not in fields
     db = sqlite_utils.Database(harvester.db_path)
-    assert db.table("talks").get("NumThy/1")["dtstart"] == talk.start.isoformat()
+    assert talk_row(db, "NumThy/1")["dtstart"] == talk.start.isoformat()
 
 
 def test_deleted_talk_is_removed_and_restored_when_back(harvester: Harvester, site: Site) -> None:
@@ -89,7 +90,7 @@ def test_deleted_talk_is_removed_and_restored_when_back(harvester: Harvester, si
     result = harvester("sync")
     assert "1 removed" in result.output
     db = sqlite_utils.Database(harvester.db_path)
-    row = db.table("talks").get("AlgGeom/2")
+    row = talk_row(db, "AlgGeom/2")
     assert row["status"] == "removed" and row["removed_at"]
     assert versions(harvester)[-1] == {
         "uid": "AlgGeom/2",
@@ -106,8 +107,8 @@ def test_deleted_talk_is_removed_and_restored_when_back(harvester: Harvester, si
     assert "1 restored" in result.output
     last = versions(harvester)[-1]
     assert (last["uid"], last["version"], last["change"]) == ("AlgGeom/2", 3, "restored")
-    assert db.table("talks").get("AlgGeom/2")["status"] == "active"
-    assert db.table("talks").get("AlgGeom/2")["removed_at"] is None
+    assert talk_row(db, "AlgGeom/2")["status"] == "active"
+    assert talk_row(db, "AlgGeom/2")["removed_at"] is None
 
 
 def test_feed_suddenly_empty_removes_nothing_until_confirmed(
@@ -219,13 +220,13 @@ def test_talk_in_two_feeds_is_removed_only_when_no_feed_carries_it(
         ).fetchall()
     )
     assert carried == {"series": 0, "talk": 1}
-    assert db.table("talks").get("AlgGeom/2")["status"] == "active"
+    assert talk_row(db, "AlgGeom/2")["status"] == "active"
     # once the talk feed drops it too (an empty but valid calendar), it is removed
     site.overrides["/talk/AlgGeom/2/ics"] = serve_body(calendar_bytes([]))
     harvester("sync", talk_feed)  # held: the feed suddenly has no events
-    assert db.table("talks").get("AlgGeom/2")["status"] == "active"
+    assert talk_row(db, "AlgGeom/2")["status"] == "active"
     assert "1 removed" in harvester("sync", talk_feed).output
-    assert db.table("talks").get("AlgGeom/2")["status"] == "removed"
+    assert talk_row(db, "AlgGeom/2")["status"] == "removed"
 
 
 def serve_body(body: bytes):  # type: ignore[no-untyped-def]

@@ -213,3 +213,10 @@ FROM (
     AND instr(v.changed_fields, '"dtstart"') > 0
 ) c
 JOIN talks t ON t.uid = c.uid;
+
+-- What the indexes of the talks table served (a range of start times, a series' talks).
+CREATE INDEX "idx_talk_versions_dtstart"
+    ON "talk_versions" ("dtstart");
+
+CREATE INDEX "idx_talk_versions_series_id_dtstart"
+    ON "talk_versions" ("series_id", "dtstart");
