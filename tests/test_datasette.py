@@ -27,6 +27,7 @@ from harvester.archive import open_archive
 from harvester.cli.serve import build_datasette, load_metadata
 from tests.conftest import ROOT, Harvester, write_config
 from tests.sitesim import Site
+from tests.test_rule2 import old_archive
 
 METADATA = ROOT / "harvester" / "datasette" / "metadata.yml"  # shipped as package data
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -291,38 +292,42 @@ def test_an_unchanged_poll_leaves_the_search_index_alone(harvester: Harvester, s
     assert "1 changed" in harvester("sync").output
     assert fts_state(harvester.db_path) != before
     db = sqlite_utils.Database(harvester.db_path)
+    # talks is a view (migration 0011); the index holds the current talk_versions rows
     hits = db.execute(
-        "SELECT t.uid FROM talks_fts JOIN talks t ON t.rowid = talks_fts.rowid"
+        "SELECT t.uid FROM talks_fts JOIN talks t ON t.version_id = talks_fts.rowid"
         " WHERE talks_fts MATCH 'newer'"
     ).fetchall()
     assert hits == [("AlgGeom/1",)]
-    trigger = db.execute("SELECT sql FROM sqlite_master WHERE name = 'talks_au'").fetchone()[0]
-    assert "AFTER UPDATE OF [title], [speaker], [abstract], [series_name]" in trigger
+    trigger = db.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'talk_state_fts_update'"
+    ).fetchone()[0]
+    assert "AFTER UPDATE OF [version] ON [talk_state]" in trigger
 
 
-def test_an_existing_archive_gains_search_and_views_on_migrate(
-    harvester: Harvester,
-) -> None:
-    assert harvester("sync").exit_code == 0
-    db = sqlite_utils.Database(harvester.db_path)
-    # Make it an archive from before these migrations.
+def test_an_existing_archive_gains_search_and_views_on_migrate(tmp_path: Path) -> None:
+    # An archive of the release before 0011 (tests/fixtures/archive_0010.sql), made into
+    # one from before the 0003 migrations; opening it applies them, then 0011.
+    path = tmp_path / "old.db"
+    old_archive(path)
+    db = sqlite_utils.Database(path)
     db.table("talks").disable_fts()
     for view in browse.VIEWS:
         db.execute(f"DROP VIEW IF EXISTS [{view}]")
     db.execute("DELETE FROM _sqlite_migrations WHERE name LIKE '0003_%'")
     db.conn.commit()
     assert not db["talks_fts"].exists()
+    talks = db.execute("SELECT count(*) FROM talks").fetchone()[0]
     db.close()
 
-    db = open_archive(harvester.db_path)
-    assert db.execute("SELECT count(*) FROM talks_fts").fetchone()[0] == 4
+    db = open_archive(path)
+    # one document per talk (its current version; count(*) would read talk_versions)
+    assert db.execute("SELECT count(*) FROM talks_fts_docsize").fetchone()[0] == talks == 11
     assert set(browse.VIEWS) <= set(db.view_names())
     hits = db.execute(
-        "SELECT t.uid FROM talks_fts JOIN talks t ON t.rowid = talks_fts.rowid"
-        " WHERE talks_fts MATCH 'computability'"
+        "SELECT t.uid FROM talks_fts JOIN talks t ON t.version_id = talks_fts.rowid"
+        " WHERE talks_fts MATCH 'new title'"
     ).fetchall()
-    assert hits == [("AlgGeom/3",)]
-    assert db.table("talks").detect_fts() == "talks_fts"
+    assert hits == [("AlgGeo/3",)]
 
 
 # --- what is shown and hidden ----------------------------------------------------------
@@ -354,20 +359,23 @@ def test_bookkeeping_tables_are_hidden(browser: Browser) -> None:
     tables = {t["name"]: t for t in browser.get("/archive.json").json()["tables"]}
     assert tables["_sqlite_migrations"]["hidden"]
     assert tables["talks_fts"]["hidden"] and tables["talks_fts_data"]["hidden"]
-    assert not tables["talks"]["hidden"] and not tables["talk_versions"]["hidden"]
-    assert tables["talks"]["fts_table"] == "talks_fts"
+    assert not tables["talk_versions"]["hidden"]
+    # talks is a view (migration 0011), searched through talks_fts by its version_id
+    views = browser.get("/archive.json").json()["views"]
+    assert "talks" in {v["name"] if isinstance(v, dict) else v for v in views}
+    assert 'name="_search"' in browser.get("/archive/talks").text
 
 
 def test_the_web_cannot_write(browser: Browser, archive: Archive) -> None:
-    response = browser.get("/archive.json?sql=update+talks+set+title+%3D+%27x%27")
+    response = browser.get("/archive.json?sql=update+talk_state+set+status+%3D+%27x%27")
     assert response.status_code == 400
     assert "Statement must be a SELECT" in response.text
     # even Datasette's own write connection is query_only
     database = browser.ds.get_database("archive")
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        asyncio.run(database.execute_write("UPDATE talks SET title = 'x'"))
+        asyncio.run(database.execute_write("UPDATE talk_state SET status = 'x'"))
     db = sqlite_utils.Database(archive.db_path)
-    assert "x" not in {row["title"] for row in db.query("SELECT title FROM talks")}
+    assert "x" not in {row["status"] for row in db.query("SELECT status FROM talks")}
 
 
 def test_the_web_cannot_read_the_url_hash_salt(browser: Browser, archive: Archive) -> None:

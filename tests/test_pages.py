@@ -95,15 +95,15 @@ def test_times_read_well_and_stay_iso_in_json_and_csv(browser: Browser) -> None:
 
 def test_a_uid_links_to_its_talk_page_with_history(browser: Browser) -> None:
     page = browser.get("/archive/recent_changes").text
-    assert 'href="/archive/talks/AlgGeom~2F2"' in page
-    talk = browser.get("/archive/talks/AlgGeom~2F2")
+    assert 'href="/archive/talk_history?uid=AlgGeom%2F2"' in page
+    talk = browser.get("/archive/talk_history?uid=AlgGeom%2F2")
     assert talk.status_code == 200
     assert "<h1" in talk.text and "Noetherian rings" in talk.text
     assert "Emmy Noether (Göttingen)" in talk.text
     assert "title: Rings and ideals → Noetherian rings" in talk.text
     assert "History" in talk.text and "retitled" in talk.text
     assert 'href="https://researchseminars.org/talk/AlgGeom/2/"' in talk.text
-    assert browser.get("/archive/talks/AlgGeom~2F2.json").status_code == 200
+    assert browser.get("/archive/talk_history.json?uid=AlgGeom%2F2").status_code == 200
 
 
 def test_speakers_render_as_names_with_affiliations(browser: Browser) -> None:

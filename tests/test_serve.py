@@ -185,7 +185,7 @@ def test_the_archive_is_query_only_even_with_other_metadata(harvester: Harvester
     ds = build_datasette(harvester.db_path, {"title": "Someone else's metadata"})
     database = ds.get_database("archive")
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        asyncio.run(database.execute_write("DELETE FROM talks"))
+        asyncio.run(database.execute_write("DELETE FROM talk_state"))
     conn = sqlite3.connect(harvester.db_path)
     assert conn.execute("SELECT count(*) FROM talks").fetchone()[0] == 4
     conn.close()

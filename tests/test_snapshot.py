@@ -75,5 +75,5 @@ def test_datasette_serves_the_copy_immutable(harvester: Harvester) -> None:
     response = asyncio.run(ds.client.get("/public/upcoming_talks.json?_shape=array"))
     assert response.status_code == 200
     assert {row["uid"] for row in response.json()} == {"AlgGeom/2", "AlgGeom/3", "NumThy/1"}
-    assert asyncio.run(ds.client.get("/public/talks/AlgGeom~2F2")).status_code == 200
+    assert asyncio.run(ds.client.get("/public/talk_history?uid=AlgGeom%2F2")).status_code == 200
     assert not Path(f"{out}-wal").exists()

@@ -15,8 +15,10 @@ database whose metadata has a `plugins: seminar-harvester:` block. With one, it:
 - renders cells for people: times as "Tue 1 Dec 2026, 16:00 UTC" (the ISO value in the
   tooltip; JSON and CSV keep ISO), a uid as a link to its talk page, http(s) URLs as
   links, speakers as "Name (Affiliation)", JSON lists of names as plain lists;
-- gives a talk's row page its full history (templates/row-archive-talks.html), and
-  `talk_history` without a uid a list of recently changed talks;
+- makes `talk_history?uid=...` the talk's page: the talk as it is now and its full
+  history (templates/query-archive-talk_history.html; `talks` is a view, and Datasette
+  has no row pages for views), and `talk_history` without a uid a list of recently
+  changed talks;
 - draws the changes per week by kind as an inline SVG chart (no script, no CDN) above
   the `weekly_changes` view.
 
@@ -157,7 +159,8 @@ def _archive_db(datasette: Any, database: str | None) -> bool:
 
 
 def talk_link(datasette: Any, database: str, uid: str) -> str:
-    return f"{datasette.urls.table(database, 'talks')}/{tilde_encode(uid)}"
+    """The talk's page: the `talk_history` query with its uid."""
+    return f"{datasette.urls.database(database)}/talk_history?{urlencode({'uid': uid})}"
 
 
 @hookimpl  # type: ignore[untyped-decorator]
@@ -172,7 +175,7 @@ def render_cell(
             '<time datetime="{}" title="{}" class="harvester-time" style="white-space: nowrap">'
             "{}</time>"
         ).format(value, value, human_time(value))
-    if column in _UID_COLUMNS and not (table == "talks" and column == "uid"):
+    if column in _UID_COLUMNS:
         return Markup('<a href="{}" title="This talk and its history">{}</a>').format(
             talk_link(datasette, database, value), value
         )
@@ -318,21 +321,14 @@ def extra_template_vars(
     assert database is not None
     db = datasette.get_database(database)
 
-    if view_name == "row" and table == "talks":
-
-        async def talk_vars() -> dict[str, Any]:
-            uid = tilde_decode(request.url_vars.get("pks", ""))
-            history = await db.execute_fn(lambda conn: archive.talk_page(conn, uid))
-            talks = await db.execute_fn(lambda conn: archive.talks_by_uid(conn, [uid]))
-            return {"talk": talks[0] if talks else None, "history": history}
-
-        return talk_vars
-
     if template.startswith("query-") and "talk_history" in template:
 
         async def history_vars() -> dict[str, Any]:
-            if (request.args.get("uid") or "").strip():
-                return {"recent_talks": []}
+            uid = (request.args.get("uid") or "").strip()
+            if uid:
+                history = await db.execute_fn(lambda conn: archive.talk_page(conn, uid))
+                talks = await db.execute_fn(lambda conn: archive.talks_by_uid(conn, [uid]))
+                return {"talk": talks[0] if talks else None, "history": history}
             recent = await db.execute_fn(lambda conn: archive.recently_changed_talks(conn))
             return {"recent_talks": recent}
 
