@@ -745,9 +745,10 @@ def apply_changes(
         " AND present = 1 AND last_seen IS NULL",
         [(before.seen_at, feed_id, uid) for uid in sorted(changes.held_removals)],
     )
+    held = json.dumps(sorted(changes.held_removals)) if changes.held_removals else None
     db.execute(
-        "UPDATE feeds SET held_removals = ? WHERE id = ?",
-        [json.dumps(sorted(changes.held_removals)) if changes.held_removals else None, feed_id],
+        "UPDATE feeds SET held_removals = ? WHERE id = ? AND held_removals IS NOT ?",
+        [held, feed_id, held],
     )
 
 

@@ -24,8 +24,8 @@ from tests.test_fastpath import T0, TALK_FEED, body_of, make_talks, poll, refold
 
 FIXTURE_0010 = Path(__file__).parent / "fixtures" / "archive_0010.sql"
 HOUR = timedelta(hours=1)
-# A poll's own rows: its `fetches` row, and the feed's row (written at most twice).
-POLL_ROWS = 3
+# A poll's own rows: its `fetches` row and the feed's row.
+POLL_ROWS = 2
 
 
 @pytest.fixture
