@@ -61,7 +61,7 @@ def hostile(workdir: Path) -> Harvester:
     assert result.exit_code == 0, result.output
     # what the parser would not keep: control characters, a javascript: link, formulas
     conn = sqlite3.connect(h.db_path)
-    for table in ("talks", "talk_versions"):
+    for table in ("talk_versions",):  # talks (a view since 0011) reads its content there
         conn.execute(
             f"UPDATE {table} SET title = 'Bell\x07 and \x1b[2J escape\x0b', talk_url ="
             " 'javascript:alert(1)' WHERE uid = 'Good/1'"
