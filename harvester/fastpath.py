@@ -33,7 +33,14 @@ from dataclasses import dataclass
 from harvester import ics, workers
 from harvester.errors import ParseError
 from harvester.model import KnownTalk, TalkRecord
-from harvester.parse import CHUNK, ParsedFeed, calendar_events, calendar_of, talk_from_event
+from harvester.parse import (
+    CHUNK,
+    ParsedFeed,
+    calendar_events,
+    calendar_of,
+    talk_from_block,
+    talk_from_event,
+)
 
 # --- level 2: the events ------------------------------------------------------------------
 
@@ -194,14 +201,39 @@ def parse_fast(text: bytes, lookup: Lookup, carried: Carried | None = None) -> P
 
 Parsed = tuple[list[TalkRecord], list[str]]
 Item = tuple[int, bytes, str]  # (position in the body, raw block, its fingerprint)
+Placed = tuple[list[tuple[int, TalkRecord]], list[str]]  # records with their positions
 
 
 def _parse_unknown(context: bytes, items: list[Item]) -> Parsed | None:
-    """Records of the unknown blocks, parsed by icalendar in the calendar around them.
+    """Records of the unknown blocks, in body order; None if icalendar disagrees.
 
-    Many of them: half goes to the worker process (workers.py) while this one parses the
-    other half; the halves are joined in body order. None if icalendar disagrees.
+    A block in the site's regular form is read by the lexer (`parse.talk_from_block`);
+    the others are parsed by icalendar in the calendar around them (`parse_events`).
     """
+    read: list[tuple[int, TalkRecord]] = []
+    rest: list[Item] = []
+    for item in items:
+        record = talk_from_block(item[1], item[2])
+        if record is None:
+            rest.append(item)
+        else:
+            read.append((item[0], record))
+    parsed = _parse_with_icalendar(context, rest)
+    if parsed is None:
+        return None
+    placed, warnings = parsed
+    if read:  # two runs in body order: one merge
+        placed = sorted(read + placed, key=_position)
+    return [record for _, record in placed], warnings
+
+
+def _position(placed: tuple[int, TalkRecord]) -> int:
+    return placed[0]
+
+
+def _parse_with_icalendar(context: bytes, items: list[Item]) -> Placed | None:
+    """`parse_events`; with many items, half goes to the worker process (workers.py) while
+    this one parses the other half, and the halves are joined in body order."""
     pool = workers.parse_pool() if len(items) >= workers.MIN_EVENTS else None
     if pool is None:
         return parse_events(context, items)
@@ -224,10 +256,10 @@ def _items(text: bytes, unknown: list[tuple[int, Block]]) -> list[Item]:
     return [(position, text[b.start : b.end], b.fingerprint) for position, b in unknown]
 
 
-def parse_events(context: bytes, items: list[Item]) -> Parsed | None:
-    """Talk records of the VEVENT blocks `items` (position, raw block, fingerprint), parsed
-    `CHUNK` at a time in the calendar `context` (the body without its VEVENT blocks);
-    None when icalendar does not see exactly those events.
+def parse_events(context: bytes, items: list[Item]) -> Placed | None:
+    """Talk records of the VEVENT blocks `items` (position, raw block, fingerprint) with
+    their positions, parsed by icalendar `CHUNK` at a time in the calendar `context` (the
+    body without its VEVENT blocks); None when icalendar does not see exactly those events.
 
     A top-level function: the worker process runs it too. With no items, icalendar still
     checks the calendar's own lines.
@@ -245,7 +277,7 @@ def parse_events(context: bytes, items: list[Item]) -> Parsed | None:
         for event, (position, raw, fingerprint) in zip(events, chunk, strict=True):
             record = talk_from_event(event, raw, position, warnings, fingerprint)
             if record is not None:
-                records.append(record)
+                records.append((position, record))
     return records, warnings
 
 

@@ -98,6 +98,84 @@ def clean_text(text: str) -> str:
     return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
 
 
+# --- plain properties and their values ---------------------------------------------------
+
+_BEGIN_VEVENT, _END_VEVENT = b"BEGIN:VEVENT", b"END:VEVENT"
+
+
+def plain_properties(block: bytes, names: frozenset[bytes]) -> dict[bytes, list[bytes]] | None:
+    """The raw values of a VEVENT block's properties, by name, when each of its lines is
+    `NAME:value` with a name of `names` (upper case, no parameters); None otherwise.
+
+    Such a line is what icalendar reads with certainty: its name ends at the first colon,
+    which is also where its value starts (no parameters, quotes or backslashes before it).
+    The values are as in the block, unfolded, not decoded: see `plain_text` and `utc_time`.
+    """
+    lines = unfolded_lines(block)
+    if lines is None or len(lines) < 2 or lines[0] != _BEGIN_VEVENT or lines[-1] != _END_VEVENT:
+        return None
+    found: dict[bytes, list[bytes]] = {}
+    for index in range(1, len(lines) - 1):
+        line = lines[index]
+        if not line:  # icalendar skips empty lines
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or name not in names:
+            return None
+        values = found.get(name)
+        if values is None:
+            found[name] = [value]
+        else:
+            values.append(value)
+    return found
+
+
+# The escapes RFC 5545 defines for TEXT (§3.3.11). icalendar also unescapes `\:` and keeps
+# any other backslash as it is: a value with either is left to icalendar.
+_TEXT_ESCAPE = re.compile(r"\\([\\,;nN])")
+
+
+def plain_text(value: bytes) -> str | None:
+    """A TEXT value decoded (UTF-8) and unescaped exactly as icalendar does; None when it
+    is not valid UTF-8 or holds a backslash that is not one of RFC 5545's escapes."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\\" not in text:
+        return text
+    if "\\\\" not in text:  # every backslash starts its own escape: plain replacements do
+        text = (
+            text.replace("\\n", "\n").replace("\\N", "\n").replace("\\,", ",").replace("\\;", ";")
+        )
+        return None if "\\" in text else text
+    if "\\" in _TEXT_ESCAPE.sub("", text):
+        return None
+    return _TEXT_ESCAPE.sub(_unescaped, text)
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    char = match.group(1)
+    return "\n" if char in "nN" else char
+
+
+_UTC_TIME = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
+
+
+def utc_time(value: bytes) -> str | None:
+    """The parse's ISO form of a DATE-TIME value in UTC (`20200506T160000Z`); None for any
+    other form (a date, a floating or TZID time, a period) or an impossible time."""
+    match = _UTC_TIME.fullmatch(value)
+    if match is None:
+        return None
+    try:
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+    return moment.isoformat()
+
+
 # --- DTSTAMP ---------------------------------------------------------------------------------
 
 # A line icalendar reads as a DTSTAMP (any case, blanks in the name), with any

@@ -196,8 +196,89 @@ def talk_from_event(
     if dtstart is None:
         warnings.append(f"{label} has no DTSTART; skipped")
         return None
-    description = _text(event.get("DESCRIPTION"))
-    location = _text(event.get("LOCATION"))
+    return _talk(
+        uid=uid,
+        dtstart=dtstart,
+        dtend=dtend,
+        dtstamp=dtstamp,
+        summary=summary,
+        description=_text(event.get("DESCRIPTION")),
+        location=_text(event.get("LOCATION")),
+        urls=_texts(event.get("URL")),
+        block=block,
+        fingerprint=fingerprint,
+    )
+
+
+# The properties of the site's VEVENTs (and all they have): a block with only these, without
+# parameters, is read by the lexer alone (`talk_from_block`).
+_TEXT_NAMES = (b"SUMMARY", b"UID", b"DESCRIPTION", b"LOCATION")
+_TIME_NAMES = (b"DTSTART", b"DTEND", b"DTSTAMP")
+_SITE_NAMES = frozenset((*_TEXT_NAMES, *_TIME_NAMES, b"URL"))
+
+
+def talk_from_block(block: bytes, fingerprint: str | None = None) -> TalkRecord | None:
+    """What `talk_from_event` makes of a VEVENT block in the site's regular form, read by
+    the lexer without icalendar; None whenever that is not certain (parse it with icalendar).
+
+    Certain means: every line is one of the site's properties (`_SITE_NAMES`) with no
+    parameters, none but URL given twice, UID and DTSTART present, times in UTC `…Z` form,
+    TEXT in UTF-8 with only RFC 5545's escapes. Such a block is never skipped with a warning.
+    """
+    found = ics.plain_properties(block, _SITE_NAMES)
+    if found is None or any(len(found[name]) > 1 for name in found if name != b"URL"):
+        return None
+    texts: dict[bytes, str | None] = {}
+    for name in _TEXT_NAMES:
+        raw = found.get(name)
+        if raw is not None:
+            text = ics.plain_text(raw[0])
+            if text is None:
+                return None
+            texts[name] = _clean(text)
+    times: dict[bytes, str | None] = {}
+    for name in _TIME_NAMES:
+        raw = found.get(name)
+        if raw is not None:
+            if (moment := ics.utc_time(raw[0])) is None:
+                return None
+            times[name] = moment
+    urls = []
+    for value in found.get(b"URL", ()):
+        if (url := ics.plain_text(value)) is None:
+            return None
+        urls.append(url)
+    uid, dtstart = texts.get(b"UID"), times.get(b"DTSTART")
+    if uid is None or dtstart is None:
+        return None
+    return _talk(
+        uid=uid,
+        dtstart=dtstart,
+        dtend=times.get(b"DTEND"),
+        dtstamp=times.get(b"DTSTAMP"),
+        summary=texts.get(b"SUMMARY"),
+        description=texts.get(b"DESCRIPTION"),
+        location=texts.get(b"LOCATION"),
+        urls=[url.strip() for url in urls if url.strip()],
+        block=block,
+        fingerprint=fingerprint,
+    )
+
+
+def _talk(
+    *,
+    uid: str,
+    dtstart: str,
+    dtend: str | None,
+    dtstamp: str | None,
+    summary: str | None,
+    description: str | None,
+    location: str | None,
+    urls: list[str],
+    block: bytes,
+    fingerprint: str | None,
+) -> TalkRecord:
+    """The record of an event's values, however they were read (icalendar or the lexer)."""
     site = parse_site_description(description) if description else None
     series_id, counter = _split_uid(uid)
     common: dict[str, Any] = {
@@ -210,7 +291,7 @@ def talk_from_event(
         "summary": summary,
         "description": description,
         "location": location,
-        "urls": tuple(url for url in map(http_url, _texts(event.get("URL"))) if url),
+        "urls": tuple(url for url in map(http_url, urls) if url),
         "series_id": _shared(series_id),
         "counter": counter,
     }
@@ -241,8 +322,12 @@ def _text(value: object) -> str | None:
     if isinstance(value, list):  # a property given twice: keep the first
         value = value[0] if value else None
         return _text(value)
-    text = ics.clean_text(str(value)).strip()
-    return text or None
+    return _clean(str(value))
+
+
+def _clean(text: str) -> str | None:
+    """A TEXT value as stored: no C0 controls but tab and newline, no blanks around."""
+    return ics.clean_text(text).strip() or None
 
 
 def _texts(value: object) -> list[str]:
