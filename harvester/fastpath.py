@@ -181,7 +181,7 @@ def parse_fast(text: bytes, lookup: Lookup, carried: Carried | None = None) -> P
     unknown = [(i, b) for i, b in enumerate(blocks, start=1) if not _is_in(b, archived)]
     # Known blocks are valid UTF-8 once unfolded: their fingerprints came from parsed
     # text. Anything else takes the full parse, which replaces it with a warning.
-    if ics.decode(ics.unfold(ics.cut(text, _spans(known)))).bad_at is not None:
+    if not ics.unfolds_to_utf8(ics.cut(text, _spans(known))):
         return None
     parsed = _parse_unknown(ics.cut(text, _spans(blocks)), _items(text, unknown))
     if parsed is None:

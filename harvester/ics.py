@@ -34,7 +34,33 @@ _CONTINUATION = (b" ", b"\t")
 
 def unfold(data: bytes) -> bytes:
     """`data` with every fold taken out, exactly as icalendar unfolds (but on bytes)."""
-    return _PARSER_FOLD.sub(b"", data)
+    if not _plainly_folded(data):
+        return _PARSER_FOLD.sub(b"", data)
+    # Every fold is then one line break and one blank, and taking one out makes no other.
+    if b"\r" in data:
+        data = data.replace(b"\r\n ", b"").replace(b"\r\n\t", b"")
+    return data.replace(b"\n ", b"").replace(b"\n\t", b"")
+
+
+_BLANK_LINE_FOLDS = (b"\n\n ", b"\n\n\t", b"\n\r\n ", b"\n\r\n\t")
+
+
+def _plainly_folded(data: bytes) -> bool:
+    """No stray CR (each one is in a CRLF) and no blank line before a continuation line."""
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return False
+    return not any(fold in data for fold in _BLANK_LINE_FOLDS)
+
+
+def unfolds_to_utf8(data: bytes) -> bool:
+    """Whether `data` is valid UTF-8 once unfolded (`decode(unfold(data))` finds no bad
+    byte). Valid UTF-8 stays valid when folds, whole ASCII characters, are taken out: only
+    a body that is not valid as it is needs unfolding first."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return decode(unfold(data)).bad_at is None
+    return True
 
 
 def continues(text: bytes, line_end: int) -> bool:

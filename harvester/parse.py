@@ -60,7 +60,7 @@ def parse_feed(body: bytes) -> ParsedFeed:
     """Every VEVENT of a complete VCALENDAR as a talk record; raise ParseError otherwise."""
     text = check_calendar_bytes(body)
     warnings: list[str] = []
-    bad_at = ics.decode(ics.unfold(text)).bad_at
+    bad_at = None if ics.unfolds_to_utf8(text) else ics.decode(ics.unfold(text)).bad_at
     if bad_at is not None:
         warnings.append(f"invalid UTF-8 at byte {bad_at}; replaced")
         text = text.decode("utf-8", "replace").encode("utf-8")
