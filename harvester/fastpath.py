@@ -38,6 +38,7 @@ from harvester.parse import (
     ParsedFeed,
     calendar_events,
     calendar_of,
+    plain_calendar,
     talk_from_block,
     talk_from_event,
 )
@@ -233,7 +234,10 @@ def _position(placed: tuple[int, TalkRecord]) -> int:
 
 def _parse_with_icalendar(context: bytes, items: list[Item]) -> Placed | None:
     """`parse_events`; with many items, half goes to the worker process (workers.py) while
-    this one parses the other half, and the halves are joined in body order."""
+    this one parses the other half, and the halves are joined in body order. With none,
+    a calendar of the site's plain form needs no icalendar at all."""
+    if not items and plain_calendar(context):
+        return [], []
     pool = workers.parse_pool() if len(items) >= workers.MIN_EVENTS else None
     if pool is None:
         return parse_events(context, items)

@@ -126,19 +126,25 @@ def clean_text(text: str) -> str:
 
 # --- plain properties and their values ---------------------------------------------------
 
-_BEGIN_VEVENT, _END_VEVENT = b"BEGIN:VEVENT", b"END:VEVENT"
 
-
-def plain_properties(block: bytes, names: frozenset[bytes]) -> dict[bytes, list[bytes]] | None:
-    """The raw values of a VEVENT block's properties, by name, when each of its lines is
-    `NAME:value` with a name of `names` (upper case, no parameters); None otherwise.
+def plain_properties(
+    block: bytes, names: frozenset[bytes], component: bytes = b"VEVENT"
+) -> dict[bytes, list[bytes]] | None:
+    """The raw values of a component's properties, by name, when its block is its BEGIN
+    line, lines `NAME:value` with a name of `names` (upper case, no parameters) or empty,
+    and its END line (no other component inside); None otherwise.
 
     Such a line is what icalendar reads with certainty: its name ends at the first colon,
     which is also where its value starts (no parameters, quotes or backslashes before it).
     The values are as in the block, unfolded, not decoded: see `plain_text` and `utc_time`.
     """
     lines = unfolded_lines(block)
-    if lines is None or len(lines) < 2 or lines[0] != _BEGIN_VEVENT or lines[-1] != _END_VEVENT:
+    if (
+        lines is None
+        or len(lines) < 2
+        or lines[0] != b"BEGIN:" + component
+        or lines[-1] != b"END:" + component
+    ):
         return None
     found: dict[bytes, list[bytes]] = {}
     for index in range(1, len(lines) - 1):

@@ -14,14 +14,15 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
-
-import icalendar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harvester import ics
 from harvester.errors import ParseError
 from harvester.model import KnownTalk, Speaker, TalkRecord
 from harvester.site import http_url
+
+if TYPE_CHECKING:  # icalendar is imported when a body needs it: the lexer reads most
+    import icalendar
 
 T = TypeVar("T")
 
@@ -74,7 +75,7 @@ def parse_feed(body: bytes) -> ParsedFeed:
     return ParsedFeed(talks=talks, warnings=warnings, events=counted.events)
 
 
-Event = tuple[icalendar.cal.Component, bytes, int]  # (event, its raw block, its position)
+Event = tuple["icalendar.cal.Component", bytes, int]  # (event, its raw block, its position)
 
 
 @dataclass
@@ -137,6 +138,8 @@ def calendar_events(text: bytes) -> list[icalendar.cal.Component]:
 
     The text is unfolded before it is decoded: a fold may split a UTF-8 character.
     """
+    import icalendar
+
     decoded = ics.decode(ics.unfold(text)).text
     try:
         calendar = icalendar.Calendar.from_ical(decoded)
@@ -215,6 +218,16 @@ def talk_from_event(
 _TEXT_NAMES = (b"SUMMARY", b"UID", b"DESCRIPTION", b"LOCATION")
 _TIME_NAMES = (b"DTSTART", b"DTEND", b"DTSTAMP")
 _SITE_NAMES = frozenset((*_TEXT_NAMES, *_TIME_NAMES, b"URL"))
+
+
+# The calendar's own properties on researchseminars.org.
+_CALENDAR_NAMES = frozenset((b"VERSION", b"PRODID", b"CALSCALE", b"X-WR-CALNAME"))
+
+
+def plain_calendar(context: bytes) -> bool:
+    """Whether `context` (a body without its VEVENTs) is the site's plain VCALENDAR: TEXT
+    properties without parameters, which icalendar reads without fail (so it need not)."""
+    return ics.plain_properties(context, _CALENDAR_NAMES, b"VCALENDAR") is not None
 
 
 def talk_from_block(block: bytes, fingerprint: str | None = None) -> TalkRecord | None:
