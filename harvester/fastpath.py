@@ -46,7 +46,7 @@ from harvester.parse import (
 # --- level 2: the events ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Block:
     """One VEVENT of the body as the scan sees it."""
 
@@ -184,7 +184,7 @@ def parse_fast(text: bytes, lookup: Lookup, carried: Carried | None = None) -> P
     # text. Anything else takes the full parse, which replaces it with a warning.
     if not ics.unfolds_to_utf8(ics.cut(text, _spans(known))):
         return None
-    parsed = _parse_unknown(ics.cut(text, _spans(blocks)), _items(text, unknown))
+    parsed = _parse_unknown(text, ics.cut(text, _spans(blocks)), unknown)
     if parsed is None:
         return None
     records, warnings = parsed
@@ -205,20 +205,21 @@ Item = tuple[int, bytes, str]  # (position in the body, raw block, its fingerpri
 Placed = tuple[list[tuple[int, TalkRecord]], list[str]]  # records with their positions
 
 
-def _parse_unknown(context: bytes, items: list[Item]) -> Parsed | None:
-    """Records of the unknown blocks, in body order; None if icalendar disagrees.
+def _parse_unknown(text: bytes, context: bytes, unknown: list[tuple[int, Block]]) -> Parsed | None:
+    """Records of the unknown blocks of `text`, in body order; None if icalendar disagrees.
 
     A block in the site's regular form is read by the lexer (`parse.talk_from_block`);
     the others are parsed by icalendar in the calendar around them (`parse_events`).
     """
     read: list[tuple[int, TalkRecord]] = []
     rest: list[Item] = []
-    for item in items:
-        record = talk_from_block(item[1], item[2])
+    for position, block in unknown:
+        raw = text[block.start : block.end]  # one at a time: a first sync has them all
+        record = talk_from_block(raw, block.fingerprint)
         if record is None:
-            rest.append(item)
+            rest.append((position, raw, block.fingerprint))
         else:
-            read.append((item[0], record))
+            read.append((position, record))
     parsed = _parse_with_icalendar(context, rest)
     if parsed is None:
         return None
@@ -254,10 +255,6 @@ def _parse_with_icalendar(context: bytes, items: list[Item]) -> Placed | None:
     if here is None or there is None:
         return None
     return here[0] + there[0], here[1] + there[1]
-
-
-def _items(text: bytes, unknown: list[tuple[int, Block]]) -> list[Item]:
-    return [(position, text[b.start : b.end], b.fingerprint) for position, b in unknown]
 
 
 def parse_events(context: bytes, items: list[Item]) -> Placed | None:

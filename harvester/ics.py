@@ -15,6 +15,8 @@ Pure functions; no icalendar.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -56,11 +58,19 @@ def unfolds_to_utf8(data: bytes) -> bool:
     """Whether `data` is valid UTF-8 once unfolded (`decode(unfold(data))` finds no bad
     byte). Valid UTF-8 stays valid when folds, whole ASCII characters, are taken out: only
     a body that is not valid as it is needs unfolding first."""
-    try:
-        data.decode("utf-8")
+    if data.isascii():
+        return True
+    check = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:  # a piece at a time: no copy of a whole large body as text
+        for start in range(0, len(data), _PIECE):
+            check.decode(view[start : start + _PIECE], final=start + _PIECE >= len(data))
     except UnicodeDecodeError:
         return decode(unfold(data)).bad_at is None
     return True
+
+
+_PIECE = 1 << 20
 
 
 def continues(text: bytes, line_end: int) -> bool:
@@ -194,6 +204,7 @@ def _unescaped(match: re.Match[str]) -> str:
 _UTC_TIME = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 
 
+@functools.lru_cache(maxsize=4096)  # a download stamps all alike; many talks share times
 def utc_time(value: bytes) -> str | None:
     """The parse's ISO form of a DATE-TIME value in UTC (`20200506T160000Z`); None for any
     other form (a date, a floating or TZID time, a period) or an impossible time."""
@@ -424,7 +435,10 @@ def only_calendar_components(context: bytes) -> bool:
 
 
 def cut(text: bytes, spans: Iterable[tuple[int, int]]) -> bytes:
-    """`text` without the (sorted) spans."""
+    """`text` without the (sorted) spans (`text` itself when there are none)."""
+    spans = list(spans)
+    if not spans:
+        return text
     pieces = []
     previous = 0
     for start, end in spans:
