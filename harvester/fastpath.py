@@ -12,11 +12,13 @@ change, without icalendar:
    blocks `ics.split_vevents` gives), fingerprints each (`ics.fingerprint_block`:
    DTSTAMP, folding, line endings and blank lines taken out) and reads its UID and DTSTAMP
    from the unfolded lines. A block whose UID and fingerprint the archive has (active) is a
-   `KnownTalk`; only the others go to icalendar, a few hundred at a time, in the calendar
-   around them. A body that differs from the last only in folding or line endings
-   thus costs no icalendar parse either. A block that is, byte for byte but for its
-   DTSTAMP line, one the feed carried at its last poll (`feed_talks.raw_key`) is that
-   block again and is not even unfolded.
+   `KnownTalk`; only the others are read. One in the site's regular form (its own
+   properties, no parameters, UTC times, RFC 5545 escapes) is read by the lexer
+   (`parse.talk_from_block`): a first sync of the site's feeds needs no icalendar at all.
+   The rest go to icalendar, a few hundred at a time, in the calendar around them. A body
+   that differs from the last only in folding or line endings costs no parse either. A
+   block that is, byte for byte but for its DTSTAMP line, one the feed carried at its last
+   poll (`feed_talks.raw_key`) is that block again and is not even unfolded.
 
 The result is exactly what `parse.parse_feed` and the diff would make of the body. Whenever
 that is not certain, the body takes the full parse instead: any component other than
