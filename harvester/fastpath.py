@@ -12,11 +12,13 @@ change, without icalendar:
    blocks `ics.split_vevents` gives), fingerprints each (`ics.fingerprint_block`:
    DTSTAMP, folding, line endings and blank lines taken out) and reads its UID and DTSTAMP
    from the unfolded lines. A block whose UID and fingerprint the archive has (active) is a
-   `KnownTalk`; only the others go to icalendar, a few hundred at a time, in the calendar
-   around them. A body that differs from the last only in folding or line endings
-   thus costs no icalendar parse either. A block that is, byte for byte but for its
-   DTSTAMP line, one the feed carried at its last poll (`feed_talks.raw_key`) is that
-   block again and is not even unfolded.
+   `KnownTalk`; only the others are read. One in the site's regular form (its own
+   properties, no parameters, UTC times, RFC 5545 escapes) is read by the lexer
+   (`parse.talk_from_block`): a first sync of the site's feeds needs no icalendar at all.
+   The rest go to icalendar, a few hundred at a time, in the calendar around them. A body
+   that differs from the last only in folding or line endings costs no parse either. A
+   block that is, byte for byte but for its DTSTAMP line, one the feed carried at its last
+   poll (`feed_talks.raw_key`) is that block again and is not even unfolded.
 
 The result is exactly what `parse.parse_feed` and the diff would make of the body. Whenever
 that is not certain, the body takes the full parse instead: any component other than
@@ -33,12 +35,20 @@ from dataclasses import dataclass
 from harvester import ics, workers
 from harvester.errors import ParseError
 from harvester.model import KnownTalk, TalkRecord
-from harvester.parse import CHUNK, ParsedFeed, calendar_events, calendar_of, talk_from_event
+from harvester.parse import (
+    CHUNK,
+    ParsedFeed,
+    calendar_events,
+    calendar_of,
+    plain_calendar,
+    talk_from_block,
+    talk_from_event,
+)
 
 # --- level 2: the events ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Block:
     """One VEVENT of the body as the scan sees it."""
 
@@ -174,9 +184,9 @@ def parse_fast(text: bytes, lookup: Lookup, carried: Carried | None = None) -> P
     unknown = [(i, b) for i, b in enumerate(blocks, start=1) if not _is_in(b, archived)]
     # Known blocks are valid UTF-8 once unfolded: their fingerprints came from parsed
     # text. Anything else takes the full parse, which replaces it with a warning.
-    if ics.decode(ics.unfold(ics.cut(text, _spans(known)))).bad_at is not None:
+    if not ics.unfolds_to_utf8(ics.cut(text, _spans(known))):
         return None
-    parsed = _parse_unknown(ics.cut(text, _spans(blocks)), _items(text, unknown))
+    parsed = _parse_unknown(text, ics.cut(text, _spans(blocks)), unknown)
     if parsed is None:
         return None
     records, warnings = parsed
@@ -194,14 +204,43 @@ def parse_fast(text: bytes, lookup: Lookup, carried: Carried | None = None) -> P
 
 Parsed = tuple[list[TalkRecord], list[str]]
 Item = tuple[int, bytes, str]  # (position in the body, raw block, its fingerprint)
+Placed = tuple[list[tuple[int, TalkRecord]], list[str]]  # records with their positions
 
 
-def _parse_unknown(context: bytes, items: list[Item]) -> Parsed | None:
-    """Records of the unknown blocks, parsed by icalendar in the calendar around them.
+def _parse_unknown(text: bytes, context: bytes, unknown: list[tuple[int, Block]]) -> Parsed | None:
+    """Records of the unknown blocks of `text`, in body order; None if icalendar disagrees.
 
-    Many of them: half goes to the worker process (workers.py) while this one parses the
-    other half; the halves are joined in body order. None if icalendar disagrees.
+    A block in the site's regular form is read by the lexer (`parse.talk_from_block`);
+    the others are parsed by icalendar in the calendar around them (`parse_events`).
     """
+    read: list[tuple[int, TalkRecord]] = []
+    rest: list[Item] = []
+    for position, block in unknown:
+        raw = text[block.start : block.end]  # one at a time: a first sync has them all
+        record = talk_from_block(raw, block.fingerprint)
+        if record is None:
+            rest.append((position, raw, block.fingerprint))
+        else:
+            read.append((position, record))
+    parsed = _parse_with_icalendar(context, rest)
+    if parsed is None:
+        return None
+    placed, warnings = parsed
+    if read:  # two runs in body order: one merge
+        placed = sorted(read + placed, key=_position)
+    return [record for _, record in placed], warnings
+
+
+def _position(placed: tuple[int, TalkRecord]) -> int:
+    return placed[0]
+
+
+def _parse_with_icalendar(context: bytes, items: list[Item]) -> Placed | None:
+    """`parse_events`; with many items, half goes to the worker process (workers.py) while
+    this one parses the other half, and the halves are joined in body order. With none,
+    a calendar of the site's plain form needs no icalendar at all."""
+    if not items and plain_calendar(context):
+        return [], []
     pool = workers.parse_pool() if len(items) >= workers.MIN_EVENTS else None
     if pool is None:
         return parse_events(context, items)
@@ -220,14 +259,10 @@ def _parse_unknown(context: bytes, items: list[Item]) -> Parsed | None:
     return here[0] + there[0], here[1] + there[1]
 
 
-def _items(text: bytes, unknown: list[tuple[int, Block]]) -> list[Item]:
-    return [(position, text[b.start : b.end], b.fingerprint) for position, b in unknown]
-
-
-def parse_events(context: bytes, items: list[Item]) -> Parsed | None:
-    """Talk records of the VEVENT blocks `items` (position, raw block, fingerprint), parsed
-    `CHUNK` at a time in the calendar `context` (the body without its VEVENT blocks);
-    None when icalendar does not see exactly those events.
+def parse_events(context: bytes, items: list[Item]) -> Placed | None:
+    """Talk records of the VEVENT blocks `items` (position, raw block, fingerprint) with
+    their positions, parsed by icalendar `CHUNK` at a time in the calendar `context` (the
+    body without its VEVENT blocks); None when icalendar does not see exactly those events.
 
     A top-level function: the worker process runs it too. With no items, icalendar still
     checks the calendar's own lines.
@@ -245,7 +280,7 @@ def parse_events(context: bytes, items: list[Item]) -> Parsed | None:
         for event, (position, raw, fingerprint) in zip(events, chunk, strict=True):
             record = talk_from_event(event, raw, position, warnings, fingerprint)
             if record is not None:
-                records.append(record)
+                records.append((position, record))
     return records, warnings
 
 

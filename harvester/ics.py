@@ -15,6 +15,8 @@ Pure functions; no icalendar.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -34,7 +36,41 @@ _CONTINUATION = (b" ", b"\t")
 
 def unfold(data: bytes) -> bytes:
     """`data` with every fold taken out, exactly as icalendar unfolds (but on bytes)."""
-    return _PARSER_FOLD.sub(b"", data)
+    if not _plainly_folded(data):
+        return _PARSER_FOLD.sub(b"", data)
+    # Every fold is then one line break and one blank, and taking one out makes no other.
+    if b"\r" in data:
+        data = data.replace(b"\r\n ", b"").replace(b"\r\n\t", b"")
+    return data.replace(b"\n ", b"").replace(b"\n\t", b"")
+
+
+_BLANK_LINE_FOLDS = (b"\n\n ", b"\n\n\t", b"\n\r\n ", b"\n\r\n\t")
+
+
+def _plainly_folded(data: bytes) -> bool:
+    """No stray CR (each one is in a CRLF) and no blank line before a continuation line."""
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return False
+    return not any(fold in data for fold in _BLANK_LINE_FOLDS)
+
+
+def unfolds_to_utf8(data: bytes) -> bool:
+    """Whether `data` is valid UTF-8 once unfolded (`decode(unfold(data))` finds no bad
+    byte). Valid UTF-8 stays valid when folds, whole ASCII characters, are taken out: only
+    a body that is not valid as it is needs unfolding first."""
+    if data.isascii():
+        return True
+    check = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:  # a piece at a time: no copy of a whole large body as text
+        for start in range(0, len(data), _PIECE):
+            check.decode(view[start : start + _PIECE], final=start + _PIECE >= len(data))
+    except UnicodeDecodeError:
+        return decode(unfold(data)).bad_at is None
+    return True
+
+
+_PIECE = 1 << 20
 
 
 def continues(text: bytes, line_end: int) -> bool:
@@ -96,6 +132,91 @@ def decode(unfolded: bytes) -> Decoded:
 def clean_text(text: str) -> str:
     """A property's text without C0 control characters other than tab and newline."""
     return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
+
+
+# --- plain properties and their values ---------------------------------------------------
+
+
+def plain_properties(
+    block: bytes, names: frozenset[bytes], component: bytes = b"VEVENT"
+) -> dict[bytes, list[bytes]] | None:
+    """The raw values of a component's properties, by name, when its block is its BEGIN
+    line, lines `NAME:value` with a name of `names` (upper case, no parameters) or empty,
+    and its END line (no other component inside); None otherwise.
+
+    Such a line is what icalendar reads with certainty: its name ends at the first colon,
+    which is also where its value starts (no parameters, quotes or backslashes before it).
+    The values are as in the block, unfolded, not decoded: see `plain_text` and `utc_time`.
+    """
+    lines = unfolded_lines(block)
+    if (
+        lines is None
+        or len(lines) < 2
+        or lines[0] != b"BEGIN:" + component
+        or lines[-1] != b"END:" + component
+    ):
+        return None
+    found: dict[bytes, list[bytes]] = {}
+    for index in range(1, len(lines) - 1):
+        line = lines[index]
+        if not line:  # icalendar skips empty lines
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or name not in names:
+            return None
+        values = found.get(name)
+        if values is None:
+            found[name] = [value]
+        else:
+            values.append(value)
+    return found
+
+
+# The escapes RFC 5545 defines for TEXT (§3.3.11). icalendar also unescapes `\:` and keeps
+# any other backslash as it is: a value with either is left to icalendar.
+_TEXT_ESCAPE = re.compile(r"\\([\\,;nN])")
+
+
+def plain_text(value: bytes) -> str | None:
+    """A TEXT value decoded (UTF-8) and unescaped exactly as icalendar does; None when it
+    is not valid UTF-8 or holds a backslash that is not one of RFC 5545's escapes."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\\" not in text:
+        return text
+    if "\\\\" not in text:  # every backslash starts its own escape: plain replacements do
+        text = (
+            text.replace("\\n", "\n").replace("\\N", "\n").replace("\\,", ",").replace("\\;", ";")
+        )
+        return None if "\\" in text else text
+    if "\\" in _TEXT_ESCAPE.sub("", text):
+        return None
+    return _TEXT_ESCAPE.sub(_unescaped, text)
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    char = match.group(1)
+    return "\n" if char in "nN" else char
+
+
+_UTC_TIME = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
+
+
+@functools.lru_cache(maxsize=4096)  # a download stamps all alike; many talks share times
+def utc_time(value: bytes) -> str | None:
+    """The parse's ISO form of a DATE-TIME value in UTC (`20200506T160000Z`); None for any
+    other form (a date, a floating or TZID time, a period) or an impossible time."""
+    match = _UTC_TIME.fullmatch(value)
+    if match is None:
+        return None
+    try:
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+    return moment.isoformat()
 
 
 # --- DTSTAMP ---------------------------------------------------------------------------------
@@ -314,7 +435,10 @@ def only_calendar_components(context: bytes) -> bool:
 
 
 def cut(text: bytes, spans: Iterable[tuple[int, int]]) -> bytes:
-    """`text` without the (sorted) spans."""
+    """`text` without the (sorted) spans (`text` itself when there are none)."""
+    spans = list(spans)
+    if not spans:
+        return text
     pieces = []
     previous = 0
     for start, end in spans:

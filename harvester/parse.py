@@ -14,14 +14,15 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
-
-import icalendar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harvester import ics
 from harvester.errors import ParseError
 from harvester.model import KnownTalk, Speaker, TalkRecord
 from harvester.site import http_url
+
+if TYPE_CHECKING:  # icalendar is imported when a body needs it: the lexer reads most
+    import icalendar
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ def parse_feed(body: bytes) -> ParsedFeed:
     """Every VEVENT of a complete VCALENDAR as a talk record; raise ParseError otherwise."""
     text = check_calendar_bytes(body)
     warnings: list[str] = []
-    bad_at = ics.decode(ics.unfold(text)).bad_at
+    bad_at = None if ics.unfolds_to_utf8(text) else ics.decode(ics.unfold(text)).bad_at
     if bad_at is not None:
         warnings.append(f"invalid UTF-8 at byte {bad_at}; replaced")
         text = text.decode("utf-8", "replace").encode("utf-8")
@@ -74,7 +75,7 @@ def parse_feed(body: bytes) -> ParsedFeed:
     return ParsedFeed(talks=talks, warnings=warnings, events=counted.events)
 
 
-Event = tuple[icalendar.cal.Component, bytes, int]  # (event, its raw block, its position)
+Event = tuple["icalendar.cal.Component", bytes, int]  # (event, its raw block, its position)
 
 
 @dataclass
@@ -137,6 +138,8 @@ def calendar_events(text: bytes) -> list[icalendar.cal.Component]:
 
     The text is unfolded before it is decoded: a fold may split a UTF-8 character.
     """
+    import icalendar
+
     decoded = ics.decode(ics.unfold(text)).text
     try:
         calendar = icalendar.Calendar.from_ical(decoded)
@@ -196,8 +199,99 @@ def talk_from_event(
     if dtstart is None:
         warnings.append(f"{label} has no DTSTART; skipped")
         return None
-    description = _text(event.get("DESCRIPTION"))
-    location = _text(event.get("LOCATION"))
+    return _talk(
+        uid=uid,
+        dtstart=dtstart,
+        dtend=dtend,
+        dtstamp=dtstamp,
+        summary=summary,
+        description=_text(event.get("DESCRIPTION")),
+        location=_text(event.get("LOCATION")),
+        urls=_texts(event.get("URL")),
+        block=block,
+        fingerprint=fingerprint,
+    )
+
+
+# The properties of the site's VEVENTs (and all they have): a block with only these, without
+# parameters, is read by the lexer alone (`talk_from_block`).
+_TEXT_NAMES = (b"SUMMARY", b"UID", b"DESCRIPTION", b"LOCATION")
+_TIME_NAMES = (b"DTSTART", b"DTEND", b"DTSTAMP")
+_SITE_NAMES = frozenset((*_TEXT_NAMES, *_TIME_NAMES, b"URL"))
+
+
+# The calendar's own properties on researchseminars.org.
+_CALENDAR_NAMES = frozenset((b"VERSION", b"PRODID", b"CALSCALE", b"X-WR-CALNAME"))
+
+
+def plain_calendar(context: bytes) -> bool:
+    """Whether `context` (a body without its VEVENTs) is the site's plain VCALENDAR: TEXT
+    properties without parameters, which icalendar reads without fail (so it need not)."""
+    return ics.plain_properties(context, _CALENDAR_NAMES, b"VCALENDAR") is not None
+
+
+def talk_from_block(block: bytes, fingerprint: str | None = None) -> TalkRecord | None:
+    """What `talk_from_event` makes of a VEVENT block in the site's regular form, read by
+    the lexer without icalendar; None whenever that is not certain (parse it with icalendar).
+
+    Certain means: every line is one of the site's properties (`_SITE_NAMES`) with no
+    parameters, none but URL given twice, UID and DTSTART present, times in UTC `…Z` form,
+    TEXT in UTF-8 with only RFC 5545's escapes. Such a block is never skipped with a warning.
+    """
+    found = ics.plain_properties(block, _SITE_NAMES)
+    if found is None or any(len(found[name]) > 1 for name in found if name != b"URL"):
+        return None
+    texts: dict[bytes, str | None] = {}
+    for name in _TEXT_NAMES:
+        raw = found.get(name)
+        if raw is not None:
+            text = ics.plain_text(raw[0])
+            if text is None:
+                return None
+            texts[name] = _clean(text)
+    times: dict[bytes, str | None] = {}
+    for name in _TIME_NAMES:
+        raw = found.get(name)
+        if raw is not None:
+            if (moment := ics.utc_time(raw[0])) is None:
+                return None
+            times[name] = moment
+    urls = []
+    for value in found.get(b"URL", ()):
+        if (url := ics.plain_text(value)) is None:
+            return None
+        urls.append(url)
+    uid, dtstart = texts.get(b"UID"), times.get(b"DTSTART")
+    if uid is None or dtstart is None:
+        return None
+    return _talk(
+        uid=uid,
+        dtstart=dtstart,
+        dtend=times.get(b"DTEND"),
+        dtstamp=times.get(b"DTSTAMP"),
+        summary=texts.get(b"SUMMARY"),
+        description=texts.get(b"DESCRIPTION"),
+        location=texts.get(b"LOCATION"),
+        urls=[url.strip() for url in urls if url.strip()],
+        block=block,
+        fingerprint=fingerprint,
+    )
+
+
+def _talk(
+    *,
+    uid: str,
+    dtstart: str,
+    dtend: str | None,
+    dtstamp: str | None,
+    summary: str | None,
+    description: str | None,
+    location: str | None,
+    urls: list[str],
+    block: bytes,
+    fingerprint: str | None,
+) -> TalkRecord:
+    """The record of an event's values, however they were read (icalendar or the lexer)."""
     site = parse_site_description(description) if description else None
     series_id, counter = _split_uid(uid)
     common: dict[str, Any] = {
@@ -210,7 +304,7 @@ def talk_from_event(
         "summary": summary,
         "description": description,
         "location": location,
-        "urls": tuple(url for url in map(http_url, _texts(event.get("URL"))) if url),
+        "urls": tuple(url for url in map(http_url, urls) if url),
         "series_id": _shared(series_id),
         "counter": counter,
     }
@@ -241,8 +335,12 @@ def _text(value: object) -> str | None:
     if isinstance(value, list):  # a property given twice: keep the first
         value = value[0] if value else None
         return _text(value)
-    text = ics.clean_text(str(value)).strip()
-    return text or None
+    return _clean(str(value))
+
+
+def _clean(text: str) -> str | None:
+    """A TEXT value as stored: no C0 controls but tab and newline, no blanks around."""
+    return ics.clean_text(text).strip() or None
 
 
 def _texts(value: object) -> list[str]:

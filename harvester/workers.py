@@ -1,8 +1,9 @@
 """A worker process beside the sync, so that large batches of new events parse on two cores.
 
 icalendar is pure Python: one process parses on one core whatever its threads do. When a
-poll brings many new events (a first sync of a large feed), the fast path hands half of
-them to this process and parses the other half itself. The pool starts on first use
+poll brings many new events that the lexer cannot read alone (not in the site's regular
+form, see `parse.talk_from_block`), the fast path hands half of them to this process and
+parses the other half itself. The pool starts on first use
 (spawn: the process that asks may have threads) and is shut down at exit; anything that
 goes wrong in it makes the caller parse the events itself.
 """

@@ -24,6 +24,7 @@ from harvester import fastpath, ics, parse
 from harvester.archive import FetchFacts, open_archive
 from harvester.fastpath import parse_fast, scan
 from harvester.ics import body_fingerprint, fingerprint_block, split_vevents
+from harvester.model import TalkRecord
 from harvester.parse import calendar_events as fastpath_calendar_events
 from harvester.parse import check_calendar_bytes, parse_feed
 from harvester.sync import FeedTarget, PollResult, archive_body
@@ -389,7 +390,14 @@ def test_folded_component_line_is_doubted() -> None:
     assert scan(check_calendar_bytes(nested)) is None
 
 
-def test_only_new_events_reach_icalendar(monkeypatch: pytest.MonkeyPatch) -> None:
+def with_parameter(block: bytes) -> bytes:
+    """The block with a parameter on DTSTART: the same event, not in the site's plain form."""
+    return block.replace(b"DTSTART:", b"DTSTART;VALUE=DATE-TIME:", 1)
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["site form", "with a parameter"])
+def test_only_new_events_are_read(monkeypatch: pytest.MonkeyPatch, plain: bool) -> None:
+    """Only the new event is read: by the lexer in the site's form, else by icalendar."""
     rng = random.Random(6)
     talks = make_talks(rng, 20)
     before = parse_feed(body_of(talks, T0))
@@ -398,12 +406,24 @@ def test_only_new_events_reach_icalendar(monkeypatch: pytest.MonkeyPatch) -> Non
     parsed: list[bytes] = []
     original = fastpath_calendar_events
     monkeypatch.setattr(fastpath, "calendar_events", recording(parsed, original))
+    lexed: list[bytes] = []
+
+    def reader(block: bytes, fingerprint: str) -> TalkRecord | None:
+        lexed.append(block)
+        return parse.talk_from_block(block, fingerprint)
+
+    monkeypatch.setattr(fastpath, "talk_from_block", reader)
     body = body_of(talks, T0 + timedelta(hours=1))
+    if not plain:
+        head, blocks, tail = events_of(body)
+        blocks[4] = with_parameter(blocks[4])
+        body = rebuild(head, blocks, tail)
     result = parse_fast(check_calendar_bytes(body), lambda uids: archived)
     assert result is not None
     assert [r.uid for r in result.talks] == ["AlgGeo/5"]
     assert len(result.known) == 19 and result.events == 20
-    assert parsed[0].count(b"BEGIN:VEVENT") == 1
+    assert len(lexed) == 1 and b"UID:AlgGeo/5\r\n" in lexed[0]
+    assert [text.count(b"BEGIN:VEVENT") for text in parsed] == ([] if plain else [1])
     full = parse_feed(body)
     assert result.talks == [r for r in full.talks if r.uid == "AlgGeo/5"]
 
@@ -479,8 +499,8 @@ def test_refolded_body_costs_no_icalendar_parse(
     for body in (lf_endings(body_of(talks, later), None), refold(body_of(talks, later), 44)):
         result = poll(db, body, later)
         assert (result.outcome, result.counts["unchanged"]) == ("unchanged", 5)
-    # icalendar only checked the calendar's own lines, no event
-    assert seen and not any(b"VEVENT" in text for text in seen)
+    # not even the calendar's own lines: they are the site's plain ones
+    assert not seen
 
 
 def test_body_shortcut_stands_back_when_another_feed_changed_a_talk(tmp_path: Path) -> None:
@@ -536,11 +556,16 @@ def test_many_new_events_are_parsed_on_two_cores_alike(monkeypatch: pytest.Monke
             return ready.submit(fn, calendar, items)
 
     monkeypatch.setattr(workers, "parse_pool", lambda: Spy())
-    talks = make_talks(random.Random(14), workers.MIN_EVENTS + 20)
-    talks[7].start = talks[7].start.replace(tzinfo=None)  # a floating time, parsed alike
-    body = no_uid(body_of(talks, T0), random.Random(1))  # and one event skipped with a warning
+    talks = make_talks(random.Random(14), 2 * (workers.MIN_EVENTS + 20))
+    talks[8].start = talks[8].start.replace(tzinfo=None)  # a floating time, parsed alike
+    head, blocks, tail = events_of(body_of(talks, T0))
+    # every other event is not in the site's plain form: icalendar's, between the lexer's
+    blocks = [with_parameter(b) if n % 2 else b for n, b in enumerate(blocks)]
+    body = no_uid(rebuild(head, blocks, tail), random.Random(1))  # one skipped with a warning
+    left = sum(parse.talk_from_block(b) is None for b in events_of(body)[1])
     fast = parse_fast(check_calendar_bytes(body), lambda uids: {})
     full = parse_feed(body)
-    assert handed == [(workers.MIN_EVENTS + 20) // 2 + (workers.MIN_EVENTS + 20) % 2]
+    assert workers.MIN_EVENTS <= left < len(talks)
+    assert handed == [left - left // 2]
     assert fast is not None
     assert fast.talks == full.talks and fast.warnings == full.warnings and full.warnings
