@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from harvester import _schema
+from harvester import _schema, textstore
 from harvester.diff import ArchiveState, Changes, FeedState, NewVersion, StoredTalk
 from harvester.errors import ArchiveError, ArchiveWriteError, StaleKnowledgeError
 from harvester.model import CONTENT_FIELDS, JSON_FIELDS, KnownTalk, TalkRecord
@@ -53,6 +53,7 @@ def open_archive(
             # Created owner-only: the archive may hold what personal feeds revealed.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, file_mode))
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        textstore.register(conn)
         _refuse_foreign(conn, path)
         if check:
             _quick_check(conn, path)
@@ -128,6 +129,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         if not (wal.exists() and wal.stat().st_size > 0):
             uri += "&immutable=1"
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    textstore.register(conn)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error:
@@ -712,7 +714,8 @@ def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: in
         if batch:
             db.conn.executemany(write("talks", list(batch[0])), batch)
     if rows:
-        db.conn.executemany(_insert_sql("talk_versions", list(_VERSION_COLUMNS)), rows)
+        stored = textstore.stored_columns(_VERSION_COLUMNS)  # raw, description: generated
+        db.conn.executemany(_insert_sql("talk_versions", stored), map(textstore.stored_row, rows))
 
 
 def _insert_sql(table: str, columns: list[str]) -> str:
@@ -999,6 +1002,7 @@ def snapshot_archive(source: Path, out: Path, *, include_personal: bool = False)
     finally:
         conn.close()
     copy = sqlite3.connect(partial, isolation_level=None)
+    textstore.register(copy)
     try:
         left_out = 0
         if not include_personal:

@@ -1,0 +1,74 @@
+-- 0012_textstore: each version's text stored once (issue 12, item 5; harvester/textstore.py).
+-- talk_versions.description becomes a VIRTUAL generated column in plain SQL: the stored
+--   `description_frame` with `abstract` put back at `abstract_at` (NULL: the frame is the
+--   whole description).
+-- talk_versions.raw becomes a VIRTUAL generated column, harvester_raw(raw_z, description):
+--   `raw_z` is the VEVENT deflated without its DESCRIPTION value (or whole, when it would
+--   not come back exactly). harvester_raw is registered on every connection the harvester
+--   and its Datasette plugin open; any other SQLite reads every column but `raw`.
+-- SQLite cannot turn a column into a generated one: the table is rebuilt with the same
+-- ids, columns (in the same order; the stored ones last) and content. Its indexes and
+-- triggers are made again as they were by the migration runner (harvester._schema), and
+-- views keep their text (legacy_alter_table: the rename does not re-check them).
+
+CREATE TABLE "talk_versions_new" (
+   "id" INTEGER PRIMARY KEY,
+   "uid" TEXT NOT NULL REFERENCES "talks"("uid"),
+   "version" INTEGER NOT NULL,
+   "observed_at" TEXT,
+   "fetch_id" INTEGER REFERENCES "fetches"("id"),
+   "change" TEXT NOT NULL,
+   "changed_fields" TEXT,
+   "series_id" TEXT,
+   "counter" INTEGER,
+   "title" TEXT,
+   "speaker" TEXT,
+   "speakers" TEXT,
+   "series_name" TEXT,
+   "abstract" TEXT,
+   "room" TEXT,
+   "talk_url" TEXT,
+   "livestream_url" TEXT,
+   "comments" TEXT,
+   "dtstart" TEXT,
+   "dtend" TEXT,
+   "summary" TEXT,
+   "description" TEXT GENERATED ALWAYS AS (CASE WHEN "abstract_at" IS NULL
+       THEN "description_frame"
+       ELSE substr("description_frame", 1, "abstract_at" - 1) || "abstract"
+         || substr("description_frame", "abstract_at") END) VIRTUAL,
+   "location" TEXT,
+   "urls" TEXT,
+   "status" TEXT,
+   "dtstamp" TEXT,
+   "fingerprint" TEXT,
+   "raw" TEXT GENERATED ALWAYS AS (harvester_raw("raw_z", "description")) VIRTUAL,
+   "kinds" TEXT,
+   "automatic" INTEGER NOT NULL DEFAULT 0,
+   "automatic_reason" TEXT,
+   "previous_seen_at" TEXT,
+   "description_frame" TEXT,
+   "abstract_at" INTEGER,
+   "raw_z" BLOB
+);
+
+INSERT INTO "talk_versions_new" ("id", "uid", "version", "observed_at", "fetch_id", "change",
+    "changed_fields", "series_id", "counter", "title", "speaker", "speakers", "series_name",
+    "abstract", "room", "talk_url", "livestream_url", "comments", "dtstart", "dtend",
+    "summary", "location", "urls", "status", "dtstamp", "fingerprint", "kinds", "automatic",
+    "automatic_reason", "previous_seen_at", "description_frame", "abstract_at", "raw_z")
+SELECT "id", "uid", "version", "observed_at", "fetch_id", "change",
+    "changed_fields", "series_id", "counter", "title", "speaker", "speakers", "series_name",
+    "abstract", "room", "talk_url", "livestream_url", "comments", "dtstart", "dtend",
+    "summary", "location", "urls", "status", "dtstamp", "fingerprint", "kinds", "automatic",
+    "automatic_reason", "previous_seen_at", harvester_frame("description", "abstract"),
+    harvester_abstract_at("description", "abstract"), harvester_raw_z("raw", "description")
+FROM "talk_versions" ORDER BY "id";
+
+DROP TABLE "talk_versions";
+
+PRAGMA legacy_alter_table = ON;
+
+ALTER TABLE "talk_versions_new" RENAME TO "talk_versions";
+
+PRAGMA legacy_alter_table = OFF;
