@@ -770,7 +770,8 @@ def talk_history(db: Database, uid: str) -> list[dict[str, Any]]:
         row["changed_fields"] = json.loads(row["changed_fields"] or "[]")
         row["kinds"] = json.loads(row["kinds"] or "[]")
         row["automatic"] = bool(row["automatic"])
-        row.pop("raw", None)
+        for name in ("raw", *textstore.STORED):
+            row.pop(name, None)
         history.append(row)
     return history
 

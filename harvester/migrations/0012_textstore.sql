@@ -11,6 +11,10 @@
 -- triggers are made again as they were by the migration runner (harvester._schema), and
 -- views keep their text (legacy_alter_table: the rename does not re-check them).
 
+-- Versions copied as they are, even one whose talk or poll is missing (an older release's
+-- data): the copy's foreign keys are checked at COMMIT, once the old rows are gone.
+PRAGMA defer_foreign_keys = ON;
+
 CREATE TABLE "talk_versions_new" (
    "id" INTEGER PRIMARY KEY,
    "uid" TEXT NOT NULL REFERENCES "talks"("uid"),
