@@ -3,9 +3,10 @@
 A site VEVENT is mostly its DESCRIPTION, and a site DESCRIPTION is mostly its abstract,
 so the row keeps the abstract once and derives the other two (SQL generated columns):
 
-- `description` = `description_frame` with `abstract` put back at `abstract_at` (in
-  characters, from 1), or the frame itself when `abstract_at` is NULL (the abstract is
-  not a verbatim part of it). Pure SQL: any SQLite reads it.
+- `description` = `description_frame`, a template where the abstract and the other
+  fields the site repeats in it (talk page, title, speaker, series) stand as one control
+  character each, expanded from the row's own columns (or the whole description, when
+  `description_form` is NULL). Pure SQL: any SQLite reads it.
 - `raw` = `harvester_raw(raw_z, description)`, a function registered on every connection
   the harvester (and its Datasette plugin) opens. `raw_z` is the VEVENT with the value of
   its DESCRIPTION line cut out, deflated: the function escapes and folds `description`
@@ -18,6 +19,7 @@ dictionary included): a change is a new format, and every format stays readable.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import zlib
 from collections.abc import Iterable, Mapping
@@ -46,7 +48,7 @@ _DICTIONARY_1 = (
     b"Z\r\nUID:\r\nDESCRIPTION:\0\\n\r\nLOCATION:https://researchseminars.org/talk/"
 )
 
-STORED = ("description_frame", "abstract_at", "raw_z")  # the columns the row really stores
+STORED = ("description_frame", "description_form", "raw_z")  # the columns the row really stores
 DERIVED = ("description", "raw")  # generated from them
 
 
@@ -58,31 +60,53 @@ def stored_columns(columns: Iterable[str]) -> list[str]:
 def stored_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A version row as written: `description` and `raw` replaced by what derives them."""
     stored = {k: v for k, v in row.items() if k not in DERIVED}
-    description, abstract = row.get("description"), row.get("abstract")
-    stored["description_frame"], stored["abstract_at"] = frame(description, abstract)
-    stored["raw_z"] = pack_raw(row.get("raw"), description)
+    stored["description_frame"], stored["description_form"] = frame(row)
+    stored["raw_z"] = pack_raw(row.get("raw"), row.get("description"))
     return stored
 
 
 # --- description -----------------------------------------------------------------------------
 
+# Template 1: each field that occurs verbatim in the description stands for itself as one
+# control character (the harvester's text fields have none): the abstract first, as it is
+# the longest; then the parts of the site's header. Expanded in the reverse order, by the
+# column's SQL expression (written out in migrations/0012_textstore.sql).
+_TEMPLATE_1 = (
+    ("\x05", "abstract"),
+    ("\x01", "talk_url"),
+    ("\x02", "title"),
+    ("\x03", "speaker"),
+    ("\x04", "series_name"),
+)
+_PLACEHOLDERS = frozenset(mark for mark, _field in _TEMPLATE_1)
 
-def frame(description: str | None, abstract: str | None) -> tuple[str | None, int | None]:
-    """`description` without `abstract` (its last verbatim occurrence), and where it was."""
-    if not description or not abstract or "\0" in description:  # SQL text stops at NUL
+
+def frame(row: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """(`description_frame`, `description_form`): the row's description as a template of
+    its other fields (form 1), or as it is (form NULL) when it would not come back exactly."""
+    description = row.get("description")
+    if not description or _PLACEHOLDERS & set(description):
         return description, None
-    at = description.rfind(abstract)
-    if at < 0:
+    template = description
+    for mark, field in _TEMPLATE_1:
+        value = row.get(field)
+        if value and value in template:
+            template = template.replace(value, mark)
+    if template == description or unframe(template, 1, row) != description:
         return description, None
-    return description[:at] + description[at + len(abstract) :], at + 1
+    return template, 1
 
 
-def unframe(frame_text: str | None, abstract: str | None, abstract_at: int | None) -> str | None:
-    """What the SQL expression of `description` computes (for tests and checks)."""
-    if abstract_at is None or frame_text is None:
+def unframe(frame_text: str | None, form: int | None, row: Mapping[str, Any]) -> str | None:
+    """The description: what the SQL expression of the column computes."""
+    if form is None or frame_text is None:
         return frame_text
-    at = abstract_at - 1
-    return frame_text[:at] + (abstract or "") + frame_text[at:]
+    text = frame_text
+    for mark, field in reversed(_TEMPLATE_1):
+        if _PLACEHOLDERS & set(row.get(field) or ""):
+            return None  # SQL would expand it again: `frame` never makes such a template
+        text = text.replace(mark, row.get(field) or "")
+    return text
 
 
 # --- raw ---------------------------------------------------------------------------------------
@@ -168,17 +192,22 @@ def _inflate(data: bytes) -> bytes:
 
 
 def register(conn: sqlite3.Connection) -> None:
-    """The functions `talk_versions` needs: `harvester_raw` (read) and, for migrations
-    that rebuild the table, `harvester_raw_z` and `harvester_frame` (write)."""
+    """The functions `talk_versions` needs: `harvester_raw` (read) and, for the migration
+    that rebuilt the table, `harvester_raw_z` and `harvester_frame` (write)."""
     conn.create_function(RAW_FUNCTION, 2, unpack_raw, deterministic=True)
     conn.create_function("harvester_raw_z", 2, pack_raw, deterministic=True)
-    conn.create_function("harvester_frame", 2, _sql_frame, deterministic=True)
-    conn.create_function("harvester_abstract_at", 2, _sql_abstract_at, deterministic=True)
+    conn.create_function("harvester_frame", 6, _sql_frame, deterministic=True)
 
 
-def _sql_frame(description: str | None, abstract: str | None) -> str | None:
-    return frame(description, abstract)[0]
-
-
-def _sql_abstract_at(description: str | None, abstract: str | None) -> int | None:
-    return frame(description, abstract)[1]
+def _sql_frame(
+    description: str | None,
+    abstract: str | None,
+    talk_url: str | None,
+    title: str | None,
+    speaker: str | None,
+    series_name: str | None,
+) -> str:
+    """`[frame, form]` as JSON, from the columns of `_TEMPLATE_1` (in the migration)."""
+    fields = (abstract, talk_url, title, speaker, series_name)
+    row = dict(zip([field for _mark, field in _TEMPLATE_1], fields, strict=True))
+    return json.dumps(frame(row | {"description": description}))

@@ -1,7 +1,8 @@
 -- 0012_textstore: each version's text stored once (issue 12, item 5; harvester/textstore.py).
 -- talk_versions.description becomes a VIRTUAL generated column in plain SQL: the stored
---   `description_frame` with `abstract` put back at `abstract_at` (NULL: the frame is the
---   whole description).
+--   `description_frame` is a template where the abstract, talk_url, title, speaker and
+--   series_name stand as char(5), char(1) ... char(4), expanded from the row's columns
+--   (`description_form` 1), or the whole description (`description_form` NULL).
 -- talk_versions.raw becomes a VIRTUAL generated column, harvester_raw(raw_z, description):
 --   `raw_z` is the VEVENT deflated without its DESCRIPTION value (or whole, when it would
 --   not come back exactly). harvester_raw is registered on every connection the harvester
@@ -37,10 +38,12 @@ CREATE TABLE "talk_versions_new" (
    "dtstart" TEXT,
    "dtend" TEXT,
    "summary" TEXT,
-   "description" TEXT GENERATED ALWAYS AS (CASE WHEN "abstract_at" IS NULL
+   "description" TEXT GENERATED ALWAYS AS (CASE WHEN "description_form" IS NULL
        THEN "description_frame"
-       ELSE substr("description_frame", 1, "abstract_at" - 1) || "abstract"
-         || substr("description_frame", "abstract_at") END) VIRTUAL,
+       ELSE replace(replace(replace(replace(replace("description_frame",
+         char(4), coalesce("series_name", '')), char(3), coalesce("speaker", '')),
+         char(2), coalesce("title", '')), char(1), coalesce("talk_url", '')),
+         char(5), coalesce("abstract", '')) END) VIRTUAL,
    "location" TEXT,
    "urls" TEXT,
    "status" TEXT,
@@ -52,7 +55,7 @@ CREATE TABLE "talk_versions_new" (
    "automatic_reason" TEXT,
    "previous_seen_at" TEXT,
    "description_frame" TEXT,
-   "abstract_at" INTEGER,
+   "description_form" INTEGER,
    "raw_z" BLOB
 );
 
@@ -60,14 +63,16 @@ INSERT INTO "talk_versions_new" ("id", "uid", "version", "observed_at", "fetch_i
     "changed_fields", "series_id", "counter", "title", "speaker", "speakers", "series_name",
     "abstract", "room", "talk_url", "livestream_url", "comments", "dtstart", "dtend",
     "summary", "location", "urls", "status", "dtstamp", "fingerprint", "kinds", "automatic",
-    "automatic_reason", "previous_seen_at", "description_frame", "abstract_at", "raw_z")
+    "automatic_reason", "previous_seen_at", "description_frame", "description_form", "raw_z")
 SELECT "id", "uid", "version", "observed_at", "fetch_id", "change",
     "changed_fields", "series_id", "counter", "title", "speaker", "speakers", "series_name",
     "abstract", "room", "talk_url", "livestream_url", "comments", "dtstart", "dtend",
     "summary", "location", "urls", "status", "dtstamp", "fingerprint", "kinds", "automatic",
-    "automatic_reason", "previous_seen_at", harvester_frame("description", "abstract"),
-    harvester_abstract_at("description", "abstract"), harvester_raw_z("raw", "description")
-FROM "talk_versions" ORDER BY "id";
+    "automatic_reason", "previous_seen_at", "frame" ->> 0, "frame" ->> 1,
+    harvester_raw_z("raw", "description")
+FROM (SELECT *, harvester_frame("description", "abstract", "talk_url", "title", "speaker",
+    "series_name") AS "frame" FROM "talk_versions")
+ORDER BY "id";
 
 DROP TABLE "talk_versions";
 
