@@ -20,6 +20,7 @@ dictionary included): a change is a new format, and every format stays readable.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import zlib
 from collections.abc import Iterable, Mapping
@@ -36,6 +37,8 @@ _FORMAT_1 = 1
 _WHOLE = 0
 _LEVEL = 9
 _WBITS = -15
+_MEMORY = 2  # zlib's memLevel: the encoder's, not the format's; small inputs need little
+_LINE_BREAK = re.compile(rb"\r?\n")
 # Where the DESCRIPTION value was, in the residual: no text the harvester keeps has NUL.
 _MARK = b"\0"
 # Text common to the site's VEVENTs (later parts are cheaper to refer to). Frozen.
@@ -118,12 +121,19 @@ def pack_raw(raw: str | None, description: str | None) -> bytes | None:
         return None
     data = raw.encode("utf-8", "surrogatepass")
     if description and _MARK not in data:
-        residual = _residual(data, description)
-        if residual is not None:
-            for index, rule in enumerate(ics.FOLD_RULES):
-                if _rebuild(residual, description, rule) == data:
+        found = _residual(data, description)
+        if found is not None:
+            residual, first_line = found
+            for index in _likely_rules(first_line):
+                if _rebuild(residual, description, ics.FOLD_RULES[index]) == data:
                     return bytes([_FORMAT_1, 1 + index]) + _deflate(residual)
     return bytes([_FORMAT_1, _WHOLE]) + _deflate(data)
+
+
+def _likely_rules(first_line: int) -> list[int]:
+    """The FOLD_RULES to try, those whose first line is as long as this one's first."""
+    rules = range(len(ics.FOLD_RULES))
+    return sorted(rules, key=lambda i: ics.FOLD_RULES[i].first != first_line)
 
 
 def unpack_raw(raw_z: bytes | None, description: str | None) -> str | None:
@@ -140,14 +150,14 @@ def unpack_raw(raw_z: bytes | None, description: str | None) -> str | None:
     return data.decode("utf-8", "surrogatepass")
 
 
-def _residual(data: bytes, description: str) -> bytes | None:
+def _residual(data: bytes, description: str) -> tuple[bytes, int] | None:
     """`data` with its first DESCRIPTION line unfolded and the escaped description in it
-    replaced by the mark; None when there is no such line or no such text in it."""
+    replaced by the mark, and the octets of the line's first physical line; None when
+    there is no such line or no such text in it."""
     at = data.find(b"\nDESCRIPTION")
     if at < 0:
         return None
-    start = at + 1
-    end = start
+    start = end = at + 1
     while True:  # the line's end: the next line break that is not a fold
         end = data.find(b"\n", end)
         if end < 0 or not ics.continues(data, end):
@@ -156,13 +166,14 @@ def _residual(data: bytes, description: str) -> bytes | None:
     end = len(data) if end < 0 else end
     if data[end - 1 : end] == b"\r":
         end -= 1
-    line = ics.unfold(data[start:end] + b"\n")[:-1]
+    physical = _LINE_BREAK.split(data[start:end])
+    line = physical[0] + b"".join(piece[1:] for piece in physical[1:])
     escaped = ics.escape_text(description).encode("utf-8", "surrogatepass")
     value_at = line.find(escaped, line.find(b":") + 1)
     if value_at < 0:
         return None
     marked = line[:value_at] + _MARK + line[value_at + len(escaped) :]
-    return data[:start] + marked + data[end:]
+    return data[:start] + marked + data[end:], len(physical[0])
 
 
 def _rebuild(residual: bytes, description: str, rule: ics.FoldRule) -> bytes:
@@ -179,7 +190,7 @@ def _rebuild(residual: bytes, description: str, rule: ics.FoldRule) -> bytes:
 
 
 def _deflate(data: bytes) -> bytes:
-    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, zdict=_DICTIONARY_1)
+    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, _MEMORY, zdict=_DICTIONARY_1)
     return packer.compress(data) + packer.flush()
 
 
