@@ -363,6 +363,7 @@ class FoldRule:
 
 # The writers seen: icalendar 7, icalendar before 7 (74 octets a line, continuations
 # included), and 75 octets for the first line (RFC 5545's limit, the benchmarks' site).
+# Frozen, in this order: archives name a rule by its index (textstore's raw_z). Add at the end.
 FOLD_RULES = (FoldRule(74, 74, keep_escapes=True), FoldRule(74, 74), FoldRule(75, 74))
 
 _UTF8_CONTINUATION = range(0x80, 0xC0)

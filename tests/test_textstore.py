@@ -281,3 +281,26 @@ def test_migration_keeps_every_version_exactly_and_makes_the_fresh_schema(tmp_pa
     fresh = open_archive(tmp_path / "fresh.db")
     assert schema(db.conn) == schema(fresh.conn)
     assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'talk_versions_new'").fetchone()
+
+
+def test_migration_keeps_what_earlier_migrations_hung_on_the_table(tmp_path: Path) -> None:
+    """Whatever migration made an index or a trigger on talk_versions (0011 may), 0012's
+    rebuild makes it again, and it still works."""
+    path = tmp_path / "old.db"
+    old_archive(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute('CREATE INDEX "idx_extra" ON "talk_versions" ("dtstamp")')
+        conn.execute("CREATE TABLE seen (uid TEXT, description TEXT)")
+        conn.execute(
+            'CREATE TRIGGER "tv_ai" AFTER INSERT ON "talk_versions" BEGIN'
+            " INSERT INTO seen VALUES (new.uid, new.description); END"
+        )
+    conn.close()
+    db = open_archive(path)
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert {"idx_extra", "tv_ai"} <= names
+    db.execute("INSERT INTO talks (uid, version, status) VALUES ('n/1', 1, 'active')")
+    db.execute(
+        "INSERT INTO talk_versions (uid, version, change, description_frame) VALUES ('n/1', 1, 'new', 'hi')"
+    )
+    assert db.execute("SELECT description FROM seen").fetchall() == [("hi",)]
