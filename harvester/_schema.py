@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
 
+from harvester import textstore
 from harvester.kinds import automatic_reason, change_kinds
 
 MIGRATION_SET = "harvester"
@@ -124,6 +125,7 @@ def register_functions(conn: sqlite3.Connection) -> None:
     """The harvester's own rules as SQL functions, for migrations that derive columns."""
     conn.create_function("harvester_change_kinds", 2, _sql_change_kinds, deterministic=True)
     conn.create_function("harvester_automatic_reason", 5, _sql_automatic_reason, deterministic=True)
+    textstore.register(conn)
 
 
 def _sql_change_kinds(old: str | None, new: str) -> str:
@@ -145,6 +147,29 @@ def _sql_automatic_reason(
     )
 
 
+# Migrations that rebuild a table (SQLite cannot change a column into a generated one):
+# the table's indexes and triggers, whichever migrations made them, are made again after.
+_REBUILDS = {"0012_textstore": "talk_versions"}
+
+
+def _dependents(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
+    """(name, sql) of the indexes and triggers of `table` that a DROP TABLE takes along."""
+    return [
+        (row[0], row[1])
+        for row in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
+            " AND type IN ('index', 'trigger') ORDER BY type = 'trigger', rowid",
+            [table],
+        )
+    ]
+
+
+def _recreate(conn: sqlite3.Connection, kept: list[tuple[str, str]]) -> None:
+    for name, sql in kept:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [name]).fetchone():
+            conn.execute(sql)
+
+
 def apply_pending(conn: sqlite3.Connection, upto: str | None = None) -> list[str]:
     """Apply what is pending, inside the caller's write transaction; returns the names."""
     todo = pending(conn, upto)
@@ -157,8 +182,11 @@ def apply_pending(conn: sqlite3.Connection, upto: str | None = None) -> list[str
             conn.execute(statement)
     register_functions(conn)
     for migration in todo:
+        rebuilt = _REBUILDS.get(migration.name)
+        kept = _dependents(conn, rebuilt) if rebuilt else []
         for statement in migration.statements():
             conn.execute(statement)
+        _recreate(conn, kept)
         conn.execute(
             f"INSERT INTO [{MIGRATIONS_TABLE}] (migration_set, name, applied_at)"  # noqa: S608
             " VALUES (?, ?, ?)",

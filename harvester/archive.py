@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from harvester import _schema
+from harvester import _schema, textstore
 from harvester.diff import ArchiveState, Changes, FeedState, NewVersion, StoredTalk
 from harvester.errors import ArchiveError, ArchiveWriteError, StaleKnowledgeError
 from harvester.model import CONTENT_FIELDS, JSON_FIELDS, KnownTalk, TalkRecord
@@ -53,6 +53,7 @@ def open_archive(
             # Created owner-only: the archive may hold what personal feeds revealed.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, file_mode))
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        textstore.register(conn)
         _refuse_foreign(conn, path)
         if check:
             _quick_check(conn, path)
@@ -128,6 +129,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         if not (wal.exists() and wal.stat().st_size > 0):
             uri += "&immutable=1"
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    textstore.register(conn)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error:
@@ -823,7 +825,8 @@ def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: in
         # reads it), so the talk_versions.uid → talk_state check waits for the COMMIT.
         db.execute("PRAGMA defer_foreign_keys = ON")
     if rows:
-        db.conn.executemany(_insert_sql("talk_versions", list(_VERSION_COLUMNS)), rows)
+        stored = textstore.stored_columns(_VERSION_COLUMNS)  # raw, description: generated
+        db.conn.executemany(_insert_sql("talk_versions", stored), map(textstore.stored_row, rows))
     for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
         if batch:
             db.conn.executemany(write("talk_state", list(batch[0])), batch)
@@ -881,7 +884,8 @@ def talk_history(db: Database, uid: str) -> list[dict[str, Any]]:
         row["changed_fields"] = json.loads(row["changed_fields"] or "[]")
         row["kinds"] = json.loads(row["kinds"] or "[]")
         row["automatic"] = bool(row["automatic"])
-        row.pop("raw", None)
+        for name in ("raw", *textstore.STORED):
+            row.pop(name, None)
         history.append(row)
     return history
 
@@ -1113,6 +1117,7 @@ def snapshot_archive(source: Path, out: Path, *, include_personal: bool = False)
     finally:
         conn.close()
     copy = sqlite3.connect(partial, isolation_level=None)
+    textstore.register(copy)
     try:
         left_out = 0
         if not include_personal:

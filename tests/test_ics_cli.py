@@ -8,6 +8,7 @@ import re
 
 import sqlite_utils
 
+from harvester import textstore
 from tests.conftest import Harvester
 from tests.rows import talk_row
 from tests.sitesim import Site, refold_octets
@@ -59,6 +60,7 @@ def test_control_characters_stay_out_of_text_fields_but_raw_keeps_them(
     talk.room = "Room\x1e 5"
     assert harvester("sync").exit_code == 0
     db = sqlite_utils.Database(harvester.db_path)
+    textstore.register(db.conn)  # reading raw computes it
     row = db.execute(
         "SELECT title, speaker, speakers, room, comments, summary, description, location, raw"
         " FROM talk_versions WHERE uid = ?",

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 import sqlite_utils
 
+from harvester import textstore
 from tests.conftest import ROOT, Harvester
 from tests.strictics import strict_events
 from tests.test_datasette import ATOM, Archive, Browser, archive, browser  # noqa: F401
@@ -63,6 +64,7 @@ def test_atom_is_atom_titled_after_its_filter_with_authors(browser: Browser) -> 
 
 def test_atom_leaves_automatic_changes_out_unless_asked(browser: Browser, archive: Archive) -> None:
     db = sqlite_utils.Database(archive.db_path)
+    textstore.register(db.conn)  # writing a version computes talk_versions.raw
     db.execute("UPDATE talk_versions SET automatic = 1 WHERE uid = 'AlgGeom/2' AND version = 2")
     db.conn.commit()
     titles = [

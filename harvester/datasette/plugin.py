@@ -33,7 +33,8 @@ Whatever the metadata, it also registers two output renderers and makes CSV safe
   CR ... get a leading `'`, via defusedcsv). Datasette has no hook for its built-in CSV, so
   the plugin swaps the `csv` module that `datasette.views.base` writes with for a shim whose
   `writer` is defused: this applies to every database of that Datasette;
-- a SQL function for the canned queries: `harvester_text(value)` drops control characters.
+- a SQL function for the canned queries: `harvester_text(value)` drops control characters;
+  and on every database, the functions `talk_versions.raw` is computed with (textstore).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from datasette.utils import tilde_decode, tilde_encode
 from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
 
-from harvester import archive
+from harvester import archive, textstore
 from harvester.archive import set_query_only
 from harvester.atom import CONTENT_TYPE as ATOM_CONTENT_TYPE
 from harvester.atom import render_atom
@@ -94,6 +95,7 @@ def harvester_text(value: Any) -> Any:
 @hookimpl  # type: ignore[untyped-decorator]
 def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
     conn.create_function("harvester_text", 1, harvester_text, deterministic=True)
+    textstore.register(conn)  # talk_versions.raw is computed by harvester_raw
     if _config(datasette, database).get("query_only"):
         set_query_only(conn)
 

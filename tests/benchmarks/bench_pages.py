@@ -26,6 +26,7 @@ from pathlib import Path
 # Run as a script: make the checkout importable (`tests.benchmarks.*`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from harvester import textstore
 from harvester.archive import open_archive
 from harvester.cli.serve import build_datasette, load_metadata, shipped_metadata
 from tests.benchmarks.common import machine, print_table
@@ -59,6 +60,7 @@ def build(path: Path, talks: int, series: int, changes: int) -> None:
     rng = random.Random(13)
     now = datetime.now(UTC).replace(microsecond=0)
     conn = sqlite3.connect(path)
+    textstore.register(conn)  # writing a version computes talk_versions.raw
     feeds = []
     for n in range(series):
         feeds.append(
