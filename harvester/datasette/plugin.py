@@ -167,17 +167,20 @@ def render_cell(
     if not _archive_db(datasette, database) or not isinstance(value, str) or not value:
         return None
     assert database is not None
+    # Markup from f-strings whose every part is escaped (noqa S704): Markup.format costs
+    # four times as much, for every time, uid and URL cell of every page.
     if _ISO_TIME.match(value):
-        return Markup(
-            '<time datetime="{}" title="{}" class="harvester-time" style="white-space: nowrap">'
-            "{}</time>"
-        ).format(value, value, human_time(value))
-    if column in _UID_COLUMNS and not (table == "talks" and column == "uid"):
-        return Markup('<a href="{}" title="This talk and its history">{}</a>').format(
-            talk_link(datasette, database, value), value
+        iso, text = escape(value), escape(human_time(value))
+        return Markup(  # noqa: S704
+            f'<time datetime="{iso}" title="{iso}" class="harvester-time"'
+            f' style="white-space: nowrap">{text}</time>'
         )
+    if column in _UID_COLUMNS and not (table == "talks" and column == "uid"):
+        href, uid = escape(talk_link(datasette, database, value)), escape(value)
+        return Markup(f'<a href="{href}" title="This talk and its history">{uid}</a>')  # noqa: S704
     if column in _URL_COLUMNS and (url := http_url(value)):
-        return Markup('<a href="{}" rel="nofollow">{}</a>').format(url, url)
+        link = escape(url)
+        return Markup(f'<a href="{link}" rel="nofollow">{link}</a>')  # noqa: S704
     if column == "speakers" and value.startswith("["):
         return escape(speakers_text(value))
     if column in _LIST_COLUMNS and value.startswith("["):
