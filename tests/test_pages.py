@@ -240,3 +240,22 @@ def test_change_pages_show_fifty_rows_and_leave_out_what_what_changed_says(
     )
     # the JSON keeps every column
     assert hidden <= set(browser.rows("/archive/talk_changes.json")[0])
+
+
+def test_a_facet_the_metadata_declares_is_not_computed_twice(browser: Browser) -> None:
+    # kinds is a facet of recent_changes already: asking for it again computes it once.
+    for args in ("", "&_facet=speaker"):
+        asked = browser.get("/archive/recent_changes.json?_facet_array=kinds" + args).json()
+        plain = browser.get("/archive/recent_changes.json?_size=50" + args).json()
+        assert set(asked["facet_results"]) == set(plain["facet_results"]), args
+        counts = [
+            [(r["value"], r["count"]) for r in data["facet_results"]["kinds"]["results"]]
+            for data in (asked, plain)
+        ]
+        assert counts[0] == counts[1] and counts[0], counts
+    page = browser.get("/archive/recent_changes?_facet_array=kinds&_facet_array=kinds")
+    assert page.status_code == 200 and "kinds_2" not in page.text
+    assert (
+        "speaker"
+        in browser.get("/archive/recent_changes.json?_facet=speaker").json()["facet_results"]
+    )

@@ -8,6 +8,8 @@ database whose metadata has a `plugins: seminar-harvester:` block. With one, it:
 - `query_only: true` opens every connection Datasette makes to the database with
   SQLite's query_only switch, its write connection included: the web cannot change the
   archive (the harvester writes through its own connections, which this does not touch);
+- a `_facet`/`_facet_array` argument for a facet the table's metadata already declares is
+  dropped (Datasette would compute that facet twice over the whole table, and show it twice);
 - `hidden_columns: {table: [column, ...]}` leaves those columns out of the HTML page of
   the table unless the reader chooses columns (`_col`/`_nocol`): the request is rewritten
   inside the server, so the address stays as the reader typed it. The JSON API, CSV and
@@ -115,9 +117,10 @@ def asgi_wrapper(datasette: Any) -> Callable[[ASGIApp], ASGIApp]:
     def wrap(app: ASGIApp) -> ASGIApp:
         async def hide_bookkeeping_columns(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD"):
-                query = await _query_without_hidden(datasette, scope)
-                if query is not None:
-                    scope = {**scope, "query_string": query.encode("latin-1")}
+                for rewrite in (_query_without_repeated_facets, _query_without_hidden):
+                    query = await rewrite(datasette, scope)
+                    if query is not None:
+                        scope = {**scope, "query_string": query.encode("latin-1")}
             await app(scope, receive, send)
 
         return hide_bookkeeping_columns
@@ -147,6 +150,38 @@ async def _query_without_hidden(datasette: Any, scope: Scope) -> str | None:
     existing = set(await database.table_columns(table))
     nocols = [("_nocol", column) for column in wanted if column in existing]
     return urlencode(args + nocols) if nocols else None
+
+
+async def _query_without_repeated_facets(datasette: Any, scope: Scope) -> str | None:
+    """The query string of a table page (HTML or JSON) without the `_facet`/`_facet_array`
+    arguments its metadata already declares, or None. Datasette would compute such a facet
+    twice, over the whole filtered table, and show it twice ("kinds" and "kinds_2")."""
+    path: str = scope.get("path", "")
+    base_url: str = datasette.setting("base_url")
+    local = "/" + path[len(base_url) :] if base_url != "/" and path.startswith(base_url) else path
+    parts = local.strip("/").split("/")
+    if len(parts) != 2:
+        return None
+    database = next((db for db in datasette.databases.values() if db.route == parts[0]), None)
+    if database is None:
+        return None
+    table = tilde_decode(parts[1].removesuffix(".json"))
+    declared = _declared_facets(datasette.table_metadata(database.name, table))
+    args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    kept = [(key, value) for key, value in args if (key, value) not in declared]
+    return urlencode(kept) if len(kept) < len(args) else None
+
+
+def _declared_facets(table_metadata: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The metadata's facets as the query arguments that ask for them: ("_facet", column),
+    ("_facet_array", column) ..."""
+    declared = set()
+    for facet in table_metadata.get("facets") or []:
+        if isinstance(facet, str):
+            declared.add(("_facet", facet))
+        elif isinstance(facet, dict):
+            declared |= {(f"_facet_{kind}", str(column)) for kind, column in facet.items()}
+    return declared
 
 
 # --- cells ---------------------------------------------------------------------------------
