@@ -163,7 +163,7 @@ async def _query_without_repeated_facets(datasette: Any, scope: Scope) -> str | 
     if len(parts) != 2:
         return None
     database = next((db for db in datasette.databases.values() if db.route == parts[0]), None)
-    if database is None:
+    if database is None or not _archive_db(datasette, database.name):
         return None
     table = tilde_decode(parts[1].removesuffix(".json"))
     declared = _declared_facets(datasette.table_metadata(database.name, table))
