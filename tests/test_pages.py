@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -156,3 +157,110 @@ def test_bench_pages_runs_in_quick_mode() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "machine: " in done.stdout and "worst case: " in done.stdout
     assert "/archive/recent_changes" in done.stdout
+
+
+# --- the change pages at the site's scale --------------------------------------------------
+
+
+def plan(browser: Browser, sql: str) -> list[str]:
+    """SQLite's plan for `sql` on the archive, as Datasette runs it: one step a line."""
+    rows = browser.rows("/archive.json?sql=" + quote("explain query plan " + sql))
+    return [row["detail"] for row in rows]
+
+
+def reads(steps: list[str]) -> list[str]:
+    return [step for step in steps if step.startswith(("SCAN", "SEARCH"))]
+
+
+def facet_sql(view: str, column: str) -> str:
+    """The GROUP BY Datasette runs for a column facet of the whole view."""
+    return (
+        f"select {column} as value, count(*) as count from (select * from {view})"
+        f" where {column} is not null group by {column} order by count desc, value limit 31"
+    )
+
+
+def test_every_change_counts_and_facets_without_joining_the_version_before(
+    browser: Browser,
+) -> None:
+    # The version before is looked up only for the rows shown: the count and the facets
+    # of talk_changes read talk_versions once, whatever its size.
+    for sql in [
+        "select count(*) from talk_changes",
+        *(facet_sql("talk_changes", c) for c in ("change", "automatic", "series_name")),
+    ]:
+        steps = reads(plan(browser, sql))
+        assert len(steps) == 1 and "talk_versions" in steps[0], (sql, steps)
+    retitled = browser.rows("/archive/talk_changes.json?uid=AlgGeom/2&version=2")[0]
+    assert retitled["previous_title"] == "Rings and ideals"
+    assert retitled["what_changed"] == "title: Rings and ideals → Noetherian rings"
+
+
+def test_changes_for_people_are_read_from_their_own_indexes(browser: Browser) -> None:
+    # recent_changes and rescheduled_talks (no first sightings, nothing automatic) read the
+    # few versions that are such changes, not every version's row, for the count and facets
+    # (a count may walk a narrow index of every version instead: no row is read).
+    kinds_facet = (
+        "with inner as (select * from recent_changes), deduped_array_items as ("
+        " select distinct j.value, inner.* from json_each([inner].[kinds]) j join inner)"
+        " select value as value, count(*) as count from deduped_array_items"
+        " group by value order by count(*) desc, value limit 31"
+    )
+    for sql in [
+        "select count(*) from recent_changes",
+        facet_sql("recent_changes", "series_name"),
+        facet_sql("recent_changes", "change_kind"),
+        kinds_facet,
+        "select count(*) from rescheduled_talks",
+        facet_sql("rescheduled_talks", "series_name"),
+    ]:
+        first = reads(plan(browser, sql))[0]
+        assert "people_changes" in first or "COVERING INDEX" in first, (sql, first)
+
+
+def test_change_pages_show_fifty_rows_and_leave_out_what_what_changed_says(
+    browser: Browser, archive: Archive
+) -> None:
+    db = sqlite_utils.Database(archive.db_path)
+    textstore.register(db.conn)  # writing a version computes talk_versions.raw
+    talk = db.execute("SELECT * FROM talk_versions WHERE uid = 'NumThy/1' AND version = 2")
+    row = dict(zip([d[0] for d in talk.description], talk.fetchone(), strict=True))
+    for generated in ("raw", "description"):  # computed from the stored columns
+        del row[generated]
+    for version in range(3, 63):  # sixty more changes of the room
+        room = {"id": None, "version": version, "room": f"Room {version}"}
+        db.table("talk_versions").insert({**row, **room, "changed_fields": '["room"]'})
+    db.conn.commit()
+    for view in ("talk_changes", "recent_changes"):
+        page = browser.get(f"/archive/{view}.json").json()
+        assert len(page["rows"]) == 50 and page["next"], view
+    html = browser.get("/archive/talk_changes").text
+    columns = re.findall(r'data-column="([^"]+)"', html)
+    assert {"observed_at", "what_changed", "change", "automatic", "uid"} <= set(columns)
+    hidden = {"previous_title", "previous_dtstart", "changed_fields", "fetch_id", "series_id"}
+    assert not hidden & set(columns)
+    assert "room: Room 61 → Room 62" in html
+    assert "automatic" not in re.findall(
+        r'data-column="([^"]+)"', browser.get("/archive/recent_changes").text
+    )
+    # the JSON keeps every column
+    assert hidden <= set(browser.rows("/archive/talk_changes.json")[0])
+
+
+def test_a_facet_the_metadata_declares_is_not_computed_twice(browser: Browser) -> None:
+    # kinds is a facet of recent_changes already: asking for it again computes it once.
+    for args in ("", "&_facet=speaker"):
+        asked = browser.get("/archive/recent_changes.json?_facet_array=kinds" + args).json()
+        plain = browser.get("/archive/recent_changes.json?_size=50" + args).json()
+        assert set(asked["facet_results"]) == set(plain["facet_results"]), args
+        counts = [
+            [(r["value"], r["count"]) for r in data["facet_results"]["kinds"]["results"]]
+            for data in (asked, plain)
+        ]
+        assert counts[0] == counts[1] and counts[0], counts
+    page = browser.get("/archive/recent_changes?_facet_array=kinds&_facet_array=kinds")
+    assert page.status_code == 200 and "kinds_2" not in page.text
+    assert (
+        "speaker"
+        in browser.get("/archive/recent_changes.json?_facet=speaker").json()["facet_results"]
+    )
