@@ -124,7 +124,7 @@ CREATE TABLE "fetches" (
 -- stays NULL in started_unix (and the row sorts as having no start); every value the
 -- stored columns get wrong is kept in `overrides` below.
 INSERT INTO "fetches" ("id", "feed_id", "http_status", "bytes", "events", "error",
-    "started_unix", "started_microsecond", "finished_after_us", "outcome_code")
+    "started_unix", "started_microsecond", "finished_after_us", "outcome_code", "overrides")
 SELECT "id", "feed_id", "http_status", "bytes", "events", "error",
     CASE WHEN "canonical" THEN "s" END,
     CASE WHEN "canonical" THEN "us" END,
@@ -134,10 +134,12 @@ SELECT "id", "feed_id", "http_status", "bytes", "events", "error",
           THEN CAST(substr("finished_at", 21, 6) AS INTEGER) ELSE 0 END
         - ("s" * 1000000 + "us")
     END,
-    CASE "outcome" WHEN 'unchanged' THEN 0 WHEN 'not_modified' THEN 1
-                   WHEN 'changed' THEN 2 WHEN 'error' THEN 3 END
+    "code",
+    CASE WHEN "code" IS NULL THEN json_object('outcome', "outcome") END
 FROM (
-  SELECT *, "s" >= 0 AND "started_at" IS strftime('%Y-%m-%dT%H:%M:%S', "s", 'unixepoch')
+  SELECT *, CASE "outcome" WHEN 'unchanged' THEN 0 WHEN 'not_modified' THEN 1
+                 WHEN 'changed' THEN 2 WHEN 'error' THEN 3 END AS "code",
+         "s" >= 0 AND "started_at" IS strftime('%Y-%m-%dT%H:%M:%S', "s", 'unixepoch')
          || CASE WHEN "us" THEN printf('.%06d', "us") ELSE '' END || '+00:00' AS "canonical"
   FROM (
     SELECT *, CAST(strftime('%s', "started_at") AS INTEGER) AS "s",
@@ -150,7 +152,8 @@ FROM (
 -- Every column but `unchanged` (whose implied value depends on the other counts) ...
 UPDATE "fetches" AS f SET "overrides" = (
   SELECT json_group_object("k", "v") FROM (
-    SELECT 'started_at' AS "k", o."started_at" AS "v" WHERE f."started_at" IS NOT o."started_at"
+    SELECT "key" AS "k", "value" AS "v" FROM json_each(f."overrides")
+    UNION ALL SELECT 'started_at', o."started_at" WHERE f."started_at" IS NOT o."started_at"
     UNION ALL SELECT 'finished_at', o."finished_at" WHERE f."finished_at" IS NOT o."finished_at"
     UNION ALL SELECT 'duration_ms', o."duration_ms" WHERE f."duration_ms" IS NOT o."duration_ms"
     UNION ALL SELECT 'outcome', o."outcome" WHERE f."outcome" IS NOT o."outcome"
