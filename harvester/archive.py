@@ -1226,9 +1226,8 @@ def compact_polls(
         return Compaction(0, 0, before, skipped=True)
     protected = _latest_polls(db)
     after, polls, batches = 0, 0, 0
-    scan = _COMPACT_SCAN
     while not (should_stop and should_stop()):
-        rows = db.execute(scan, bounds | {"after": after, "batch": batch}).fetchall()
+        rows = db.execute(_COMPACT_SCAN, bounds | {"after": after, "batch": batch}).fetchall()
         if not rows:
             break
         after = rows[-1][0]
