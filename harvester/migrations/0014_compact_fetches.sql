@@ -13,9 +13,9 @@
 -- changed - restored - stale (a removed talk is not among a poll's events).
 -- Any other value (a changed poll's counts, a time in another format) is in `overrides`,
 -- so every column reads back what was written.
--- The rebuild copies the rows aside, recreates the table (with foreign keys deferred:
--- talk_versions.fetch_id refers to these ids) and checks each rebuilt row against its
--- copy, keeping in `overrides` whatever the stored columns do not reproduce.
+-- The rebuild copies the rows aside (parsing their times once), recreates the table (with
+-- foreign keys deferred: talk_versions.fetch_id refers to these ids) and checks each
+-- rebuilt row against its copy, keeping in `overrides` what the stored columns miss.
 
 PRAGMA defer_foreign_keys = ON;
 
@@ -35,7 +35,24 @@ CREATE TABLE "fetches_0013" (
    "restored" INTEGER,
    "unchanged" INTEGER,
    "stale" INTEGER,
-   "error" TEXT
+   "error" TEXT,
+   -- What the new table stores, computed once per row as it is copied here.
+   "s" INTEGER GENERATED ALWAYS AS (CAST(strftime('%s', "started_at") AS INTEGER)) STORED,
+   "us" INTEGER GENERATED ALWAYS AS (CASE WHEN substr("started_at", 20, 1) = '.'
+      THEN CAST(substr("started_at", 21, 6) AS INTEGER) ELSE 0 END) STORED,
+   "fs" INTEGER GENERATED ALWAYS AS (CAST(strftime('%s', "finished_at") AS INTEGER)) STORED,
+   "fus" INTEGER GENERATED ALWAYS AS (CASE WHEN substr("finished_at", 20, 1) = '.'
+      THEN CAST(substr("finished_at", 21, 6) AS INTEGER) ELSE 0 END) STORED,
+   "code" INTEGER GENERATED ALWAYS AS (CASE "outcome" WHEN 'unchanged' THEN 0
+      WHEN 'not_modified' THEN 1 WHEN 'changed' THEN 2 WHEN 'error' THEN 3 END) STORED,
+   -- started_at reads back from s and us (the new started_at's SQL) ...
+   "start_ok" INTEGER GENERATED ALWAYS AS (coalesce("s" >= 0 AND "started_at"
+      = strftime('%Y-%m-%dT%H:%M:%S', "s", 'unixepoch')
+        || CASE WHEN "us" THEN printf('.%06d', "us") ELSE '' END || '+00:00', 0)) STORED,
+   -- ... and finished_at from them and fs, fus, when it is no earlier in the second.
+   "finish_ok" INTEGER GENERATED ALWAYS AS (coalesce("start_ok" AND ("finished_at" IS NULL
+      OR "fs" >= "s" AND "finished_at" = strftime('%Y-%m-%dT%H:%M:%S', "fs", 'unixepoch')
+        || CASE WHEN "fus" THEN printf('.%06d', "fus") ELSE '' END || '+00:00'), 0)) STORED
 );
 
 INSERT INTO "fetches_0013" ("id", "feed_id", "started_at", "finished_at", "duration_ms",
@@ -126,32 +143,16 @@ CREATE TABLE "fetches" (
 INSERT INTO "fetches" ("id", "feed_id", "http_status", "bytes", "events", "error",
     "started_unix", "started_microsecond", "finished_after_us", "outcome_code", "overrides")
 SELECT "id", "feed_id", "http_status", "bytes", "events", "error",
-    CASE WHEN "canonical" THEN "s" END,
-    CASE WHEN "canonical" THEN "us" END,
-    CASE WHEN "canonical" THEN
-      CAST(strftime('%s', "finished_at") AS INTEGER) * 1000000
-        + CASE WHEN substr("finished_at", 20, 1) = '.'
-          THEN CAST(substr("finished_at", 21, 6) AS INTEGER) ELSE 0 END
-        - ("s" * 1000000 + "us")
-    END,
+    CASE WHEN "start_ok" THEN "s" END,
+    CASE WHEN "start_ok" THEN "us" END,
+    CASE WHEN "start_ok" THEN ("fs" - "s") * 1000000 + "fus" - "us" END,
     "code",
     CASE WHEN "code" IS NULL THEN json_object('outcome', "outcome") END
-FROM (
-  SELECT *, CASE "outcome" WHEN 'unchanged' THEN 0 WHEN 'not_modified' THEN 1
-                 WHEN 'changed' THEN 2 WHEN 'error' THEN 3 END AS "code",
-         "s" >= 0 AND "started_at" IS strftime('%Y-%m-%dT%H:%M:%S', "s", 'unixepoch')
-         || CASE WHEN "us" THEN printf('.%06d', "us") ELSE '' END || '+00:00' AS "canonical"
-  FROM (
-    SELECT *, CAST(strftime('%s', "started_at") AS INTEGER) AS "s",
-           CASE WHEN substr("started_at", 20, 1) = '.'
-           THEN CAST(substr("started_at", 21, 6) AS INTEGER) ELSE 0 END AS "us"
-    FROM "fetches_0013"
-  )
-);
+FROM "fetches_0013";
 
 -- Every column but `unchanged` (whose implied value depends on the other counts) ...
 UPDATE "fetches" AS f SET "overrides" = (
-  SELECT json_group_object("k", "v") FROM (
+  SELECT nullif(json_group_object("k", "v"), '{}') FROM (
     SELECT "key" AS "k", "value" AS "v" FROM json_each(f."overrides")
     UNION ALL SELECT 'started_at', o."started_at" WHERE f."started_at" IS NOT o."started_at"
     UNION ALL SELECT 'finished_at', o."finished_at" WHERE f."finished_at" IS NOT o."finished_at"
@@ -166,8 +167,7 @@ UPDATE "fetches" AS f SET "overrides" = (
 )
 FROM "fetches_0013" AS o
 WHERE o."id" = f."id" AND (
-  f."started_at" IS NOT o."started_at" OR f."finished_at" IS NOT o."finished_at"
-  OR f."duration_ms" IS NOT o."duration_ms" OR f."outcome" IS NOT o."outcome"
+  NOT o."start_ok" OR NOT o."finish_ok" OR f."duration_ms" IS NOT o."duration_ms" OR f."outcome" IS NOT o."outcome"
   OR f."new" IS NOT o."new" OR f."changed" IS NOT o."changed"
   OR f."removed" IS NOT o."removed" OR f."restored" IS NOT o."restored"
   OR f."stale" IS NOT o."stale"
