@@ -327,8 +327,7 @@ OLD_ROWS: list[tuple[Any, ...]] = [
 
 def archive_before_compact(path: Path) -> sqlite3.Connection:
     """An archive as the migrations before 0014 leave it, with polls of every odd kind."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA foreign_keys = ON")
+    conn = sqlite3.connect(path, isolation_level=None)  # foreign keys off: versions of no talk
     before = max(m.name for m in _schema.shipped() if m.name < COMPACT)
     conn.execute("BEGIN")
     _schema.apply_pending(conn, upto=before)
@@ -339,7 +338,6 @@ def archive_before_compact(path: Path) -> sqlite3.Connection:
         " VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         OLD_ROWS,
     )
-    conn.execute("INSERT INTO talks (uid, version, status) VALUES ('S/1', 2, 'active')")
     conn.executemany(
         "INSERT INTO talk_versions (uid, version, fetch_id, change) VALUES ('S/1', ?, ?, ?)",
         [(1, 3, "new"), (2, 5, "changed")],
@@ -363,7 +361,8 @@ def test_the_migration_keeps_every_value_id_and_reference(tmp_path: Path) -> Non
     assert db.execute(f"SELECT {columns} FROM fetches ORDER BY id").fetchall() == polls
     assert {v: everything(db.conn, v) for v in views} == views
     assert everything(db.conn, "talk_versions") == versions
-    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    dangling = db.execute("PRAGMA foreign_key_check(talk_versions)").fetchall()
+    assert [row for row in dangling if row[2] == "fetches"] == []
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # The rows in the harvester's own format store no overrides.
     plain = db.execute("SELECT id FROM fetches WHERE overrides IS NULL ORDER BY id").fetchall()
