@@ -8,9 +8,10 @@ import hmac
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -463,7 +464,131 @@ def insert_fetch(
         "outcome": outcome,
         "error": None if error is None else redact(error),
     } | counts
-    return int(db.execute(_insert_sql("fetches", list(row)), row).lastrowid or 0)
+    stored = stored_fetch(row)
+    return int(db.execute(_insert_sql("fetches", list(stored)), stored).lastrowid or 0)
+
+
+# `fetches` stores a few small columns; the others are generated from them (see
+# migrations/0014_compact_fetches.sql, whose SQL the functions below mirror exactly).
+FETCH_STORED = (
+    "feed_id",
+    "http_status",
+    "bytes",
+    "events",
+    "error",
+    "started_unix",
+    "started_microsecond",
+    "finished_after_us",
+    "outcome_code",
+    "overrides",
+)
+FETCH_DERIVED = (
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "outcome",
+    "new",
+    "changed",
+    "removed",
+    "restored",
+    "unchanged",
+    "stale",
+)
+OUTCOME_CODES = {"unchanged": 0, "not_modified": 1, "changed": 2, "error": 3}
+_OUTCOME_NAMES = {code: name for name, code in OUTCOME_CODES.items()}
+_COUNTED = frozenset({0, 2})
+_RARE_COUNTS = (
+    "new",
+    "changed",
+    "removed",
+    "restored",
+    "stale",
+)  # outcome codes whose counts are 0 unless overridden
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = 1_000_000
+_UNMIRRORED = object()  # a value these mirrors do not compute: always overridden
+# Latest start first: the stored columns in the index, for `ORDER BY started_at DESC`.
+LATEST_FIRST = "ORDER BY started_unix DESC, started_microsecond DESC, id DESC"
+_LAST_SUCCESS_SQL = (
+    f"FROM fetches WHERE feed_id = ? AND outcome IN ('changed', 'unchanged') {LATEST_FIRST} LIMIT 1"
+)
+
+
+def stored_fetch(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored columns of a `fetches` row that reads back exactly as `values`.
+
+    `values` has the readable columns (times as ISO text); any of them missing is NULL.
+    What the compact columns cannot imply goes verbatim into `overrides` (JSON).
+    """
+    started = _utc_parts(values.get("started_at"))
+    finished = _utc_parts(values.get("finished_at"))
+    after = None
+    if started and finished:
+        after = (finished[0] - started[0]) * _US + finished[1] - started[1]
+        if started[1] + after < 0:  # SQLite's integer division truncates: not mirrored
+            after = None
+    code = OUTCOME_CODES.get(values.get("outcome"))  # type: ignore[arg-type]
+    stored: dict[str, Any] = {name: values.get(name) for name in FETCH_STORED[:5]}
+    stored |= {
+        "started_unix": started and started[0],
+        "started_microsecond": started and started[1],
+        "finished_after_us": after,
+        "outcome_code": code,
+    }
+    # What the generated columns read without overrides (the migration's SQL, mirrored):
+    # the times themselves when stored, since they were checked to read back as given.
+    implied = {
+        "started_at": values.get("started_at") if started else None,
+        "finished_at": values.get("finished_at") if after is not None else None,
+        "duration_ms": None if after is None else _sql_int_div(after + 500, 1000),
+        "outcome": _OUTCOME_NAMES.get(code),  # type: ignore[arg-type]
+    } | dict.fromkeys(_RARE_COUNTS, 0 if code in _COUNTED else None)
+    overrides = {name: values.get(name) for name in implied if values.get(name) != implied[name]}
+    read = implied | overrides
+    unchanged = _implied_unchanged(code, values.get("events"), read)
+    if values.get("unchanged") != unchanged:
+        overrides["unchanged"] = values.get("unchanged")
+    stored["overrides"] = json.dumps(overrides, separators=(",", ":")) if overrides else None
+    return stored
+
+
+def _utc_parts(text: Any) -> tuple[int, int] | None:
+    """(whole seconds since 1970, microsecond) of an ISO time in the harvester's own UTC
+    format, None for anything else (NULL, another offset, no offset, before 1970)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment < _EPOCH:
+        return None
+    since = moment - _EPOCH
+    parts = (since.days * 86400 + since.seconds, since.microseconds)
+    return parts if _utc_text(*parts) == text else None
+
+
+def _utc_text(seconds: int, microsecond: int) -> str:
+    """The SQL of the generated time columns, in Python."""
+    return (_EPOCH + timedelta(seconds=seconds, microseconds=microsecond)).isoformat()
+
+
+def _implied_unchanged(code: int | None, events: Any, read: Mapping[str, Any]) -> object:
+    # A removed talk is not among a poll's events: every other event is counted once.
+    if code not in _COUNTED:
+        return None
+    terms = [events, *(read[name] for name in ("new", "changed", "restored", "stale"))]
+    if any(term is None for term in terms):
+        return None  # NULL arithmetic
+    if not all(type(term) is int for term in terms):
+        return _UNMIRRORED
+    return int(terms[0] - sum(terms[1:]))
+
+
+def _sql_int_div(numerator: int, denominator: int) -> int:
+    """SQLite's integer division, which truncates toward zero (Python's floors)."""
+    quotient = abs(numerator) // denominator
+    return quotient if numerator >= 0 else -quotient
 
 
 def record_success(
@@ -630,8 +755,7 @@ def record_unchanged_body(
         "SELECT body_fingerprint, held_removals FROM feeds WHERE id = ?", [feed.id]
     ).fetchone()
     last = db.execute(
-        "SELECT events FROM fetches WHERE feed_id = ? AND outcome IN ('changed', 'unchanged')"
-        " ORDER BY started_at DESC LIMIT 1",
+        f"SELECT events {_LAST_SUCCESS_SQL}",
         [feed.id],
     ).fetchone()
     if row[0] != body_fingerprint or json.loads(row[1] or "[]") or not last or last[0] is None:
@@ -686,7 +810,11 @@ def apply_gone(
 ) -> None:
     """The removals of a feed confirmed gone, recorded against the failed poll that did it."""
     apply_changes(db, feed_id, changes, observed_at, fetch_id)
-    db.execute("UPDATE fetches SET removed = ? WHERE id = ?", [changes.count("removed"), fetch_id])
+    db.execute(
+        "UPDATE fetches SET overrides = json_set(coalesce(overrides, '{}'), '$.removed', ?)"
+        " WHERE id = ?",
+        [changes.count("removed"), fetch_id],
+    )
 
 
 _CARRY = """
@@ -1159,10 +1287,24 @@ def _leave_out_personal(copy: sqlite3.Connection) -> int:
 # ------------------------------------------------------------------------------------------
 
 COMPACTED_BEFORE_KEY = "polls_compacted_before"  # archive_meta: the day compaction reached
-COMPACT_BATCH = 1000  # polls per write transaction: a few milliseconds of write lock
+# Polls per write transaction. A batch touches about two pages per feed whatever its size
+# (each feed's index entries and its poll_days row), so batches of a few slots of every
+# feed cost little more than one; a few hundred milliseconds of write lock at most.
+COMPACT_BATCH = 5000
+# The write lock is left free this long between batches: SQLite's busy handler retries
+# every 100 ms at most, so a poll that waited during a batch gets in before the next one.
+COMPACT_PAUSE_S = 0.12
+# Exactly `outcome IN ('unchanged', 'not_modified')` with no new, changed, removed or
+# restored talk; a row without overrides is decided on its stored columns alone.
 _COMPACTABLE = (
-    "outcome IN ('unchanged', 'not_modified') AND coalesce(new, 0) = 0"
-    " AND coalesce(changed, 0) = 0 AND coalesce(removed, 0) = 0 AND coalesce(restored, 0) = 0"
+    "(overrides IS NULL AND outcome_code IN (0, 1) OR overrides IS NOT NULL"
+    " AND outcome IN ('unchanged', 'not_modified') AND coalesce(new, 0) = 0"
+    " AND coalesce(changed, 0) = 0 AND coalesce(removed, 0) = 0"
+    " AND coalesce(restored, 0) = 0)"
+)
+# `started_at < :bound` (an ISO time of a whole second), on the stored columns when it can.
+_STARTED_BEFORE = (
+    "CASE WHEN started_unix IS NOT NULL THEN started_unix < :{0}_unix ELSE started_at < :{0} END"
 )
 
 
@@ -1182,19 +1324,21 @@ def compact_polls(
     force: bool = False,
     batch: int = COMPACT_BATCH,
     should_stop: Callable[[], bool] | None = None,
+    pause: Callable[[], None] = lambda: time.sleep(COMPACT_PAUSE_S),
 ) -> Compaction:
     """Fold the unchanged polls that started before the UTC day of `now - keep_s` into one
     `poll_days` row per feed and day; failed and changing polls, and each feed's latest
     poll, stay in `fetches`.
 
     Candidates are read outside any transaction; each batch of `batch` polls is then one
-    short `BEGIN IMMEDIATE` transaction, so a concurrent poll waits milliseconds at most.
-    Without `force`, a run that an earlier run already covered (same day) reads only the
-    marker. `should_stop` is asked between batches (the daemon stopping).
+    short `BEGIN IMMEDIATE` transaction, and `pause` runs between two batches so that a
+    concurrent poll waits for one batch at most. Without `force`, a run that an earlier
+    run already covered (same day) reads only the marker. `should_stop` is asked between
+    batches (the daemon stopping).
     """
     day = (now - timedelta(seconds=keep_s)).astimezone(UTC).date()
-    before = f"{day.isoformat()}T00:00:00+00:00"
-    stop_at = f"{(day + timedelta(days=1)).isoformat()}T00:00:00+00:00"
+    bounds = _day_bounds("before", day) | _day_bounds("stop_at", day + timedelta(days=1))
+    before = bounds["before"]
     done = db.execute(
         "SELECT value FROM archive_meta WHERE key = ?", [COMPACTED_BEFORE_KEY]
     ).fetchone()
@@ -1203,20 +1347,17 @@ def compact_polls(
     protected = _latest_polls(db)
     after, polls, batches = 0, 0, 0
     while not (should_stop and should_stop()):
-        rows = db.execute(
-            f"SELECT id, started_at FROM fetches WHERE id > ? AND {_COMPACTABLE}"  # noqa: S608
-            " ORDER BY id LIMIT ?",
-            [after, batch],
-        ).fetchall()
+        rows = db.execute(_COMPACT_SCAN, bounds | {"after": after, "batch": batch}).fetchall()
         if not rows:
             break
         after = rows[-1][0]
-        ids = [i for i, started in rows if started is not None and started < before]
-        ids = [i for i in ids if i not in protected]
+        ids = [i for i, old, _later in rows if old and i not in protected]
         if ids:
-            polls += _fold_polls(db, ids, before)
+            if batches:
+                pause()
+            polls += _fold_polls(db, ids, bounds)
             batches += 1
-        if any(started is not None and started >= stop_at for _i, started in rows):
+        if any(later for _i, _old, later in rows):
             break  # every later poll is newer (ids follow time, a poll lasts minutes)
     else:
         return Compaction(polls, batches, before)
@@ -1229,14 +1370,25 @@ def compact_polls(
     return Compaction(polls, batches, before)
 
 
+_COMPACT_SCAN = f"""
+    SELECT id, {_STARTED_BEFORE.format("before")}, NOT {_STARTED_BEFORE.format("stop_at")}
+    FROM fetches WHERE id > :after AND {_COMPACTABLE} ORDER BY id LIMIT :batch
+"""  # noqa: S608
+
+
+def _day_bounds(name: str, day: date) -> dict[str, Any]:
+    """The start of a UTC day as the query parameters `:name` (ISO) and `:name_unix`."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return {name: start.isoformat(), f"{name}_unix": int(start.timestamp())}
+
+
 def _latest_polls(db: Database) -> set[int]:
     """Each feed's latest poll and latest successful poll (what the next poll reads)."""
     protected: set[int] = set()
     for (feed_id,) in db.execute("SELECT id FROM feeds").fetchall():
         for sql in (
-            "SELECT id FROM fetches WHERE feed_id = ? ORDER BY started_at DESC LIMIT 1",
-            "SELECT id FROM fetches WHERE feed_id = ? AND outcome IN ('changed', 'unchanged')"
-            " ORDER BY started_at DESC LIMIT 1",
+            f"SELECT id FROM fetches WHERE feed_id = ? {LATEST_FIRST} LIMIT 1",  # noqa: S608
+            f"SELECT id {_LAST_SUCCESS_SQL}",
         ):
             row = db.execute(sql, [feed_id]).fetchone()
             if row:
@@ -1245,7 +1397,8 @@ def _latest_polls(db: Database) -> set[int]:
 
 
 _FOLD_WHERE = f"""
-    id IN (SELECT value FROM json_each(:ids)) AND {_COMPACTABLE} AND started_at < :before
+    id IN (SELECT value FROM json_each(:ids)) AND {_COMPACTABLE}
+    AND {_STARTED_BEFORE.format("before")}
 """  # noqa: S608
 _FOLD_INSERT = f"""
     INSERT INTO poll_days (feed_id, day, polls, unchanged, not_modified, first_started_at,
@@ -1269,9 +1422,13 @@ _FOLD_INSERT = f"""
 _FOLD_DELETE = f"DELETE FROM fetches WHERE {_FOLD_WHERE}"  # noqa: S608
 
 
-def _fold_polls(db: Database, ids: list[int], before: str) -> int:
+def _fold_polls(db: Database, ids: list[int], bounds: Mapping[str, Any]) -> int:
     """One batch: the day rows grow by these polls, and the polls leave `fetches`."""
-    params = {"ids": json.dumps(ids), "before": before}
+    params = {
+        "ids": json.dumps(ids),
+        "before": bounds["before"],
+        "before_unix": bounds["before_unix"],
+    }
     with immediate_transaction(db):
         db.execute(_FOLD_INSERT, params)
         return int(db.execute(_FOLD_DELETE, params).rowcount)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from harvester.archive import (
@@ -54,8 +54,10 @@ def test_compaction_keeps_errors_and_changes_and_counts_every_poll(tmp_path: Pat
     }
     totals = [poll_counts(db, i) for i in range(1, 6)]
     now = START + timedelta(days=40)
-    done = compact_polls(db, now, 30 * 86400.0, batch=200)
+    pauses: list[None] = []
+    done = compact_polls(db, now, 30 * 86400.0, batch=200, pause=lambda: pauses.append(None))
     assert done.polls > 0 and done.batches > 1
+    assert len(pauses) == done.batches - 1  # the write lock left free between two batches
     for outcome in ("error", "changed"):
         after = db.execute("SELECT count(*) FROM fetches WHERE outcome = ?", [outcome]).fetchone()[
             0
@@ -97,3 +99,38 @@ def test_compaction_never_blocks_a_poll_long(tmp_path: Path) -> None:
         thread.join()
     assert done.polls > 10_000
     assert waits and max(waits) < 1.0
+
+
+def test_a_poll_in_another_time_format_is_compacted_by_its_text(tmp_path: Path) -> None:
+    # Stored verbatim (not in the harvester's UTC format), decided as before: on started_at.
+    db = open_archive(tmp_path / "a.db")
+    counts = ZERO | {"events": 3, "unchanged": 3}
+    with immediate_transaction(db):
+        feed_id = ensure_feed(db, "https://example.org/f/ics", None, START)
+        old = START.astimezone(timezone(timedelta(hours=1)))  # text "2026-01-01T01:00+01:00"
+        ids = [
+            insert_fetch(db, feed_id, FetchFacts(at, at, 200, 10), "unchanged", counts, None)
+            for at in (old, START + timedelta(days=40), START + timedelta(days=41))
+        ]
+    row = db.execute("SELECT started_unix, overrides FROM fetches WHERE id = ?", [ids[0]])
+    assert row.fetchone()[0] is None
+    done = compact_polls(db, START + timedelta(days=45), 30 * 86400.0)
+    assert done.polls == 1
+    assert [r[0] for r in db.execute("SELECT id FROM fetches ORDER BY id")] == ids[1:]
+    assert db.execute("SELECT day, polls FROM poll_days").fetchall() == [("2026-01-01", 1)]
+    db.close()
+
+
+def test_the_latest_poll_stays_whatever_its_age(tmp_path: Path) -> None:
+    db = open_archive(tmp_path / "a.db")
+    counts = ZERO | {"events": 3, "unchanged": 3}
+    with immediate_transaction(db):
+        feed_id = ensure_feed(db, "https://example.org/f/ics", None, START)
+        ids = [
+            insert_fetch(db, feed_id, FetchFacts(at, at, 200, 10), "unchanged", counts, None)
+            for at in (START, START + timedelta(hours=1))
+        ]
+    done = compact_polls(db, START + timedelta(days=60), 30 * 86400.0)
+    assert done.polls == 1
+    assert [r[0] for r in db.execute("SELECT id FROM fetches")] == ids[1:]
+    db.close()

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from harvester import textstore
-from harvester.archive import open_archive
+from harvester.archive import FETCH_STORED, open_archive, stored_fetch
 from harvester.cli.serve import build_datasette, load_metadata, shipped_metadata
 from tests.benchmarks.common import machine, print_table
 
@@ -81,10 +81,13 @@ def build(path: Path, talks: int, series: int, changes: int, *, analyze: bool = 
     for n in range(series):
         for k in range(100):  # a poll every 7 hours for a month
             at = (now - timedelta(hours=7 * k)).isoformat()
-            fetches.append((n + 1, at, at, 120, "unchanged", 250, 0, 0, 0))
+            poll = {"feed_id": n + 1, "started_at": at, "finished_at": at, "duration_ms": 120}
+            poll |= {"outcome": "unchanged", "events": 250, "new": 0, "changed": 0, "removed": 0}
+            stored = stored_fetch(poll)
+            fetches.append([stored[name] for name in FETCH_STORED])
     conn.executemany(
-        "INSERT INTO fetches (feed_id, started_at, finished_at, duration_ms, outcome, events,"
-        " new, changed, removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO fetches ({', '.join(FETCH_STORED)})"
+        f" VALUES ({', '.join('?' * len(FETCH_STORED))})",
         fetches,
     )
     talk_rows, version_rows, feed_talks = [], [], []
