@@ -175,7 +175,8 @@ def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
 
 def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
     try:
-        problems = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
+        with textstore.structure_only(conn):
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
     except sqlite3.DatabaseError as exc:
         problems = [str(exc)]
     if problems != ["ok"]:

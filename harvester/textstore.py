@@ -19,11 +19,12 @@ dictionary included): a change is a new format, and every format stays readable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from harvester import ics
@@ -39,6 +40,7 @@ _LEVEL = 9
 _WBITS = -15
 _MEMORY = 2  # zlib's memLevel: the encoder's, not the format's; small inputs need little
 _LINE_BREAK = re.compile(rb"\r?\n")
+_LINE_END = re.compile(rb"\n(?![ \t])")  # an LF that is no fold
 # Where the DESCRIPTION value was, in the residual: no text the harvester keeps has NUL.
 _MARK = b"\0"
 # Text common to the site's VEVENTs (later parts are cheaper to refer to). Frozen.
@@ -121,11 +123,12 @@ def pack_raw(raw: str | None, description: str | None) -> bytes | None:
         return None
     data = raw.encode("utf-8", "surrogatepass")
     if description and _MARK not in data:
-        found = _residual(data, description)
+        escaped = _escaped(description)
+        found = _residual(data, escaped)
         if found is not None:
             residual, first_line = found
             for index in _likely_rules(first_line):
-                if _rebuild(residual, description, ics.FOLD_RULES[index]) == data:
+                if _rebuild(residual, escaped, ics.FOLD_RULES[index]) == data:
                     return bytes([_FORMAT_1, 1 + index]) + _deflate(residual)
     return bytes([_FORMAT_1, _WHOLE]) + _deflate(data)
 
@@ -146,37 +149,45 @@ def unpack_raw(raw_z: bytes | None, description: str | None) -> str | None:
     if raw_z[1] != _WHOLE:
         if description is None:
             raise ValueError("raw_z needs the description it was stored with")
-        data = _rebuild(data, description, ics.FOLD_RULES[raw_z[1] - 1])
+        data = _rebuild(data, _escaped(description), ics.FOLD_RULES[raw_z[1] - 1])
     return data.decode("utf-8", "surrogatepass")
 
 
-def _residual(data: bytes, description: str) -> tuple[bytes, int] | None:
-    """`data` with its first DESCRIPTION line unfolded and the escaped description in it
+def _escaped(description: str) -> bytes:
+    return ics.escape_text(description).encode("utf-8", "surrogatepass")
+
+
+def _unfold(folded: bytes) -> bytes:
+    """A line whose every line break is a fold, unfolded (plain replaces: cheaper than re)."""
+    for fold in (b"\r\n ", b"\r\n\t", b"\n ", b"\n\t"):
+        folded = folded.replace(fold, b"")
+    return folded
+
+
+def _residual(data: bytes, escaped: bytes) -> tuple[bytes, int] | None:
+    """`data` with its first DESCRIPTION line unfolded and the `escaped` description in it
     replaced by the mark, and the octets of the line's first physical line; None when
     there is no such line or no such text in it."""
     at = data.find(b"\nDESCRIPTION")
     if at < 0:
         return None
-    start = end = at + 1
-    while True:  # the line's end: the next line break that is not a fold
-        end = data.find(b"\n", end)
-        if end < 0 or not ics.continues(data, end):
-            break
-        end += 1
-    end = len(data) if end < 0 else end
+    start = at + 1
+    line_end = _LINE_END.search(data, start)  # the next line break that is not a fold
+    end = line_end.start() if line_end else len(data)
     if data[end - 1 : end] == b"\r":
         end -= 1
-    physical = _LINE_BREAK.split(data[start:end])
-    line = physical[0] + b"".join(piece[1:] for piece in physical[1:])
-    escaped = ics.escape_text(description).encode("utf-8", "surrogatepass")
+    folded = data[start:end]  # every line break in it is a fold
+    first_break = _LINE_BREAK.search(folded)
+    first_line = first_break.start() if first_break else len(folded)
+    line = _unfold(folded)
     value_at = line.find(escaped, line.find(b":") + 1)
     if value_at < 0:
         return None
     marked = line[:value_at] + _MARK + line[value_at + len(escaped) :]
-    return data[:start] + marked + data[end:], len(physical[0])
+    return data[:start] + marked + data[end:], first_line
 
 
-def _rebuild(residual: bytes, description: str, rule: ics.FoldRule) -> bytes:
+def _rebuild(residual: bytes, escaped: bytes, rule: ics.FoldRule) -> bytes:
     at = residual.index(_MARK)
     start = residual.rfind(b"\n", 0, at) + 1
     end = residual.find(b"\n", at)
@@ -184,7 +195,6 @@ def _rebuild(residual: bytes, description: str, rule: ics.FoldRule) -> bytes:
     newline = b"\r\n" if residual[end - 1 : end] == b"\r" else b"\n"
     if newline == b"\r\n":
         end -= 1
-    escaped = ics.escape_text(description).encode("utf-8", "surrogatepass")
     line = residual[start:at] + escaped + residual[at + 1 : end]
     return residual[:start] + ics.fold_line(line, rule, newline) + residual[end:]
 
@@ -208,6 +218,22 @@ def register(conn: sqlite3.Connection) -> None:
     conn.create_function(RAW_FUNCTION, 2, unpack_raw, deterministic=True)
     conn.create_function("harvester_raw_z", 2, pack_raw, deterministic=True)
     conn.create_function("harvester_frame", 6, _sql_frame, deterministic=True)
+
+
+@contextlib.contextmanager
+def structure_only(conn: sqlite3.Connection) -> Iterator[None]:
+    """Inside: `raw` reads as NULL, inflating nothing. `PRAGMA quick_check` computes every
+    generated column of every row, which would inflate every version the archive holds
+    (seconds for a large archive) where only the b-trees are what it checks."""
+    conn.create_function(RAW_FUNCTION, 2, _no_raw, deterministic=True)
+    try:
+        yield
+    finally:
+        conn.create_function(RAW_FUNCTION, 2, unpack_raw, deterministic=True)
+
+
+def _no_raw(_raw_z: bytes | None, _description: str | None) -> None:
+    return None
 
 
 def _sql_frame(

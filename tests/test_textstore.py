@@ -304,3 +304,24 @@ def test_migration_keeps_what_earlier_migrations_hung_on_the_table(tmp_path: Pat
         "INSERT INTO talk_versions (uid, version, change, description_frame) VALUES ('n/1', 1, 'new', 'hi')"
     )
     assert db.execute("SELECT description FROM seen").fetchall() == [("hi",)]
+
+
+def test_the_check_at_open_inflates_no_version(
+    imported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PRAGMA quick_check` computes generated columns: at open it must not inflate every
+    version (seconds on a large archive), and `raw` reads as before afterwards."""
+    inflated: list[bytes | None] = []
+    unpack = textstore.unpack_raw
+
+    def counting(raw_z: bytes | None, description: str | None) -> str | None:
+        inflated.append(raw_z)
+        return unpack(raw_z, description)
+
+    monkeypatch.setattr(textstore, "unpack_raw", counting)
+    db = open_archive(imported, check=True)
+    assert inflated == []
+    raws = [row[0] for row in db.execute("SELECT raw FROM talk_versions")]
+    assert len(raws) > 1 and len(inflated) == len(raws)
+    assert all(raw.startswith("BEGIN:VEVENT") for raw in raws)
+    db.conn.close()
