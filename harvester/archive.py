@@ -175,7 +175,7 @@ def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
 
 def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
     try:
-        with textstore.structure_only(conn):
+        with textstore.raw_unread(conn):
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
     except sqlite3.DatabaseError as exc:
         problems = [str(exc)]
@@ -955,7 +955,10 @@ def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: in
         db.execute("PRAGMA defer_foreign_keys = ON")
     if rows:
         stored = textstore.stored_columns(_VERSION_COLUMNS)  # raw, description: generated
-        db.conn.executemany(_insert_sql("talk_versions", stored), map(textstore.stored_row, rows))
+        with textstore.raw_unread(db.conn):
+            db.conn.executemany(
+                _insert_sql("talk_versions", stored), map(textstore.stored_row, rows)
+            )
     for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
         if batch:
             db.conn.executemany(write("talk_state", list(batch[0])), batch)

@@ -83,14 +83,14 @@ _TEMPLATE_1 = (
     ("\x03", "speaker"),
     ("\x04", "series_name"),
 )
-_PLACEHOLDERS = frozenset(mark for mark, _field in _TEMPLATE_1)
+_PLACEHOLDER = re.compile("[" + "".join(mark for mark, _field in _TEMPLATE_1) + "]")
 
 
 def frame(row: Mapping[str, Any]) -> tuple[str | None, int | None]:
     """(`description_frame`, `description_form`): the row's description as a template of
     its other fields (form 1), or as it is (form NULL) when it would not come back exactly."""
     description = row.get("description")
-    if not description or _PLACEHOLDERS & set(description):
+    if not description or _PLACEHOLDER.search(description):
         return description, None
     template = description
     for mark, field in _TEMPLATE_1:
@@ -108,7 +108,7 @@ def unframe(frame_text: str | None, form: int | None, row: Mapping[str, Any]) ->
         return frame_text
     text = frame_text
     for mark, field in reversed(_TEMPLATE_1):
-        if _PLACEHOLDERS & set(row.get(field) or ""):
+        if _PLACEHOLDER.search(row.get(field) or ""):
             return None  # SQL would expand it again: `frame` never makes such a template
         text = text.replace(mark, row.get(field) or "")
     return text
@@ -129,14 +129,22 @@ def pack_raw(raw: str | None, description: str | None) -> bytes | None:
             residual, first_line = found
             for index in _likely_rules(first_line):
                 if _rebuild(residual, escaped, ics.FOLD_RULES[index]) == data:
+                    _LAST[0] = index
                     return bytes([_FORMAT_1, 1 + index]) + _deflate(residual)
     return bytes([_FORMAT_1, _WHOLE]) + _deflate(data)
 
 
 def _likely_rules(first_line: int) -> list[int]:
-    """The FOLD_RULES to try, those whose first line is as long as this one's first."""
-    rules = range(len(ics.FOLD_RULES))
-    return sorted(rules, key=lambda i: ics.FOLD_RULES[i].first != first_line)
+    """The FOLD_RULES that can have made a first physical line of `first_line` octets (none
+    makes a longer one than its `first`): the last one that worked first, then those that
+    fill it exactly."""
+    rules = [i for i, rule in enumerate(ics.FOLD_RULES) if rule.first >= first_line]
+    return sorted(rules, key=lambda i: (i != _LAST[0], ics.FOLD_RULES[i].first != first_line))
+
+
+# The rule that rebuilt the last block, tried first among equals: a feed's writer folds
+# every block alike. Only an order of trying (threads may race on it harmlessly).
+_LAST = [0]
 
 
 def unpack_raw(raw_z: bytes | None, description: str | None) -> str | None:
@@ -221,10 +229,11 @@ def register(conn: sqlite3.Connection) -> None:
 
 
 @contextlib.contextmanager
-def structure_only(conn: sqlite3.Connection) -> Iterator[None]:
-    """Inside: `raw` reads as NULL, inflating nothing. `PRAGMA quick_check` computes every
-    generated column of every row, which would inflate every version the archive holds
-    (seconds for a large archive) where only the b-trees are what it checks."""
+def raw_unread(conn: sqlite3.Connection) -> Iterator[None]:
+    """Inside: `raw` reads as NULL, inflating nothing. SQLite computes every generated
+    column of a row it writes (an INSERT into talk_versions would rebuild the `raw` just
+    packed) and of every row `PRAGMA quick_check` visits (every version the archive holds:
+    seconds for a large one), where neither uses the value."""
     conn.create_function(RAW_FUNCTION, 2, _no_raw, deterministic=True)
     try:
         yield

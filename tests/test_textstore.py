@@ -306,11 +306,16 @@ def test_migration_keeps_what_earlier_migrations_hung_on_the_table(tmp_path: Pat
     assert db.execute("SELECT description FROM seen").fetchall() == [("hi",)]
 
 
-def test_the_check_at_open_inflates_no_version(
-    imported: Path, monkeypatch: pytest.MonkeyPatch
+def test_neither_the_check_at_open_nor_a_write_inflates_a_version(
+    imported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`PRAGMA quick_check` computes generated columns: at open it must not inflate every
-    version (seconds on a large archive), and `raw` reads as before afterwards."""
+    """SQLite computes generated columns for `PRAGMA quick_check` and for every row it
+    writes: neither may inflate `raw` (seconds for a large archive; a cold sync's every new
+    version rebuilt right after it was packed), and `raw` reads as before afterwards."""
+    from click.testing import CliRunner
+
+    from harvester.cli import cli
+
     inflated: list[bytes | None] = []
     unpack = textstore.unpack_raw
 
@@ -319,9 +324,14 @@ def test_the_check_at_open_inflates_no_version(
         return unpack(raw_z, description)
 
     monkeypatch.setattr(textstore, "unpack_raw", counting)
-    db = open_archive(imported, check=True)
+    open_archive(imported, check=True).close()
+    new = tmp_path / "new.ics"
+    new.write_bytes(calendar(event(b"DESCRIPTION:Title: a new talk")))
+    result = CliRunner().invoke(cli, ["--db", str(imported), "import", str(new)])
+    assert result.exit_code == 0, result.output
     assert inflated == []
+    db = open_archive(imported)
     raws = [row[0] for row in db.execute("SELECT raw FROM talk_versions")]
     assert len(raws) > 1 and len(inflated) == len(raws)
     assert all(raw.startswith("BEGIN:VEVENT") for raw in raws)
-    db.conn.close()
+    db.close()
