@@ -28,7 +28,10 @@ from harvester.redact import redact
 from harvester.site import FeedKind, default_feed_name, feed_kind
 
 BUSY_TIMEOUT_S = 60.0
-WAL_CHECKPOINT_PAGES = 16384  # 64 MB of 4 KB pages
+# A new archive's page size: a version row is about 2 KB (its abstract), and 4 KB pages
+# would hold one such row each where 8 KB pages hold three or four (dbstat, bench_size).
+PAGE_SIZE = 8192
+WAL_CHECKPOINT_BYTES = 64 << 20
 CACHE_KIB = 16384  # per connection: the pages of a large feed's talks stay in memory
 
 
@@ -60,6 +63,8 @@ def open_archive(
             _quick_check(conn, path)
         db = Database(conn)
         db.execute("PRAGMA foreign_keys = ON")
+        if not db.execute("PRAGMA page_count").fetchone()[0]:  # a new file: set before WAL
+            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             db.enable_wal()
         # WAL's recommended level: a commit is atomic and survives a crash of the process;
@@ -68,9 +73,10 @@ def open_archive(
         db.execute("PRAGMA synchronous = NORMAL")
         # A poll with changes writes the pages of many talks: a larger WAL lets a
         # checkpoint copy each page once for many polls instead of once per poll.
-        db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_BYTES // page_size}")
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        db.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_PAGES * 4096}")
+        db.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_BYTES}")
         if _schema.pending(conn):  # read only: an up-to-date archive starts no transaction
             with immediate_transaction(db):
                 _refuse_foreign(conn, path)

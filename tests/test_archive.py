@@ -356,3 +356,12 @@ def test_read_commands_work_on_a_read_only_archive_in_a_read_only_folder(
     # And the folder is as it was.
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert stat.S_IMODE(folder.stat().st_mode) == 0o555
+
+
+def test_a_new_archive_has_pages_that_hold_several_versions(tmp_path: Path) -> None:
+    """A version row is about 2 KB: 8 KB pages hold several (4 KB pages held one each)."""
+    db = open_archive(tmp_path / "new.db")
+    assert db.execute("PRAGMA page_size").fetchone()[0] == 8192
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (64 << 20) // 8192
+    db.close()
