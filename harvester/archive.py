@@ -908,6 +908,9 @@ _VERSION_COLUMNS = (
 )
 
 
+# The current version's keys that talk_state carries for the pages (migration 0015).
+STATE_KEYS = ("series_id", "counter", "series_name", "dtstart", "dtend")
+
 WRITE_BATCH = 500  # versions turned into rows at a time: memory stays bounded on big feeds
 
 
@@ -927,7 +930,7 @@ def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: in
             "version": version.version,
             "status": status,
             "changed_at": at,
-        }
+        } | {key: version.content.get(key) for key in STATE_KEYS}
         if record is not None:
             talk |= {"dtstamp": record.dtstamp, "fingerprint": record.fingerprint, "last_seen": at}
         if version.change == "new":

@@ -207,3 +207,38 @@ def test_the_migrated_views_answer_as_the_old_tables_did(tmp_path: Path) -> None
     assert read(path, f"SELECT {OLD_FEED_TALKS} FROM feed_talks ORDER BY 1, 2") == feed_talks
     open_archive(tmp_path / "fresh.db").close()
     assert schema(path) == schema(tmp_path / "fresh.db")
+
+
+STATE_KEYS_AGREE = """
+    SELECT count(*) FROM talk_state s JOIN talk_versions v
+      ON v.uid = s.uid AND v.version = s.version
+    WHERE s.series_id IS v.series_id AND s.counter IS v.counter
+      AND s.series_name IS v.series_name AND s.dtstart IS v.dtstart AND s.dtend IS v.dtend
+"""
+
+
+def test_talk_state_carries_its_current_versions_keys(db: Database, tmp_path: Path) -> None:
+    """The pages sort, filter and facet on talk_state's copy of the current version's
+    series, counter and times (migration 0015): written with every version, and
+    backfilled for an archive made before."""
+    talks = make_talks(random.Random(7), 40)
+    poll(db, body_of(talks, T0), T0)
+    talks[3].start += timedelta(days=7)  # rescheduled
+    del talks[5]  # removed
+    poll(db, body_of(talks, T0 + HOUR), T0 + HOUR)
+    total = db.execute("SELECT count(*) FROM talk_state").fetchone()[0]
+    assert total == 40 and db.execute(STATE_KEYS_AGREE).fetchone()[0] == total
+    uid = f"{talks[3].series}/{talks[3].counter}"
+    starts = [
+        row[0]
+        for row in db.execute(
+            "SELECT dtstart FROM talk_versions WHERE uid = ? ORDER BY version", [uid]
+        )
+    ]
+    state = db.execute("SELECT dtstart FROM talk_state WHERE uid = ?", [uid]).fetchone()[0]
+    assert len(starts) == 2 and starts[0] != starts[1] == state == talk(db, uid, "dtstart")
+    path = tmp_path / "old.db"
+    old_archive(path)
+    open_archive(path).close()
+    migrated = read(path, STATE_KEYS_AGREE)[0][0]
+    assert migrated == read(path, "SELECT count(*) FROM talk_state")[0][0] == 11
