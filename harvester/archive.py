@@ -475,6 +475,24 @@ def insert_fetch(
     return int(db.execute(_insert_sql("fetches", list(stored)), stored).lastrowid or 0)
 
 
+# What a `fetches` row reads as (besides its id), in the table's order.
+FETCH_COLUMNS = (
+    "feed_id",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "http_status",
+    "bytes",
+    "outcome",
+    "events",
+    "new",
+    "changed",
+    "removed",
+    "restored",
+    "unchanged",
+    "stale",
+    "error",
+)
 # `fetches` stores a few small columns; the others are generated from them (see
 # migrations/0014_compact_fetches.sql, whose SQL the functions below mirror exactly).
 FETCH_STORED = (

@@ -208,7 +208,12 @@ _UTC_TIME = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0
 def utc_time(value: bytes) -> str | None:
     """The parse's ISO form of a DATE-TIME value in UTC (`20200506T160000Z`); None for any
     other form (a date, a floating or TZID time, a period) or an impossible time."""
-    match = _UTC_TIME.fullmatch(value)
+    return _iso_moment(_UTC_TIME.fullmatch(value))
+
+
+def _iso_moment(match: re.Match[bytes] | None) -> str | None:
+    """The ISO form of a matched year, month, day, hour, minute and second in UTC; None
+    for no match or an impossible time."""
     if match is None:
         return None
     try:
@@ -247,15 +252,7 @@ def is_dtstamp_name(line: bytes) -> bool:
 
 def plain_dtstamp(line: bytes) -> str | None:
     """The parse's ISO form of a plain UTC or floating DTSTAMP line; None for anything else."""
-    match = _PLAIN_DTSTAMP.fullmatch(line)
-    if not match:
-        return None
-    try:
-        year, month, day, hour, minute, second = (int(part) for part in match.groups())
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError:
-        return None
-    return moment.isoformat()
+    return _iso_moment(_PLAIN_DTSTAMP.fullmatch(line))
 
 
 def dtstamp_lines(text: bytes) -> set[bytes]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from harvester import _schema
 from harvester.archive import (
+    FETCH_COLUMNS,
     FETCH_STORED,
     FetchFacts,
     apply_gone,
@@ -25,24 +26,7 @@ from harvester.archive import (
 )
 from harvester.diff import Changes
 
-READABLE = [
-    "id",
-    "feed_id",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "http_status",
-    "bytes",
-    "outcome",
-    "events",
-    "new",
-    "changed",
-    "removed",
-    "restored",
-    "unchanged",
-    "stale",
-    "error",
-]
+READABLE = ["id", *FETCH_COLUMNS]
 COMPACT = "0014_compact_fetches"
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -35,7 +35,7 @@ from typing import Any
 # Run as a script: make the checkout importable (`tests.benchmarks.*`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harvester.archive import FETCH_STORED, compact_polls, open_archive, stored_fetch
+from harvester.archive import FETCH_COLUMNS, FETCH_STORED, compact_polls, open_archive, stored_fetch
 from tests.benchmarks.common import machine, megabytes, print_table, table_sizes
 from tests.benchmarks.sitegen import site_sizes
 
@@ -44,23 +44,7 @@ PERIOD = timedelta(minutes=30)
 FETCH_TABLES = ("fetches", "idx_fetches_feed_id_started_unix")
 SIZE_TARGET = 50e6
 WAIT_TARGET = 1.0
-COLUMNS = [
-    "feed_id",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "http_status",
-    "bytes",
-    "outcome",
-    "events",
-    "new",
-    "changed",
-    "removed",
-    "restored",
-    "unchanged",
-    "stale",
-    "error",
-]
+COLUMNS = list(FETCH_COLUMNS)
 INSERT = (
     f"INSERT INTO fetches ({', '.join(FETCH_STORED)}) VALUES ({', '.join('?' * len(FETCH_STORED))})"
 )
