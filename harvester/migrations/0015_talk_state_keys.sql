@@ -20,7 +20,9 @@ CREATE INDEX "idx_talk_state_status_dtstart" ON "talk_state" ("status", "dtstart
 CREATE INDEX "idx_talk_state_series_name" ON "talk_state" ("series_name");
 CREATE INDEX "idx_talk_state_series_id_dtstart" ON "talk_state" ("series_id", "dtstart");
 
--- 0011 made these for the talks view; its keys are talk_state's now.
+-- 0011 made these for the talks view; its keys are talk_state's now, and (status, dtstart)
+-- serves what (status) did.
+DROP INDEX "idx_talk_state_status";
 DROP INDEX "idx_talk_versions_dtstart";
 DROP INDEX "idx_talk_versions_series_id_dtstart";
 
