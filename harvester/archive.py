@@ -1318,10 +1318,16 @@ def _leave_out_personal(copy: sqlite3.Connection) -> int:
 # ------------------------------------------------------------------------------------------
 
 COMPACTED_BEFORE_KEY = "polls_compacted_before"  # archive_meta: the day compaction reached
-# Polls per write transaction. A batch touches about two pages per feed whatever its size
-# (each feed's index entries and its poll_days row), so batches of a few slots of every
-# feed cost little more than one; a few hundred milliseconds of write lock at most.
+# Polls per write transaction at most. A batch touches about two pages per feed whatever
+# its size (each feed's index entries and its poll_days row), so batches of a few slots of
+# every feed cost little more than one.
 COMPACT_BATCH = 5000
+# A batch is folded in chunks of this many polls (an INSERT and a DELETE each) and commits
+# early once it has held the write lock for COMPACT_BUDGET_S: on a loaded machine a batch
+# can take many times its usual ~100 ms, and the budget, checked between two chunks, bounds
+# what a concurrent poll waits to about the budget and one chunk.
+COMPACT_CHUNK = 500
+COMPACT_BUDGET_S = 0.2
 # The write lock is left free this long between batches: SQLite's busy handler retries
 # every 100 ms at most, so a poll that waited during a batch gets in before the next one.
 COMPACT_PAUSE_S = 0.12
@@ -1354,6 +1360,9 @@ def compact_polls(
     *,
     force: bool = False,
     batch: int = COMPACT_BATCH,
+    chunk: int = COMPACT_CHUNK,
+    budget_s: float = COMPACT_BUDGET_S,
+    clock: Callable[[], float] = time.monotonic,
     should_stop: Callable[[], bool] | None = None,
     pause: Callable[[], None] = lambda: time.sleep(COMPACT_PAUSE_S),
 ) -> Compaction:
@@ -1361,8 +1370,10 @@ def compact_polls(
     `poll_days` row per feed and day; failed and changing polls, and each feed's latest
     poll, stay in `fetches`.
 
-    Candidates are read outside any transaction; each batch of `batch` polls is then one
-    short `BEGIN IMMEDIATE` transaction, and `pause` runs between two batches so that a
+    Candidates are read outside any transaction; each batch of at most `batch` polls is
+    then one short `BEGIN IMMEDIATE` transaction, folded `chunk` polls at a time, which
+    commits early once it has held the write lock for `budget_s` (by `clock`; the rest of
+    the batch goes to the next transaction). `pause` runs between two batches so that a
     concurrent poll waits for one batch at most. Without `force`, a run that an earlier
     run already covered (same day) reads only the marker. `should_stop` is asked between
     batches (the daemon stopping).
@@ -1376,6 +1387,7 @@ def compact_polls(
     if not force and done and done[0] >= before:
         return Compaction(0, 0, before, skipped=True)
     protected = _latest_polls(db)
+    budget = _Budget(budget_s, clock)
     after, polls, batches = 0, 0, 0
     while not (should_stop and should_stop()):
         rows = db.execute(_COMPACT_SCAN, bounds | {"after": after, "batch": batch}).fetchall()
@@ -1383,11 +1395,14 @@ def compact_polls(
             break
         after = rows[-1][0]
         ids = [i for i, old, _later in rows if old and i not in protected]
-        if ids:
+        while ids:  # a batch whose budget ran out goes on in the next transaction
             if batches:
                 pause()
-            polls += _fold_polls(db, ids, bounds)
+            folded, ids = _fold_polls(db, ids, bounds, chunk, budget)
+            polls += folded
             batches += 1
+            if ids and should_stop and should_stop():
+                return Compaction(polls, batches, before)
         if any(later for _i, _old, later in rows):
             break  # every later poll is newer (ids follow time, a poll lasts minutes)
     else:
@@ -1453,16 +1468,43 @@ _FOLD_INSERT = f"""
 _FOLD_DELETE = f"DELETE FROM fetches WHERE {_FOLD_WHERE}"  # noqa: S608
 
 
-def _fold_polls(db: Database, ids: list[int], bounds: Mapping[str, Any]) -> int:
-    """One batch: the day rows grow by these polls, and the polls leave `fetches`."""
+@dataclass(frozen=True)
+class _Budget:
+    """How long one compaction transaction may hold the write lock, by `clock`."""
+
+    seconds: float
+    clock: Callable[[], float]
+
+    def deadline(self) -> float:
+        return self.clock() + self.seconds
+
+    def spent(self, deadline: float) -> bool:
+        return self.clock() >= deadline
+
+
+def _fold_polls(
+    db: Database, ids: list[int], bounds: Mapping[str, Any], chunk: int, budget: _Budget
+) -> tuple[int, list[int]]:
+    """One batch, one transaction: chunk by chunk, the day rows grow by these polls and the
+    polls leave `fetches`, until the budget is spent. The polls folded, and those left."""
+    folded = 0
+    with immediate_transaction(db):
+        deadline = budget.deadline()
+        for start in range(0, len(ids), chunk):
+            folded += _fold_chunk(db, ids[start : start + chunk], bounds)
+            if budget.spent(deadline):
+                return folded, ids[start + chunk :]
+    return folded, []
+
+
+def _fold_chunk(db: Database, ids: list[int], bounds: Mapping[str, Any]) -> int:
     params = {
         "ids": json.dumps(ids),
         "before": bounds["before"],
         "before_unix": bounds["before_unix"],
     }
-    with immediate_transaction(db):
-        db.execute(_FOLD_INSERT, params)
-        return int(db.execute(_FOLD_DELETE, params).rowcount)
+    db.execute(_FOLD_INSERT, params)
+    return int(db.execute(_FOLD_DELETE, params).rowcount)
 
 
 def poll_counts(db: Database, feed_id: int) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -99,6 +100,96 @@ def test_compaction_never_blocks_a_poll_long(tmp_path: Path) -> None:
         thread.join()
     assert done.polls > 10_000
     assert waits and max(waits) < 1.0
+
+
+class SteppingClock:
+    """A clock that moves `step` seconds each time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_batch_commits_once_its_time_budget_is_spent(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    fill(path, feeds=5, days=40)
+    db = open_archive(path)
+    totals = [poll_counts(db, i) for i in range(1, 6)]
+    left: list[int] = [db.execute("SELECT count(*) FROM fetches").fetchone()[0]]
+
+    def pause() -> None:  # between two transactions: what the last one folded
+        left.append(db.execute("SELECT count(*) FROM fetches").fetchone()[0])
+
+    # 0.15 s a chunk against a 0.2 s budget: every transaction stops after two chunks.
+    done = compact_polls(
+        db,
+        START + timedelta(days=40),
+        30 * 86400.0,
+        batch=1000,
+        chunk=100,
+        budget_s=0.2,
+        clock=SteppingClock(0.15),
+        pause=pause,
+    )
+    left.append(db.execute("SELECT count(*) FROM fetches").fetchone()[0])
+    folded = [a - b for a, b in itertools.pairwise(left)]
+    assert sum(folded) == done.polls > 2000  # more than two batches of 1,000
+    assert len(folded) == done.batches
+    assert max(folded) == 200 and folded.count(200) >= done.batches - 2
+    assert [poll_counts(db, i) for i in range(1, 6)] == totals
+    oldest = db.execute(
+        "SELECT min(started_at) FROM fetches WHERE outcome = 'unchanged'"
+    ).fetchone()[0]
+    assert oldest >= "2026-01-11"  # every batch finished in later transactions
+    db.close()
+
+
+def test_a_still_clock_folds_each_batch_in_one_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    fill(path, feeds=5, days=40)
+    db = open_archive(path)
+    done = compact_polls(
+        db, START + timedelta(days=40), 30 * 86400.0, batch=500, chunk=100, clock=lambda: 0.0
+    )
+    assert done.polls > 2000
+    assert done.batches == -(-done.polls // 500)  # 500 polls a transaction, the last fewer
+    db.close()
+
+
+def test_a_stop_within_a_batch_leaves_the_rest_for_the_next_run(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    fill(path, feeds=5, days=40)
+    db = open_archive(path)
+    totals = [poll_counts(db, i) for i in range(1, 6)]
+    now = START + timedelta(days=40)
+    asked: list[None] = []
+
+    def should_stop() -> bool:  # asked before the first batch, then after the first transaction
+        asked.append(None)
+        return len(asked) > 1
+
+    first = compact_polls(
+        db,
+        now,
+        30 * 86400.0,
+        chunk=100,
+        budget_s=0.2,
+        clock=SteppingClock(0.15),
+        should_stop=should_stop,
+    )
+    assert first.batches == 1 and first.polls == 200  # stopped after its first transaction
+    assert [poll_counts(db, i) for i in range(1, 6)] == totals
+    rest = compact_polls(db, now, 30 * 86400.0)
+    assert not rest.skipped  # the first run did not mark the day done
+    oldest = db.execute(
+        "SELECT min(started_at) FROM fetches WHERE outcome = 'unchanged'"
+    ).fetchone()[0]
+    assert oldest >= "2026-01-11"
+    assert [poll_counts(db, i) for i in range(1, 6)] == totals
+    db.close()
 
 
 def test_a_poll_in_another_time_format_is_compacted_by_its_text(tmp_path: Path) -> None:
