@@ -989,6 +989,13 @@ def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: in
     for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
         if batch:
             db.conn.executemany(write("talk_state", list(batch[0])), batch)
+    if rows:  # the state rows point at the version rows just written (search: talks_fts)
+        db.execute(
+            "UPDATE talk_state SET version_id = (SELECT v.id FROM talk_versions v"
+            " WHERE v.uid = talk_state.uid AND v.version = talk_state.version)"
+            " WHERE uid IN (SELECT value FROM json_each(?))",
+            [json.dumps([version.uid for version in versions])],
+        )
 
 
 def _insert_sql(table: str, columns: list[str]) -> str:

@@ -129,22 +129,16 @@ def pack_raw(raw: str | None, description: str | None) -> bytes | None:
             residual, first_line = found
             for index in _likely_rules(first_line):
                 if _rebuild(residual, escaped, ics.FOLD_RULES[index]) == data:
-                    _LAST[0] = index
                     return bytes([_FORMAT_1, 1 + index]) + _deflate(residual)
     return bytes([_FORMAT_1, _WHOLE]) + _deflate(data)
 
 
 def _likely_rules(first_line: int) -> list[int]:
     """The FOLD_RULES that can have made a first physical line of `first_line` octets (none
-    makes a longer one than its `first`): the last one that worked first, then those that
-    fill it exactly."""
+    makes a longer one than its `first`), those that fill it exactly first. The order is
+    fixed: two rules may both rebuild a block, and the same block must store the same bytes."""
     rules = [i for i, rule in enumerate(ics.FOLD_RULES) if rule.first >= first_line]
-    return sorted(rules, key=lambda i: (i != _LAST[0], ics.FOLD_RULES[i].first != first_line))
-
-
-# The rule that rebuilt the last block, tried first among equals: a feed's writer folds
-# every block alike. Only an order of trying (threads may race on it harmlessly).
-_LAST = [0]
+    return sorted(rules, key=lambda i: ics.FOLD_RULES[i].first != first_line)
 
 
 def unpack_raw(raw_z: bytes | None, description: str | None) -> str | None:

@@ -212,7 +212,7 @@ def test_the_migrated_views_answer_as_the_old_tables_did(tmp_path: Path) -> None
 STATE_KEYS_AGREE = """
     SELECT count(*) FROM talk_state s JOIN talk_versions v
       ON v.uid = s.uid AND v.version = s.version
-    WHERE s.series_id IS v.series_id AND s.counter IS v.counter
+    WHERE s.version_id = v.id AND s.series_id IS v.series_id AND s.counter IS v.counter
       AND s.series_name IS v.series_name AND s.dtstart IS v.dtstart AND s.dtend IS v.dtend
 """
 

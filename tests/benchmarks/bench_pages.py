@@ -184,11 +184,20 @@ def build(path: Path, talks: int, series: int, changes: int, *, analyze: bool = 
         " removed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         talk_rows,
     )
+    conn.execute(  # the current version's keys, as the archive writes them (migration 0015)
+        "UPDATE talk_state SET (series_id, counter, series_name, dtstart, dtend, version_id) = ("
+        " SELECT v.series_id, v.counter, v.series_name, v.dtstart, v.dtend, v.id"
+        " FROM talk_versions v"
+        " WHERE v.uid = talk_state.uid AND v.version = talk_state.version)"
+    )
     conn.executemany(
         "INSERT INTO feed_talk_state (feed_id, uid, first_seen, last_seen, present) VALUES (?, ?, ?, ?, ?)",
         feed_talks,
     )
     conn.commit()
+    unkeyed = conn.execute("SELECT count(*) FROM talks WHERE dtstart IS NULL").fetchone()[0]
+    if unkeyed:  # the pages would sort and facet nothing: the figures would mean nothing
+        raise RuntimeError(f"{unkeyed} talks without a start time in the built archive")
     if analyze:
         conn.execute("ANALYZE")
         conn.commit()
