@@ -507,18 +507,6 @@ FETCH_STORED = (
     "outcome_code",
     "overrides",
 )
-FETCH_DERIVED = (
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "outcome",
-    "new",
-    "changed",
-    "removed",
-    "restored",
-    "unchanged",
-    "stale",
-)
 OUTCOME_CODES = {"unchanged": 0, "not_modified": 1, "changed": 2, "error": 3}
 _OUTCOME_NAMES = {code: name for name, code in OUTCOME_CODES.items()}
 _COUNTED = frozenset({0, 2})
