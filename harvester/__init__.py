@@ -6,34 +6,16 @@ The public API is small; everything else lives in private modules:
 - :func:`harvester.sync.poll_feed` runs one feed through fetch → parse → diff → store.
 - :func:`harvester.archive.open_archive` opens (and migrates) an archive.
 
-`__version__` and `USER_AGENT` are looked up on first use: importlib.metadata costs a
-start-up of its own, and `harvester --help` should not pay it.
+`__version__` is the one place the version is written (pyproject.toml reads it from here):
+looking it up through importlib.metadata would cost every start-up about 20 ms.
 """
 
 from __future__ import annotations
 
-from functools import cache
-
+__version__ = "0.1.0"
 PROJECT_URL = "https://github.com/seminar-harvester/seminar-harvester"
-
-
-@cache
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("seminar-harvester")
-    except PackageNotFoundError:  # pragma: no cover - a source tree without install
-        return "0.0.0"
+USER_AGENT = f"seminar-harvester/{__version__} (+{PROJECT_URL})"
 
 
 def user_agent() -> str:
-    return f"seminar-harvester/{_version()} (+{PROJECT_URL})"
-
-
-def __getattr__(name: str) -> str:
-    if name == "__version__":
-        return _version()
-    if name == "USER_AGENT":
-        return user_agent()
-    raise AttributeError(f"module 'harvester' has no attribute {name!r}")
+    return USER_AGENT

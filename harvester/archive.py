@@ -61,7 +61,7 @@ def open_archive(
         _refuse_foreign(conn, path)
         if check:
             _quick_check(conn, path)
-        db = Database(conn)
+        db = _database(conn)
         db.execute("PRAGMA foreign_keys = ON")
         if not db.execute("PRAGMA page_count").fetchone()[0]:  # a new file: set before WAL
             db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
@@ -124,7 +124,13 @@ def _open_read_only(path: Path, *, file_mode: int, check: bool) -> Database:
         if conn is not None:
             conn.close()
         raise
-    return Database(conn)
+    return _database(conn)
+
+
+def _database(conn: sqlite3.Connection) -> Database:
+    # Without sqlite-utils' plugins: no third-party hook changes the archive's connections,
+    # and no start-up scans every installed package for them (about 15 ms).
+    return Database(conn, execute_plugins=False)
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
@@ -192,6 +198,27 @@ def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
             f"{path}: the archive is damaged: {first}{more}; restore it from a backup"
             " (or recover it with `sqlite3 ARCHIVE .recover`)"
         )
+
+
+CHECKED_AT_KEY = "quick_check_at"  # archive_meta: when `check_when_due` last found it sound
+# A whole-file check reads every page (about 4 ms per MB): a cron sync every 30 minutes
+# pays it once a day. Damage found between checks still fails its poll, with nothing written.
+CHECK_EVERY_S = 86_400.0
+
+
+def check_when_due(db: Database, now: datetime, every_s: float = CHECK_EVERY_S) -> bool:
+    """`PRAGMA quick_check` when the last one is `every_s` old (or there was none): raises
+    ArchiveError for a damaged file. Whether it ran."""
+    row = db.execute("SELECT value FROM archive_meta WHERE key = ?", [CHECKED_AT_KEY]).fetchone()
+    if row is not None and (now - datetime.fromisoformat(row[0])).total_seconds() < every_s:
+        return False
+    _quick_check(db.conn, Path(_archive_file(db)))
+    with immediate_transaction(db):
+        db.execute(
+            "INSERT OR REPLACE INTO archive_meta (key, value) VALUES (?, ?)",
+            [CHECKED_AT_KEY, now_iso(now)],
+        )
+    return True
 
 
 @contextlib.contextmanager

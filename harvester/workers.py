@@ -11,10 +11,12 @@ goes wrong in it makes the caller parse the events itself.
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # multiprocessing: imported by the first poll that needs it, not at start
+    from concurrent.futures import ProcessPoolExecutor
 
 MIN_EVENTS = 100  # fewer new events than this are parsed in place: cheaper than handing over
 _pool: ProcessPoolExecutor | None = None
@@ -28,6 +30,9 @@ def parse_pool() -> ProcessPoolExecutor | None:
         return None
     with _lock:
         if _pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             context = multiprocessing.get_context("spawn")
             _pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
             atexit.register(shutdown)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -179,33 +179,83 @@ def test_an_empty_db_option_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_sync_reports_a_damaged_archive_at_open(tmp_path: Path) -> None:
-    path = tmp_path / "archive.db"
-    db = open_archive(path)
-    for n in range(3):
-        archive_body(
-            db,
-            FeedTarget(f"file:///x{n}.ics", f"x{n}", "file"),
-            SAMPLE.read_bytes(),
-            facts(),
-            utc_now(),
-        )
-    page_size = db.execute("PRAGMA page_size").fetchone()[0]
-    pages = db.execute("PRAGMA page_count").fetchone()[0]
-    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'talk_versions'").fetchone()[
-        0
-    ]
-    db.close()
-    assert not Path(f"{path}-wal").exists()
-    assert 1 < root < pages
-    with path.open("r+b") as file:  # garbage over a page in the middle of the file
-        file.seek((root - 1) * page_size)
-        file.write(os.urandom(page_size))
+    path = archived(tmp_path, feeds=3)
+    damage_talk_versions(path)
     config = write_config(tmp_path, ["http://127.0.0.1:9/x.ics"])
     result = run("sync", config=config)
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "archive" in lines[0] and str(path) in lines[0], lines
     assert "damaged" in lines[0] or "malformed" in lines[0], lines
+
+
+CHECK_NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+def archived(tmp_path: Path, feeds: int = 1) -> Path:
+    path = tmp_path / "archive.db"
+    db = open_archive(path)
+    for n in range(feeds):
+        target = FeedTarget(f"file:///x{n}.ics", f"x{n}", "file")
+        archive_body(db, target, SAMPLE.read_bytes(), facts(), utc_now())
+    db.close()
+    return path
+
+
+def damage_talk_versions(path: Path) -> None:
+    """Garbage over a page in the middle of the file: `talk_versions`' first page, which a
+    failed poll never reads."""
+    db = open_archive(path)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    query = "SELECT rootpage FROM sqlite_master WHERE name = 'talk_versions'"
+    root = db.execute(query).fetchone()[0]
+    db.close()
+    assert not Path(f"{path}-wal").exists()
+    assert 1 < root < pages
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(os.urandom(page_size))
+
+
+def checked_at(db: sqlite_utils.Database) -> datetime:
+    row = db.execute("SELECT value FROM archive_meta WHERE key = ?", [store.CHECKED_AT_KEY])
+    return datetime.fromisoformat(row.fetchone()[0])
+
+
+def test_the_whole_file_check_runs_once_a_day_and_records_when(tmp_path: Path) -> None:
+    db = open_archive(archived(tmp_path))
+    assert store.check_when_due(db, CHECK_NOW)
+    assert checked_at(db) == CHECK_NOW
+    assert not store.check_when_due(db, CHECK_NOW + timedelta(hours=23))
+    assert store.check_when_due(db, CHECK_NOW + timedelta(seconds=store.CHECK_EVERY_S))
+    assert not store.check_when_due(db, CHECK_NOW + timedelta(seconds=store.CHECK_EVERY_S + 60))
+    db.close()
+
+
+def test_damage_is_reported_by_the_next_due_check(tmp_path: Path) -> None:
+    path = archived(tmp_path)
+    db = open_archive(path)
+    assert store.check_when_due(db, CHECK_NOW)
+    db.close()
+    damage_talk_versions(path)
+    db = open_archive(path)
+    assert not store.check_when_due(db, CHECK_NOW + timedelta(hours=1))  # not due: not read
+    with pytest.raises(ArchiveError, match="damaged") as caught:
+        store.check_when_due(db, CHECK_NOW + timedelta(days=1))
+    assert str(path) in str(caught.value)
+    assert checked_at(db) == CHECK_NOW  # a failed check is not recorded
+    db.close()
+
+
+def test_a_sync_records_its_check(tmp_path: Path) -> None:
+    path = archived(tmp_path)
+    before = utc_now()
+    result = run("sync", config=write_config(tmp_path, ["http://127.0.0.1:9/x.ics"]))
+    assert result.exit_code == 1 and "127.0.0.1:9" in result.stderr, result.output  # the feed
+    db = open_archive(path)
+    assert checked_at(db) >= before
+    db.close()
 
 
 # --- the daemon's lock ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from harvester import ics
-from harvester.archive import FetchFacts, open_archive
+from harvester.archive import FetchFacts, check_when_due, open_archive
 from harvester.cli._app import (
     EXIT_FAILED,
     EXIT_LOCKED,
@@ -121,7 +121,9 @@ def _sync(app: App, targets: list[FeedTarget]) -> None:
     from harvester.fetch import make_client
     from harvester.series import refresh_followed_series
 
-    db = app.archive(check=True)  # a damaged archive is reported before any poll
+    db = app.archive()
+    with archive_errors():  # a damaged archive is reported before any poll (once a day)
+        check_when_due(db, utc_now())
     register_targets(app, db)
     http, path = app.config.http, app.config.archive_path
     with (

@@ -14,7 +14,8 @@ side by side with its baselines (also whole processes, tests/benchmarks/baseline
 
 It prints the figures of issue 12 (medians of --repeat rounds, each a ratio of medians)
 with their targets, and the peak RSS of each sync process (its parse worker included).
-The config is the default one but for `min_gap = 0` (no pause between requests to the
+Every process runs from compiled bytecode, as an installed harvester does (common.py,
+PYCACHE). The config is the default one but for `min_gap = 0` (no pause between requests to the
 one local host); `per_host` stays 2, `concurrency` 4.
 """
 
@@ -36,7 +37,16 @@ from pathlib import Path
 # Run as a script: make the checkout importable (`tests.benchmarks.*`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks.common import HERE, ROOT, machine, print_table, ratio, site_server
+from tests.benchmarks.common import (
+    HERE,
+    ROOT,
+    compile_checkout,
+    machine,
+    print_table,
+    process_env,
+    ratio,
+    site_server,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [args.talks] * args.series
     total = sum(sizes)
     print(f"machine: {machine()}")
+    compile_checkout()
     times: dict[str, list[float]] = {}
     peaks: dict[str, list[float]] = {}
     with site_server(sizes) as base_url, tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +130,7 @@ def run_baseline(mode: str, urls: Path, concurrency: int) -> float:
     """One baseline process (tests/benchmarks/baseline.py): its wall time."""
     command = [sys.executable, str(HERE / "baseline.py"), mode, str(urls), str(concurrency)]
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(command, check=True, capture_output=True, cwd=ROOT, env=process_env())
     return time.perf_counter() - start
 
 
@@ -154,7 +165,7 @@ def run_sync(config: Path, expected: dict[str, int]) -> tuple[float, float]:
     """
     command = [sys.executable, "-m", "harvester", "--config", str(config), "--log-format"]
     command += ["json", "sync"]
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    env = process_env()
     start = time.perf_counter()
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=config.parent
