@@ -10,7 +10,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -266,6 +266,9 @@ class FeedRow:
     present: frozenset[str]
     held_removals: frozenset[str]
     body_fingerprint: str | None = None
+    # uid → the fingerprint this feed last gave it, for the present talks it still vouches
+    # for (feed_talk_state.last_seen NULL); read with `present`.
+    vouched: Mapping[str, str | None] = field(default_factory=dict)
 
 
 URL_SALT_KEY = "url_hash_salt"
@@ -371,31 +374,37 @@ def load_feed(db: Database, feed_id: int, *, with_present: bool = True) -> FeedR
         "SELECT kind, etag, last_modified, held_removals, body_fingerprint FROM feeds WHERE id = ?",
         [feed_id],
     ).fetchone()
-    present = set()
+    rows = []
     if with_present:
-        present = {
-            r[0]
-            for r in db.execute(
-                "SELECT uid FROM feed_talk_state WHERE feed_id = ? AND present = 1", [feed_id]
-            )
-        }
+        rows = db.execute(
+            "SELECT uid, fingerprint, last_seen IS NULL FROM feed_talk_state"
+            " WHERE feed_id = ? AND present = 1",
+            [feed_id],
+        ).fetchall()
     return FeedRow(
         id=feed_id,
         kind=row[0],
         etag=row[1],
         last_modified=row[2],
-        present=frozenset(present),
+        present=frozenset(r[0] for r in rows),
         held_removals=frozenset(json.loads(row[3] or "[]")),
         body_fingerprint=row[4],
+        vouched={r[0]: r[1] for r in rows if r[2]},
     )
+
+
+# By uid, whatever the planner's statistics: the index on status would read every active talk.
+ACTIVE_FINGERPRINTS_SQL = (
+    "SELECT t.uid, t.fingerprint FROM json_each(?) AS k CROSS JOIN talk_state t"
+    " ON t.uid = k.value WHERE t.status = 'active'"
+)
 
 
 def active_fingerprints(db: Database, uids: list[str]) -> dict[str, str]:
     """UID → fingerprint of those of `uids` the archive has as active talks."""
     return dict(
         db.execute(
-            "SELECT uid, fingerprint FROM talk_state"
-            " WHERE uid IN (SELECT value FROM json_each(?)) AND status = 'active'",
+            ACTIVE_FINGERPRINTS_SQL,
             [json.dumps(uids)],
         ).fetchall()
     )
@@ -412,6 +421,14 @@ def carried_blocks(db: Database, feed_id: int) -> dict[str, tuple[str, str]]:
             [feed_id],
         )
     }
+
+
+# What the diff compares (not `raw`: it would be rebuilt for nothing, see textstore.py).
+_STORED_TALKS_SQL = (
+    "SELECT uid, fingerprint, dtstamp, status, version, last_seen, "  # noqa: S608 (schema names)
+    + ", ".join(f"[{name}]" for name in CONTENT_FIELDS)
+    + " FROM talks WHERE uid IN (SELECT value FROM json_each(?))"
+)
 
 
 def load_state(
@@ -436,9 +453,7 @@ def load_state(
     incoming_uids = {r.uid for r in incoming}
     uids = sorted((incoming_uids | feed.present) - known_uids)
     talks = {}
-    for row in db.query(
-        "SELECT * FROM talks WHERE uid IN (SELECT value FROM json_each(?))", [json.dumps(uids)]
-    ):
+    for row in db.query(_STORED_TALKS_SQL, [json.dumps(uids)]):
         talks[row["uid"]] = StoredTalk(
             uid=row["uid"],
             fingerprint=row["fingerprint"],
@@ -664,6 +679,7 @@ def record_success(
             fetch_id,
             raw_keys or {},
             per_talk_dtstamps=now.dtstamp is None,
+            vouched=feed.vouched,
         )
     _mark_success(
         db, feed, facts, outcome, body_fingerprint if changes else feed.body_fingerprint, now
@@ -877,11 +893,14 @@ def apply_changes(
     raw_keys: Mapping[str, str] | None = None,
     *,
     per_talk_dtstamps: bool = False,
+    vouched: Mapping[str, str | None] | None = None,
 ) -> None:
     """The talk and membership rows of one poll's changes: the new versions, and the rows of
     the talks whose membership or fingerprint in this feed changes. A talk that stays
     unchanged in the feed is not written (its `last_seen`/`dtstamp` come from the feed's
-    row), unless `per_talk_dtstamps` (the poll's events do not share one DTSTAMP)."""
+    row), unless `per_talk_dtstamps` (the poll's events do not share one DTSTAMP).
+    `vouched` (`FeedRow.vouched`, read in this transaction) spares the membership rows that
+    would stay as they are from being sent to SQLite at all."""
     at = now_iso(observed_at)
     before = _last_vouch(db, feed_id)
     # Talks this feed stops vouching for keep what its last poll said of them.
@@ -901,7 +920,12 @@ def apply_changes(
     carried = {v.uid: v.record.fingerprint for v in changes.versions if v.record is not None}
     carried |= {t.uid: t.fingerprint for t in (*changes.unchanged, *changes.refingerprinted)}
     raw_keys = raw_keys or {}
-    given = [[u, carried.get(u), raw_keys.get(u) if u in carried else None] for u in present]
+    vouched = vouched or {}
+    given = [
+        [u, carried.get(u), raw_keys.get(u) if u in carried else None]
+        for u in present
+        if u not in vouched or vouched[u] != carried.get(u)
+    ]
     # The fingerprint this feed gave each talk (none for a stale copy), written only where
     # it or the membership changes; a row that is written gets this poll's raw key.
     db.execute(_CARRY, {"feed": feed_id, "at": at, "given": json.dumps(given)})

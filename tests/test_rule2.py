@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from harvester.archive import open_archive
+from harvester.archive import ACTIVE_FINGERPRINTS_SQL, active_fingerprints, open_archive
 from harvester.sync import PollResult
 from tests.test_fastpath import T0, TALK_FEED, body_of, make_talks, poll, refold
 
@@ -76,6 +76,25 @@ def test_an_unchanged_poll_of_a_large_feed_writes_a_bounded_number_of_rows(db: D
     assert written <= POLL_ROWS + 15
     assert talk(db, "AlgGeo/11", "title") == "A new title"
     assert values(db, "SELECT last_seen FROM talks") == {(T0 + 3 * HOUR).isoformat()}
+
+
+def test_the_fast_paths_lookup_reads_only_the_talks_it_asks_for(db: Database) -> None:
+    """A changed poll looks its blocks' UIDs up: by uid, not through every active talk
+    (the planner preferred the status index once it existed, 4 ms for 3 UIDs of 15,000)."""
+    talks = make_talks(random.Random(6), 2000)
+    poll(db, body_of(talks, T0), T0)
+    for analyzed in (False, True):
+        plan = " ".join(
+            r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {ACTIVE_FINGERPRINTS_SQL}", ["[]"])
+        )
+        assert "SCAN k" in plan and "(uid=?)" in plan and "status=?" not in plan, (analyzed, plan)
+        db.execute("ANALYZE")
+    asked = [talks[3].uid, talks[1999].uid, "not/archived"]
+    expected = {
+        t.uid: db.execute("SELECT fingerprint FROM talks WHERE uid = ?", [t.uid]).fetchone()[0]
+        for t in (talks[3], talks[1999])
+    }
+    assert active_fingerprints(db, asked) == expected
 
 
 def test_a_talk_carried_by_two_feeds_gets_the_latest_of_their_polls(db: Database) -> None:
