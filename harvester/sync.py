@@ -6,20 +6,23 @@ happen inside one `BEGIN IMMEDIATE` transaction that re-reads the archive state 
 
 from __future__ import annotations
 
+import os
+import pickle
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlite_utils import Database
 
 from harvester import archive as store
-from harvester.config import ScheduleSettings
+from harvester.config import HttpSettings, ScheduleSettings
 from harvester.diff import Changes, diff
 from harvester.diff import gone as feed_gone
 from harvester.errors import ArchiveError, FetchError, ParseError, StaleKnowledgeError
@@ -276,6 +279,177 @@ def sync_feeds(
     if errors:
         raise errors[0]
     return [r for r in results if r is not None]
+
+
+# --- a sync on both cores ------------------------------------------------------------------
+#
+# A poll is mostly Python (HTTP parsing, the block scan, the diff), so threads share one
+# core. A large sync forks once, before any connection or thread exists, and the child
+# polls every other feed with its own client; the two clients' limits add up to [http]'s.
+
+PROCESSES_ENV = "HARVESTER_SYNC_PROCESSES"  # "1": one process whatever the machine
+MIN_FEEDS_PER_PROCESS = 8  # fewer feeds than this each are polled in one process
+
+
+def process_shares(http: HttpSettings, feeds: int, cores: int | None = None) -> list[HttpSettings]:
+    """The settings of each process a sync of `feeds` feeds runs in: one, or two whose
+    `per_host` and `concurrency` add up to `http`'s. `min_gap` spaces requests across
+    every poll of a host, which two processes could not keep: such a config keeps one."""
+    cores = (os.cpu_count() or 1) if cores is None else cores
+    two = (
+        cores >= 2
+        and hasattr(os, "fork")
+        and os.environ.get(PROCESSES_ENV) != "1"
+        and feeds >= 2 * MIN_FEEDS_PER_PROCESS
+        and http.min_gap == 0
+        and http.per_host >= 2
+        and http.concurrency >= 2
+    )
+    if not two:
+        return [http]
+    return [
+        replace(
+            http,
+            per_host=http.per_host - http.per_host // 2,
+            concurrency=http.concurrency - http.concurrency // 2,
+        ),
+        replace(http, per_host=http.per_host // 2, concurrency=http.concurrency // 2),
+    ]
+
+
+def sync_in_processes(
+    open_db: Callable[[], Database],
+    http: HttpSettings,
+    targets: Sequence[FeedTarget],
+    *,
+    on_result: Callable[[PollResult], None] | None = None,
+) -> list[PollResult]:
+    """`sync_feeds` with a client of `http`'s, on two processes when `process_shares` says
+    so and this process has no other thread; the results in target order.
+
+    The caller must hold no SQLite connection open: a forked child inherits SQLite's
+    record of the locks its parent holds, which would be false there.
+    """
+    from harvester.fetch import make_client  # httpx: not for `harvester import`
+
+    shares = process_shares(http, len(targets))
+    if len(shares) == 1 or threading.active_count() > 1:
+        with make_client(http) as client:
+            return sync_feeds(
+                open_db,
+                client,
+                targets,
+                http.max_bytes,
+                concurrency=http.concurrency,
+                on_result=on_result,
+            )
+    _add_feeds(open_db, targets)  # in config order, before the feeds are dealt out
+    ours, theirs = list(targets[0::2]), list(targets[1::2])
+    report_lock = threading.Lock()
+
+    def report(result: PollResult) -> None:
+        if on_result is not None:
+            with report_lock:
+                on_result(result)
+
+    log.debug("sync.processes", processes=2, feeds=[len(ours), len(theirs)])
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_end)
+        _poll_in_child(open_db, shares[1], theirs, write_end)
+    os.close(write_end)
+    child = _ChildResults(read_end, report)
+    try:
+        with make_client(shares[0]) as client:
+            mine = sync_feeds(
+                open_db,
+                client,
+                ours,
+                http.max_bytes,
+                concurrency=shares[0].concurrency,
+                on_result=report,
+            )
+        theirs_done = child.wait(pid)
+    except BaseException:
+        os.kill(pid, signal.SIGTERM)
+        child.wait(pid)
+        raise
+    merged: list[PollResult | None] = [None] * len(targets)
+    merged[0::2], merged[1::2] = mine, theirs_done
+    return [r for r in merged if r is not None]
+
+
+class _ChildResults:
+    """The child's results, read from its pipe by a thread: each one reported as it comes,
+    then the whole list in the child's target order."""
+
+    def __init__(self, fd: int, report: Callable[[PollResult], None]) -> None:
+        self.results: list[PollResult] | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._read, args=(fd, report), name="sync-child", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, fd: int, report: Callable[[PollResult], None]) -> None:
+        with os.fdopen(fd, "rb") as pipe:
+            while True:
+                try:
+                    kind, value = pickle.load(pipe)  # noqa: S301 (our own child's pipe)
+                except EOFError:
+                    return
+                if kind == "result":
+                    report(value)
+                elif kind == "done":
+                    self.results = value
+                else:
+                    self.error = value
+
+    def wait(self, pid: int) -> list[PollResult]:
+        self._thread.join()
+        _, status = os.waitpid(pid, 0)
+        if self.error is not None:
+            raise self.error
+        if self.results is None:
+            code = os.waitstatus_to_exitcode(status)
+            raise RuntimeError(f"the second sync process ended early (exit status {code})")
+        return self.results
+
+
+def _poll_in_child(
+    open_db: Callable[[], Database], http: HttpSettings, targets: list[FeedTarget], fd: int
+) -> NoReturn:
+    from harvester import workers
+    from harvester.fetch import make_client
+
+    code = 0
+    try:
+        with os.fdopen(fd, "wb") as pipe, make_client(http) as client:
+
+            def send(kind: str, value: object) -> None:
+                pickle.dump((kind, value), pipe)
+                pipe.flush()
+
+            try:
+                results = sync_feeds(
+                    open_db,
+                    client,
+                    targets,
+                    http.max_bytes,
+                    concurrency=http.concurrency,
+                    on_result=partial(send, "result"),
+                )
+                send("done", results)
+            except BaseException as exc:  # a bug: the parent raises it
+                code = 1
+                try:
+                    send("error", exc)
+                except Exception:  # not picklable: its text
+                    send("error", RuntimeError(f"the second sync process failed: {exc!r}"))
+    finally:
+        workers.shutdown()
+        os._exit(code)  # no atexit, no finalizers: they belong to the parent
 
 
 def _add_feeds(open_db: Callable[[], Database], targets: Sequence[FeedTarget]) -> None:

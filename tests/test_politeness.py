@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from itertools import pairwise
@@ -18,7 +23,8 @@ from harvester.archive import open_archive
 from harvester.config import HttpSettings, parse_config
 from harvester.errors import ConfigError, FetchError
 from harvester.fetch import FetchPolicy, fetch, make_client, parse_retry_after
-from harvester.sync import FeedTarget, poll_feed, sync_feeds
+from harvester.sync import PROCESSES_ENV, FeedTarget, poll_feed, process_shares, sync_feeds
+from tests.conftest import write_config
 from tests.scripted import CALENDAR, Scripted, calendar, drop, hang, reply
 from tests.sitesim import Site, serve
 
@@ -271,6 +277,63 @@ def test_one_bad_feed_does_not_stop_the_others(
     assert [r.name for r in results] == [f"A{n}" for n in range(8)]
     assert [r.outcome for r in results].count("error") == 1
     assert results[3].error == "HTTP 404 Not Found"
+
+
+def test_a_large_sync_polls_on_two_processes_within_each_hosts_limit(
+    tmp_path: Path, two_sites: tuple[Site, Site]
+) -> None:
+    """`harvester sync` in a process of its own (one thread: it may fork) over 16 feeds:
+    two processes poll, every feed once, never more than `per_host` requests per host,
+    and a failed feed of the child's half is reported like any other."""
+    counters = Counting(two_sites[0]), Counting(two_sites[1])
+    targets = [t for s, c in zip(two_sites, counters, strict=True) for t in watch(s, c)]
+    del two_sites[1].series["B3"]  # the 12th feed: every other feed is the child's
+    config = write_config(
+        tmp_path, [t.url for t in targets], "per_host = 2\nconcurrency = 4\nretries = 0\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != PROCESSES_ENV}
+    command = [sys.executable, "-m", "harvester", "--config", str(config)]
+    done = subprocess.run(
+        [*command, "--log-format", "json", "-v", "sync"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    split = [e for e in events if e["event"] == "sync.processes"]
+    assert split and split[0]["feeds"] == [8, 8], done.stderr[-2000:]
+    polled = [e for e in events if e["event"] == "feed.polled"]
+    assert sorted(e["feed"] for e in polled) == sorted(t.name or "" for t in targets)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "16 feeds: 15 new, 0 changed" in done.stdout
+    assert "error: B3: HTTP 404 Not Found" in done.stderr
+    assert [c.most for c in counters] == [2, 2]  # both processes at one host, never more
+    db = open_archive(tmp_path / "archive.db")
+    assert db.execute(
+        "SELECT count(*), count(DISTINCT fetch_id) FROM talk_versions"
+    ).fetchone() == (15, 15)
+    # feed ids follow the config, whichever process polled a feed first
+    urls = [row[0] for row in db.execute("SELECT url FROM feeds ORDER BY id")]
+    assert urls == [t.url for t in targets]
+
+
+def test_the_processes_share_the_limits_between_them() -> None:
+    http = HttpSettings(per_host=3, concurrency=5)
+    first, second = process_shares(http, 16, cores=2)
+    assert (first.per_host + second.per_host, first.concurrency + second.concurrency) == (3, 5)
+    assert min(first.per_host, second.per_host, first.concurrency, second.concurrency) >= 1
+    assert process_shares(http, 15, cores=2) == [http]  # too few feeds to be worth a fork
+    assert process_shares(http, 16, cores=1) == [http]
+    assert process_shares(replace(http, per_host=1), 64, cores=2) == [replace(http, per_host=1)]
+    assert process_shares(replace(http, min_gap=0.5), 64, cores=2) == [replace(http, min_gap=0.5)]
+
+
+def test_one_process_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PROCESSES_ENV, "1")
+    assert process_shares(HttpSettings(), 100, cores=8) == [HttpSettings()]
 
 
 # --- config --------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from harvester.config import Config
 from harvester.errors import LockBusyError
 from harvester.lock import hold
 from harvester.site import normalize_url, series_shortname
-from harvester.sync import FeedTarget, PollResult, archive_body, sync_feeds, utc_now
+from harvester.sync import FeedTarget, PollResult, archive_body, sync_in_processes, utc_now
 
 
 def _targets(app: App, urls: tuple[str, ...]) -> list[FeedTarget]:
@@ -117,28 +117,22 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
 
 
 def _sync(app: App, targets: list[FeedTarget]) -> None:
-    # HTTP only here: `harvester import` starts without httpx and tenacity.
-    from harvester.fetch import make_client
     from harvester.series import refresh_followed_series
 
     db = app.archive()
     with archive_errors():  # a damaged archive is reported before any poll (once a day)
         check_when_due(db, utc_now())
     register_targets(app, db)
-    http, path = app.config.http, app.config.archive_path
-    with (
-        archive_errors(),
-        make_client(http) as client,
-        _progress(app, len(targets)) as advance,
-    ):
-        results = sync_feeds(
+    db.conn.close()  # no connection open while the sync may fork (see sync_in_processes)
+    path = app.config.archive_path
+    with archive_errors(), _progress(app, len(targets)) as advance:
+        results = sync_in_processes(
             lambda: open_archive(path, file_mode=app.config.archive_file_mode),
-            client,
+            app.config.http,
             targets,
-            http.max_bytes,
-            concurrency=http.concurrency,
             on_result=advance,
         )
+    db = app.archive()
     refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
     compact_after_sync(path, app.config.archive_keep_polls, app.config.archive_file_mode)
     send_after_run(app, db)
