@@ -6,6 +6,7 @@ happen inside one `BEGIN IMMEDIATE` transaction that re-reads the archive state 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
@@ -372,8 +373,10 @@ def sync_in_processes(
             )
         theirs_done = child.wait(pid)
     except BaseException:
-        os.kill(pid, signal.SIGTERM)
-        child.wait(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(Exception):
+            child.wait(pid)
         raise
     merged: list[PollResult | None] = [None] * len(targets)
     merged[0::2], merged[1::2] = mine, theirs_done
