@@ -682,7 +682,13 @@ def record_success(
             vouched=feed.vouched,
         )
     _mark_success(
-        db, feed, facts, outcome, body_fingerprint if changes else feed.body_fingerprint, now
+        db,
+        feed,
+        facts,
+        outcome,
+        body_fingerprint if changes else feed.body_fingerprint,
+        now,
+        vouched=None if changes is None else False,  # a 304 changes no membership
     )
     return fetch_id
 
@@ -768,11 +774,17 @@ def _mark_success(
     outcome: str,
     body_fingerprint: str | None,
     vouch: Vouch,
+    *,
+    vouched: bool | None,
 ) -> None:
+    """The feed's row after a successful poll. `vouched`: True when the poll found every
+    talk of the feed as the feed left it (`vouched_seq` becomes `state_seq`), False when it
+    may have changed memberships (cleared), None to keep it."""
     db.execute(
         "UPDATE feeds SET last_fetched_at = ?, last_success_at = ?, last_outcome = ?,"
         " consecutive_failures = 0, last_error = NULL, etag = ?, last_modified = ?,"
-        " body_fingerprint = ?, gone_since = NULL, last_seen_at = ?, last_dtstamp = ?"
+        " body_fingerprint = ?, gone_since = NULL, last_seen_at = ?, last_dtstamp = ?,"
+        " vouched_seq = CASE ? WHEN 1 THEN state_seq WHEN 0 THEN NULL ELSE vouched_seq END"
         " WHERE id = ?",
         [
             now_iso(facts.finished_at),
@@ -785,9 +797,19 @@ def _mark_success(
             body_fingerprint,
             vouch.seen_at,
             vouch.dtstamp,
+            vouched,
             feed.id,
         ],
     )
+
+
+# The feed's present talks, and those of them still active with the fingerprint the feed
+# gave them (migration 0016: `feeds.vouched_seq` records that this held, at `state_seq`).
+_VOUCHED_SQL = (
+    "SELECT count(*), count(s.uid) FROM feed_talk_state ft LEFT JOIN talk_state s"
+    " ON s.uid = ft.uid AND s.status = 'active' AND s.fingerprint = ft.fingerprint"
+    " AND ft.last_seen IS NULL WHERE ft.feed_id = ? AND ft.present = 1"
+)
 
 
 def record_unchanged_body(
@@ -808,7 +830,8 @@ def record_unchanged_body(
     (its poll time and DTSTAMP, the body's one value), whatever the number of talks.
     """
     row = db.execute(
-        "SELECT body_fingerprint, held_removals FROM feeds WHERE id = ?", [feed.id]
+        "SELECT body_fingerprint, held_removals, state_seq IS vouched_seq FROM feeds WHERE id = ?",
+        [feed.id],
     ).fetchone()
     last = db.execute(
         f"SELECT events {_LAST_SUCCESS_SQL}",
@@ -816,14 +839,14 @@ def record_unchanged_body(
     ).fetchone()
     if row[0] != body_fingerprint or json.loads(row[1] or "[]") or not last or last[0] is None:
         return None
-    present, still = db.execute(
-        "SELECT count(*), count(s.uid) FROM feed_talk_state ft LEFT JOIN talk_state s"
-        " ON s.uid = ft.uid AND s.status = 'active' AND s.fingerprint = ft.fingerprint"
-        " AND ft.last_seen IS NULL WHERE ft.feed_id = ? AND ft.present = 1",
-        [feed.id],
-    ).fetchone()
-    if still != present:  # another poll changed one of them: the full path must decide
-        return None
+    if row[2]:  # none of the feed's talks changed since a poll found them all as it left them
+        present = db.execute(
+            "SELECT count(*) FROM feed_talk_state WHERE feed_id = ? AND present = 1", [feed.id]
+        ).fetchone()[0]
+    else:
+        present, still = db.execute(_VOUCHED_SQL, [feed.id]).fetchone()
+        if still != present:  # another poll changed one of them: the full path must decide
+            return None
     before = _last_vouch(db, feed.id)
     # What the full path would find: every talk carries the body's one DTSTAMP.
     now = Vouch(now_iso(observed_at), dtstamp if present else before.dtstamp)
@@ -831,7 +854,7 @@ def record_unchanged_body(
     counts = dict.fromkeys(("new", "changed", "removed", "restored", "stale"), 0)
     counts["unchanged"] = present
     insert_fetch(db, feed.id, facts, "unchanged", {"events": last[0]} | counts, None)
-    _mark_success(db, feed, facts, "unchanged", body_fingerprint, now)
+    _mark_success(db, feed, facts, "unchanged", body_fingerprint, now, vouched=True)
     return counts, int(last[0])
 
 
@@ -866,6 +889,7 @@ def apply_gone(
 ) -> None:
     """The removals of a feed confirmed gone, recorded against the failed poll that did it."""
     apply_changes(db, feed_id, changes, observed_at, fetch_id)
+    db.execute("UPDATE feeds SET vouched_seq = NULL WHERE id = ?", [feed_id])
     db.execute(
         "UPDATE fetches SET overrides = json_set(coalesce(overrides, '{}'), '$.removed', ?)"
         " WHERE id = ?",

@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from harvester.errors import LockBusyError
 
 # Roles that also lock the archive file itself (one holder per file, whatever its name).
@@ -35,6 +33,8 @@ def lock_path(archive_path: Path | str, role: str) -> Path:
 @contextlib.contextmanager
 def hold(archive_path: Path | str, role: str) -> Iterator[Path]:
     """Take the `role` lock of the archive without waiting, or raise LockBusyError."""
+    from filelock import FileLock, Timeout  # 15 ms of imports: only for runs that hold one
+
     path = lock_path(archive_path, role)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path, timeout=0)

@@ -236,7 +236,9 @@ SERIES_FEED = FeedTarget("https://researchseminars.org/seminar/AlgGeo/ics", "Alg
 TALK_FEED = FeedTarget("https://researchseminars.org/talk/AlgGeo/2/ics", "AlgGeo/2")
 
 
-CACHES = {"raw_key"}  # the fast path's own bookkeeping: NULL after a full parse
+# The fast path's own bookkeeping, NULL after a full parse: the raw blocks' keys, and the
+# talks' change count at which the body shortcut last confirmed them (0016).
+CACHES = {"raw_key", "vouched_seq"}
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:

@@ -7,6 +7,7 @@ per-talk writes did, and that an unchanged poll no longer writes per talk.
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 import sqlite3
@@ -95,6 +96,45 @@ def test_the_fast_paths_lookup_reads_only_the_talks_it_asks_for(db: Database) ->
         for t in (talks[3], talks[1999])
     }
     assert active_fingerprints(db, asked) == expected
+
+
+def test_an_unchanged_poll_confirms_its_talks_in_one_row_until_one_of_them_changes(
+    db: Database,
+) -> None:
+    """Migration 0016: the join over the feed's talks runs once after a poll that changed
+    memberships; later unchanged polls compare two counters, until another feed changes
+    one of the talks (its trigger moves every carrying feed's `state_seq`)."""
+    talks = make_talks(random.Random(10), 300)
+    before = copy.deepcopy(talks)
+    poll(db, body_of(talks, T0), T0)
+    poll(db, body_of([talks[1]], T0), T0, TALK_FEED)
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+
+    def joined() -> bool:
+        ran = any("LEFT JOIN talk_state" in sql for sql in statements)
+        statements.clear()
+        return ran
+
+    assert poll(db, body_of(talks, T0 + HOUR), T0 + HOUR).outcome == "unchanged"
+    assert joined()  # the first poll after the changed one checks every talk
+    for hours in (2, 3):
+        shortcut = poll(db, body_of(talks, T0 + hours * HOUR), T0 + hours * HOUR)
+        assert (shortcut.outcome, shortcut.counts["unchanged"]) == ("unchanged", 300)
+        assert not joined()
+    talks[1].title = "Retitled by the talk's own feed"
+    assert (
+        poll(db, body_of([talks[1]], T0 + 4 * HOUR), T0 + 4 * HOUR, TALK_FEED).counts["changed"]
+        == 1
+    )
+    statements.clear()
+    # the series feed still says what it said: not unchanged any more (a newer copy of the
+    # old title: a change back)
+    again = poll(db, body_of(before, T0 + 5 * HOUR), T0 + 5 * HOUR)
+    assert joined()
+    assert (again.counts["unchanged"], again.counts["changed"]) == (299, 1)
+    assert talk(db, "AlgGeo/2", "title") == before[1].title
+    db.conn.set_trace_callback(None)
 
 
 def test_a_talk_carried_by_two_feeds_gets_the_latest_of_their_polls(db: Database) -> None:
