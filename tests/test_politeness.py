@@ -320,6 +320,32 @@ def test_a_large_sync_polls_on_two_processes_within_each_hosts_limit(
     assert urls == [t.url for t in targets]
 
 
+CHILD_DIES = """
+import os, sys
+from harvester import sync
+from harvester.archive import open_archive
+from harvester.config import HttpSettings
+sync._poll_in_child = lambda *args: os._exit(3)  # the second process dies at once
+targets = [sync.FeedTarget(f"http://127.0.0.1:9/{n}.ics", str(n)) for n in range(16)]
+settings = HttpSettings(allow_private=True, retries=0)
+try:
+    sync.sync_in_processes(lambda: open_archive(sys.argv[1]), settings, targets)
+except RuntimeError as exc:
+    print(exc)
+"""
+
+
+def test_a_second_process_that_dies_fails_the_sync_loudly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != PROCESSES_ENV}
+    command = [sys.executable, "-c", CHILD_DIES, str(tmp_path / "a.db")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    last = done.stdout.strip().splitlines()[-1]  # after the parent's own feeds' log lines
+    assert last == "the second sync process ended early (exit status 3)", done.stdout
+    db = open_archive(tmp_path / "a.db")  # the parent's half is archived, whole
+    outcomes = db.execute("SELECT outcome, count(*) FROM fetches GROUP BY 1").fetchall()
+    assert outcomes == [("error", 8)] and db.execute("PRAGMA quick_check").fetchone() == ("ok",)
+
+
 def test_the_processes_share_the_limits_between_them() -> None:
     http = HttpSettings(per_host=3, concurrency=5)
     first, second = process_shares(http, 16, cores=2)
