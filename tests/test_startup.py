@@ -84,6 +84,9 @@ def test_sync_imports_no_scheduler_nor_config_editor(config: Path) -> None:
     loaded = modules_of("--config", str(config), "sync", cwd=config.parent)
     assert "httpx" in loaded
     assert not loaded & {"apscheduler", "tomlkit", "datasette"}
+    # start-up costs only a run that needs them pays
+    assert not loaded & {"filelock", "multiprocessing"}
+    assert "filelock" in modules_of("--config", str(config), "sync", "--lock", cwd=config.parent)
 
 
 def test_lazy_command_list_matches_the_commands(monkeypatch: pytest.MonkeyPatch) -> None:
