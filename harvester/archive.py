@@ -35,21 +35,19 @@ WAL_CHECKPOINT_BYTES = 64 << 20
 CACHE_KIB = 16384  # per connection: the pages of a large feed's talks stay in memory
 
 
-def open_archive(
-    path: Path | str, *, file_mode: int = 0o600, read_only: bool = False, check: bool = False
-) -> Database:
+def open_archive(path: Path | str, *, file_mode: int = 0o600, read_only: bool = False) -> Database:
     """Open the archive at `path`.
 
     Read-write (the default): created if missing, and migrated when a migration is pending
     (an up-to-date archive is opened without any write). `read_only`: opened with SQLite's
     `mode=ro` (plus `immutable=1` in a folder it cannot write, where no -shm can be made)
     and `query_only`; an archive that still needs a migration is migrated first when it
-    can be written, else refused. `check` runs `PRAGMA quick_check` and refuses a damaged
-    file. A SQLite file that is not an archive is refused before anything is written.
+    can be written, else refused. A SQLite file that is not an archive is refused before
+    anything is written; a damaged one is refused by `check_when_due`.
     """
     path = Path(path)
     if read_only:
-        return _open_read_only(path, file_mode=file_mode, check=check)
+        return _open_read_only(path, file_mode=file_mode)
     conn: sqlite3.Connection | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,8 +57,6 @@ def open_archive(
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
         textstore.register(conn)
         _refuse_foreign(conn, path)
-        if check:
-            _quick_check(conn, path)
         db = _database(conn)
         db.execute("PRAGMA foreign_keys = ON")
         if not db.execute("PRAGMA page_count").fetchone()[0]:  # a new file: set before WAL
@@ -94,7 +90,7 @@ def open_archive(
     return db
 
 
-def _open_read_only(path: Path, *, file_mode: int, check: bool) -> Database:
+def _open_read_only(path: Path, *, file_mode: int) -> Database:
     if not path.exists():  # as before: a first read makes an empty archive
         open_archive(path, file_mode=file_mode).close()
     conn: sqlite3.Connection | None = None
@@ -111,8 +107,6 @@ def _open_read_only(path: Path, *, file_mode: int, check: bool) -> Database:
                 )
             open_archive(path, file_mode=file_mode).close()
             conn = _connect_read_only(path)
-        if check:
-            _quick_check(conn, path)
         conn.execute("PRAGMA query_only = 1")
     except sqlite3.Error as exc:
         if conn is not None:

@@ -1,7 +1,8 @@
-"""One poll of one feed through the pipeline: fetch → parse → diff → store.
+"""One poll of one feed through the pipeline: fetch → parse → diff → store; and many.
 
 Fetching and parsing happen outside any transaction; the diff and every write of a poll
 happen inside one `BEGIN IMMEDIATE` transaction that re-reads the archive state first.
+`sync_feeds` polls many feeds on threads, `sync_in_processes` on two processes as well.
 """
 
 from __future__ import annotations
@@ -401,6 +402,9 @@ class _ChildResults:
                 try:
                     kind, value = pickle.load(pipe)  # noqa: S301 (our own child's pipe)
                 except EOFError:
+                    return
+                except Exception as exc:  # a child that died mid-message
+                    self.error = RuntimeError(f"the second sync process sent garbage: {exc!r}")
                     return
                 if kind == "result":
                     report(value)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harvester import _schema, ics, textstore
-from harvester.archive import open_archive
+from harvester.archive import check_when_due, open_archive
 from harvester.datasette import plugin
 from harvester.model import CONTENT_FIELDS, TalkRecord
 from harvester.parse import parse_feed
@@ -306,7 +307,7 @@ def test_migration_keeps_what_earlier_migrations_hung_on_the_table(tmp_path: Pat
     assert db.execute("SELECT description FROM seen").fetchall() == [("hi",)]
 
 
-def test_neither_the_check_at_open_nor_a_write_inflates_a_version(
+def test_neither_the_whole_file_check_nor_a_write_inflates_a_version(
     imported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite computes generated columns for `PRAGMA quick_check` and for every row it
@@ -324,7 +325,9 @@ def test_neither_the_check_at_open_nor_a_write_inflates_a_version(
         return unpack(raw_z, description)
 
     monkeypatch.setattr(textstore, "unpack_raw", counting)
-    open_archive(imported, check=True).close()
+    checked = open_archive(imported)
+    assert check_when_due(checked, datetime.now(UTC))  # the whole-file check ran
+    checked.close()
     new = tmp_path / "new.ics"
     new.write_bytes(calendar(event(b"DESCRIPTION:Title: a new talk")))
     result = CliRunner().invoke(cli, ["--db", str(imported), "import", str(new)])

@@ -47,7 +47,7 @@ class App:
                 raise UsageProblem(f"bad config: {exc}") from None
         return self._config
 
-    def archive(self, *, read_only: bool = False, check: bool = False) -> Database:
+    def archive(self, *, read_only: bool = False) -> Database:
         """The configured archive; `read_only` for the commands that only read it."""
         from harvester.archive import open_archive  # sqlite-utils: not for `--help`
 
@@ -56,7 +56,6 @@ class App:
                 self.config.archive_path,
                 file_mode=self.config.archive_file_mode,
                 read_only=read_only,
-                check=check,
             )
         except ArchiveError as exc:
             fail(str(exc))
