@@ -28,7 +28,14 @@ from harvester.config import Config
 from harvester.errors import LockBusyError
 from harvester.lock import hold
 from harvester.site import normalize_url, series_shortname
-from harvester.sync import FeedTarget, PollResult, archive_body, sync_in_processes, utc_now
+from harvester.sync import (
+    FeedTarget,
+    PollResult,
+    archive_body,
+    keep_large_blocks,
+    sync_in_processes,
+    utc_now,
+)
 
 
 def _targets(app: App, urls: tuple[str, ...]) -> list[FeedTarget]:
@@ -119,6 +126,7 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
 def _sync(app: App, targets: list[FeedTarget]) -> None:
     from harvester.series import refresh_followed_series
 
+    keep_large_blocks()
     db = app.archive()
     with archive_errors():  # a damaged archive is reported before any poll (once a day)
         check_when_due(db, utc_now())
