@@ -381,6 +381,7 @@ def sync_in_processes(
                 on_result(result)
 
     log.debug("sync.processes", processes=2, feeds=[len(ours), len(theirs)])
+    _flush_streams()  # else what this process buffered would be written twice
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -482,7 +483,14 @@ def _poll_in_child(
                     send("error", RuntimeError(f"the second sync process failed: {exc!r}"))
     finally:
         workers.shutdown()
+        _flush_streams()  # its own log lines, if a handler buffers them
         os._exit(code)  # no atexit, no finalizers: they belong to the parent
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _add_feeds(open_db: Callable[[], Database], targets: Sequence[FeedTarget]) -> None:
