@@ -232,6 +232,7 @@ def sync_feeds(
     concurrency: int = 4,
     on_result: Callable[[PollResult], None] | None = None,
     fast: bool = True,
+    feeds_added: bool = False,
 ) -> list[PollResult]:
     """Poll `targets` with up to `concurrency` feeds at once; the results in target order.
 
@@ -239,9 +240,11 @@ def sync_feeds(
     (`open_db()`; SQLite connections belong to one thread), so every feed is still one
     `BEGIN IMMEDIATE` transaction, and memory holds at most `concurrency` feeds. The
     client's host limits keep the requests polite whatever the concurrency.
-    `on_result` is called (one call at a time) as each feed finishes.
+    `on_result` is called (one call at a time) as each feed finishes. `feeds_added`: the
+    caller already added every target's row (`sync_in_processes`, before it deals them out).
     """
-    _add_feeds(open_db, targets)  # in order: feed ids do not depend on which poll ends first
+    if not feeds_added:  # in order: feed ids do not depend on which poll ends first
+        _add_feeds(open_db, targets)
     results: list[PollResult | None] = [None] * len(targets)
     jobs: queue.SimpleQueue[tuple[int, FeedTarget]] = queue.SimpleQueue()
     for job in enumerate(targets):
@@ -398,6 +401,7 @@ def sync_in_processes(
                 http.max_bytes,
                 concurrency=shares[0].concurrency,
                 on_result=report,
+                feeds_added=True,
             )
         theirs_done = child.wait(pid)
     except BaseException:
@@ -473,6 +477,7 @@ def _poll_in_child(
                     http.max_bytes,
                     concurrency=http.concurrency,
                     on_result=partial(send, "result"),
+                    feeds_added=True,
                 )
                 send("done", results)
             except BaseException as exc:  # a bug: the parent raises it
