@@ -761,6 +761,31 @@ def _raise_floors(
         db.execute(sql, params)
 
 
+# Two processes may poll one feed at once (the daemon and a cron sync), and the poll that
+# finished first may commit last. The feed's health columns describe its latest poll, the
+# one with the latest finish time `:at` (isoformat strings of one offset sort in time).
+_MARK_SUCCESS_SQL = """
+    UPDATE feeds SET
+        last_fetched_at = max(coalesce(last_fetched_at, ''), :at),
+        last_success_at = max(coalesce(last_success_at, ''), :at),
+        last_outcome = iif(coalesce(last_fetched_at, '') <= :at, :outcome, last_outcome),
+        consecutive_failures = iif(coalesce(last_fetched_at, '') <= :at, 0, consecutive_failures),
+        last_error = iif(coalesce(last_fetched_at, '') <= :at, NULL, last_error),
+        etag = :etag, last_modified = :last_modified, body_fingerprint = :body,
+        gone_since = NULL, last_seen_at = :seen, last_dtstamp = :stamp,
+        vouched_seq = CASE :vouched WHEN 1 THEN state_seq WHEN 0 THEN NULL ELSE vouched_seq END
+    WHERE id = :feed
+"""
+_MARK_FAILURE_SQL = """
+    UPDATE feeds SET
+        last_fetched_at = max(coalesce(last_fetched_at, ''), :at),
+        last_outcome = iif(coalesce(last_fetched_at, '') <= :at, 'error', last_outcome),
+        consecutive_failures = consecutive_failures + (coalesce(last_fetched_at, '') <= :at),
+        last_error = iif(coalesce(last_fetched_at, '') <= :at, :error, last_error)
+    WHERE id = :feed
+"""
+
+
 def _mark_success(
     db: Database,
     feed: FeedRow,
@@ -775,25 +800,20 @@ def _mark_success(
     talk of the feed as the feed left it (`vouched_seq` becomes `state_seq`), False when it
     may have changed memberships (cleared), None to keep it."""
     db.execute(
-        "UPDATE feeds SET last_fetched_at = ?, last_success_at = ?, last_outcome = ?,"
-        " consecutive_failures = 0, last_error = NULL, etag = ?, last_modified = ?,"
-        " body_fingerprint = ?, gone_since = NULL, last_seen_at = ?, last_dtstamp = ?,"
-        " vouched_seq = CASE ? WHEN 1 THEN state_seq WHEN 0 THEN NULL ELSE vouched_seq END"
-        " WHERE id = ?",
-        [
-            now_iso(facts.finished_at),
-            now_iso(facts.finished_at),
-            outcome,
-            facts.etag or feed.etag if outcome == "not_modified" else facts.etag,
-            facts.last_modified or feed.last_modified
+        _MARK_SUCCESS_SQL,
+        {
+            "at": now_iso(facts.finished_at),
+            "outcome": outcome,
+            "etag": facts.etag or feed.etag if outcome == "not_modified" else facts.etag,
+            "last_modified": facts.last_modified or feed.last_modified
             if outcome == "not_modified"
             else facts.last_modified,
-            body_fingerprint,
-            vouch.seen_at,
-            vouch.dtstamp,
-            vouched,
-            feed.id,
-        ],
+            "body": body_fingerprint,
+            "seen": vouch.seen_at,
+            "stamp": vouch.dtstamp,
+            "vouched": vouched,
+            "feed": feed.id,
+        },
     )
 
 
@@ -857,9 +877,8 @@ def record_failure(db: Database, feed_id: int, facts: FetchFacts, error: str) ->
     error = redact(error)
     fetch_id = insert_fetch(db, feed_id, facts, "error", {}, error)
     db.execute(
-        "UPDATE feeds SET last_fetched_at = ?, last_outcome = 'error',"
-        " consecutive_failures = consecutive_failures + 1, last_error = ? WHERE id = ?",
-        [now_iso(facts.finished_at), redact(error), feed_id],
+        _MARK_FAILURE_SQL,
+        {"at": now_iso(facts.finished_at), "error": redact(error), "feed": feed_id},
     )
     return fetch_id
 

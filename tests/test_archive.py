@@ -300,6 +300,41 @@ def test_text_written_to_the_archive_is_redacted_and_url_hash_salted(tmp_path: P
     assert store.feed_ids(db, [PERSONAL]) == {PERSONAL: feed_id}
 
 
+# --- two pollers of one feed -------------------------------------------------------------
+
+
+def test_a_poll_that_commits_after_a_later_one_leaves_the_feeds_row_to_the_later(
+    tmp_path: Path,
+) -> None:
+    """The daemon and a cron sync can poll one feed at once; the one that finished first
+    may commit last. The feed's health columns stay the latest poll's."""
+    db = open_archive(tmp_path / "a.db")
+    target = FeedTarget("file:///x.ics", "x", "file")
+    early, late = utc_now(), utc_now() + timedelta(seconds=1)
+    archive_body(db, target, SAMPLE.read_bytes(), FetchFacts(late, late, http_status=200), late)
+    with store.immediate_transaction(db):
+        (feed_id,) = store.feed_ids(db, ["file:///x.ics"]).values()
+        store.record_failure(db, feed_id, FetchFacts(early, early, http_status=500), "HTTP 500")
+    row = db.execute(
+        "SELECT last_fetched_at, last_success_at, last_outcome, consecutive_failures,"
+        " last_error FROM feeds"
+    ).fetchone()
+    assert row == (late.isoformat(), late.isoformat(), "changed", 0, None)
+    assert db.execute("SELECT count(*) FROM fetches").fetchone() == (2,)  # both recorded
+
+    # A success that finished before a later failure leaves the failure showing.
+    later = late + timedelta(seconds=1)
+    with store.immediate_transaction(db):
+        store.record_failure(db, feed_id, FetchFacts(later, later, http_status=500), "HTTP 500")
+    archive_body(db, target, SAMPLE.read_bytes(), FetchFacts(late, late, http_status=200), late)
+    row = db.execute(
+        "SELECT last_fetched_at, last_success_at, last_outcome, consecutive_failures,"
+        " last_error FROM feeds"
+    ).fetchone()
+    assert row == (later.isoformat(), late.isoformat(), "error", 1, "HTTP 500")
+    db.close()
+
+
 # --- one module holds the SQL -----------------------------------------------------------
 
 SQL = re.compile(

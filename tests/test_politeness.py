@@ -47,8 +47,19 @@ class FakeTime:
         self.now += seconds
 
 
+_CLIENTS: list[httpx.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def client_for(**policy: Any) -> tuple[httpx.Client, list[float]]:
-    """A client whose waits are recorded instead of slept (and its clock follows them)."""
+    """A client whose waits are recorded instead of slept (and its clock follows them),
+    closed after the test."""
     fake = FakeTime()
     settings = HttpSettings(retries=3, timeout=policy.pop("timeout", 5.0), allow_private=True)
     client = make_client(
@@ -57,6 +68,7 @@ def client_for(**policy: Any) -> tuple[httpx.Client, list[float]]:
             settings, sleep=fake.sleep, clock=fake.clock, wall_clock=lambda: NOW, **policy
         ),
     )
+    _CLIENTS.append(client)
     return client, fake.sleeps
 
 
