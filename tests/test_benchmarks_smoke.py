@@ -21,7 +21,14 @@ BENCHMARKS = ROOT / "tests" / "benchmarks"
         ),
         (
             "bench_site.py",
-            ["naive icalendar parse", "first sync", "nothing changed", "1% of talks changed"],
+            [
+                "naive icalendar parse",
+                "first sync",
+                "nothing changed",
+                "1% of talks changed",
+                "start-up: download baseline, unchanged re-sync",
+                "after start-up",
+            ],
         ),
         ("bench_size.py", ["÷ VEVENT text", "talk_versions", "dbstat"]),
         ("bench_year.py", ["fetches + its indexes after", "every failed and changed poll kept"]),

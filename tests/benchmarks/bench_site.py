@@ -67,21 +67,32 @@ def main(argv: list[str] | None = None) -> int:
     compile_checkout()
     times: dict[str, list[float]] = {}
     peaks: dict[str, list[float]] = {}
+    startups: dict[str, list[float]] = {}  # process start → the site's first feed request
     with site_server(sizes) as base_url, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         urls = [f"{base_url}/seminar/Sem{n:03d}/ics" for n in range(len(sizes))]
         (folder / "urls.txt").write_text("\n".join(urls), encoding="utf-8")
         feed_bytes = len(fetch(urls[0]))
 
+        def started(name: str, at: float) -> None:
+            first = json.loads(fetch(f"{base_url}/_first_request"))["at"]
+            startups.setdefault(name, []).append(first - at)
+
         def baseline(name: str, mode: str) -> None:
+            fetch(f"{base_url}/_first_request")  # forget the requests before this one
+            at = time.monotonic()
             times.setdefault(name, []).append(
                 run_baseline(mode, folder / "urls.txt", args.concurrency)
             )
+            started(name, at)
 
         def sync(name: str, config: Path, expected: dict[str, int]) -> None:
+            fetch(f"{base_url}/_first_request")
+            at = time.monotonic()
             seconds, peak_mb = run_sync(config, expected)
             times.setdefault(name, []).append(seconds)
             peaks.setdefault(name, []).append(peak_mb)
+            started(name, at)
 
         for round_ in range(1, args.repeat + 1):
             config = write_config(folder, f"archive-{round_}.db", urls, args.concurrency)
@@ -123,6 +134,23 @@ def main(argv: list[str] | None = None) -> int:
         f" {feed_bytes / 1e6:.2f} MB), whole processes, medians of {args.repeat}, {stamp}"
     )
     print_table(title, rows)
+    start = {name: statistics.median(values) for name, values in startups.items()}
+    after = {name: median[name] - start[name] for name in start}
+    print_table(
+        "start-up (process start → the site's first feed request) and the rest, medians",
+        [
+            (
+                "start-up: download baseline, unchanged re-sync",
+                f"{start['download'] * 1000:.0f} ms, {start['unchanged'] * 1000:.0f} ms",
+                "",
+            ),
+            (
+                "after start-up: download baseline, unchanged re-sync",
+                f"{after['download']:.2f} s, {after['unchanged']:.2f} s",
+                f"re-sync ÷ download {after['unchanged'] / after['download']:.2f}×",
+            ),
+        ],
+    )
     return 0
 
 

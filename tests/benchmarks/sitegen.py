@@ -8,7 +8,9 @@ request on every event, no validators; DESCRIPTION as the site writes it (title 
 Run `python tests/benchmarks/sitegen.py SIZES_JSON` to serve it on a free port of
 127.0.0.1; the first line on stdout is the base URL. `GET /_mutate?fraction=F&seed=S`
 retitles that fraction of all talks (at least one) and answers how many;
-`GET /_feeds` lists the feeds and their talk counts as JSON.
+`GET /_feeds` lists the feeds and their talk counts as JSON; `GET /_first_request`
+answers when the first feed request since the last such question arrived (`time.monotonic`,
+one clock for every process of the machine), or null.
 
 Bodies are rendered once (and again for the series a mutation touches) with a
 placeholder DTSTAMP, replaced by the current time on each request, so serving costs
@@ -21,6 +23,7 @@ import json
 import random
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -117,9 +120,18 @@ class Site:
     def __init__(self, sizes: list[int]) -> None:
         self.series = {s.shortname: s for s in (Series(n, k) for n, k in enumerate(sizes))}
         self.lock = threading.Lock()
+        self.first_request: float | None = None
+
+    def first_request_since_asked(self) -> float | None:
+        with self.lock:
+            first, self.first_request = self.first_request, None
+        return first
 
     def body(self, shortname: str) -> bytes | None:
+        arrived = time.monotonic()
         with self.lock:
+            if self.first_request is None:
+                self.first_request = arrived
             series = self.series.get(shortname)
             body = series.body if series else None
         if body is None:
@@ -161,6 +173,10 @@ class Handler(BaseHTTPRequestHandler):
             query = parse_qs(parts.query)
             changed = site.mutate(float(query["fraction"][0]), int(query["seed"][0]))
             self.send(200, json.dumps({"changed": changed}).encode(), "application/json")
+            return
+        if parts.path == "/_first_request":
+            first = json.dumps({"at": site.first_request_since_asked()}).encode()
+            self.send(200, first, "application/json")
             return
         if parts.path == "/_feeds":
             feeds = {s.shortname: len(s.titles) for s in site.series.values()}
