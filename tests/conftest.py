@@ -4,7 +4,9 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
+import httpx
 import pytest
 import structlog
 from click.testing import CliRunner, Result
@@ -100,3 +102,21 @@ def _forget_secrets() -> Iterator[None]:
     """Each test starts with no remembered secret (they are process-wide)."""
     yield
     forget_all()
+
+
+_Client = TypeVar("_Client", bound=httpx.Client)
+_OPEN_CLIENTS: list[httpx.Client] = []
+
+
+def closed_after_test(client: _Client) -> _Client:
+    """`client`, closed when the test ends: its pooled sockets would otherwise be closed by
+    the garbage collector, with a ResourceWarning, during some later test."""
+    _OPEN_CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_test_clients() -> Iterator[None]:
+    yield
+    while _OPEN_CLIENTS:
+        _OPEN_CLIENTS.pop().close()

@@ -19,6 +19,7 @@ from harvester.config import HttpSettings
 from harvester.errors import FetchError
 from harvester.fetch import FetchPolicy, fetch, make_client
 from harvester.sync import FeedTarget, poll_feed
+from tests.conftest import closed_after_test
 from tests.scripted import CALENDAR, Scripted, calendar, reply, stream
 from tests.sitesim import Site
 
@@ -28,7 +29,9 @@ PATH = "/seminar/X/ics"
 
 def client_for(**policy: object) -> httpx.Client:
     settings = HttpSettings(max_bytes=LIMIT, retries=0, timeout=5, allow_private=True)
-    return make_client(settings, policy=FetchPolicy.from_settings(settings, **policy))
+    return closed_after_test(
+        make_client(settings, policy=FetchPolicy.from_settings(settings, **policy))
+    )
 
 
 def test_gzip_and_deflate_bodies_are_decoded(site: Site) -> None:

@@ -24,7 +24,7 @@ from harvester.config import HttpSettings, parse_config
 from harvester.errors import ConfigError, FetchError
 from harvester.fetch import FetchPolicy, fetch, make_client, parse_retry_after
 from harvester.sync import PROCESSES_ENV, FeedTarget, poll_feed, process_shares, sync_feeds
-from tests.conftest import write_config
+from tests.conftest import closed_after_test, write_config
 from tests.scripted import CALENDAR, Scripted, calendar, drop, hang, reply
 from tests.sitesim import Site, serve
 
@@ -47,16 +47,6 @@ class FakeTime:
         self.now += seconds
 
 
-_CLIENTS: list[httpx.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
 def client_for(**policy: Any) -> tuple[httpx.Client, list[float]]:
     """A client whose waits are recorded instead of slept (and its clock follows them),
     closed after the test."""
@@ -68,8 +58,7 @@ def client_for(**policy: Any) -> tuple[httpx.Client, list[float]]:
             settings, sleep=fake.sleep, clock=fake.clock, wall_clock=lambda: NOW, **policy
         ),
     )
-    _CLIENTS.append(client)
-    return client, fake.sleeps
+    return closed_after_test(client), fake.sleeps
 
 
 # --- retries ----------------------------------------------------------------------------------
