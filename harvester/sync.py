@@ -204,6 +204,7 @@ def _store(
 
     StaleKnowledgeError (a known talk changed meanwhile) rolls it back with nothing written.
     """
+    vouches = _vouches(parsed, text)  # a scan of the whole body: before the write lock
     with store.immediate_transaction(db):
         feed = _locked_feed(db, target, facts.started_at)
         state = store.load_state(db, feed, parsed.talks, parsed.known)
@@ -217,7 +218,7 @@ def _store(
             changes,
             parsed.events,
             observed_at,
-            body_fingerprint=body_print.fingerprint if _vouches(parsed, text) else None,
+            body_fingerprint=body_print.fingerprint if vouches else None,
             raw_keys=parsed.raw_keys,
         )
     return outcome, changes

@@ -20,11 +20,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harvester import archive as store
-from harvester import fastpath, ics, parse
+from harvester import fastpath, ics, parse, sync
 from harvester.archive import FetchFacts, open_archive
+from harvester.errors import StaleKnowledgeError
 from harvester.fastpath import parse_fast, scan
 from harvester.ics import body_fingerprint, fingerprint_block, split_vevents
-from harvester.model import TalkRecord
+from harvester.model import KnownTalk, TalkRecord
 from harvester.parse import calendar_events as fastpath_calendar_events
 from harvester.parse import check_calendar_bytes, parse_feed
 from harvester.sync import FeedTarget, PollResult, archive_body
@@ -518,6 +519,64 @@ def test_body_shortcut_stands_back_when_another_feed_changed_a_talk(tmp_path: Pa
     assert result.outcome == "changed" and result.counts["changed"] == 1
     versions = db.execute("SELECT version FROM talks WHERE uid = 'AlgGeo/2'").fetchone()
     assert versions == (3,)
+
+
+def test_a_known_talk_that_changes_before_the_write_lock_takes_the_full_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path decides which talks it knows before the poll's transaction; another
+    poll may change one of them before the lock is taken. The check in `load_state`
+    refuses what was decided, and the full parse archives what it would have alone."""
+    talks = make_talks(random.Random(14), 4)
+    fast_db, full_db = open_archive(tmp_path / "fast.db"), open_archive(tmp_path / "full.db")
+    two = [t for t in talks if t.counter == 2]
+    later = T0 + timedelta(hours=1)
+    for db in (fast_db, full_db):
+        archive_body(db, SERIES_FEED, body_of(talks, T0), facts_at(T0, b""), T0, fast=False)
+    talks[0].title = "Retitled in the series feed"
+    series_body = body_of(talks, later)
+    full_parses: list[bytes] = []
+
+    def another_poll_meanwhile(text: bytes, *args: Any) -> Any:
+        decided = fastpath.parse_fast(text, *args)
+        if text == check_calendar_bytes(series_body):  # not the talk feed's own poll
+            assert decided is not None and "AlgGeo/2" in {k.uid for k in decided.known}
+            two[0].title = "Changed by the talk's own feed"
+            poll(fast_db, body_of(two, later), later, TALK_FEED)
+        return decided
+
+    def counted_full_parse(body: bytes) -> Any:
+        full_parses.append(body)
+        return parse_feed(body)
+
+    monkeypatch.setattr(sync, "parse_fast", another_poll_meanwhile)
+    monkeypatch.setattr(sync, "parse_feed", counted_full_parse)
+    result = poll(fast_db, series_body, later)
+    assert full_parses == [series_body]  # refused, then parsed in full
+    assert (result.outcome, result.counts["changed"]) == ("changed", 2)  # talk 1, talk 2 back
+    monkeypatch.undo()
+    for target, body in ((TALK_FEED, body_of(two, later)), (SERIES_FEED, series_body)):
+        archive_body(full_db, target, body, facts_at(later, body), later, fast=False)
+    assert dump(tmp_path / "fast.db") == dump(tmp_path / "full.db")
+
+
+def test_known_talks_are_checked_in_the_transaction(tmp_path: Path) -> None:
+    db = open_archive(tmp_path / "a.db")
+    poll(db, body_of(make_talks(random.Random(15), 3), T0), T0)
+    stored = dict(db.execute("SELECT uid, fingerprint FROM talks").fetchall())
+    feed = store.load_feed(db, 1)
+    known = [KnownTalk(uid, fingerprint, None) for uid, fingerprint in sorted(stored.items())]
+    assert store.load_state(db, feed, [], known).talks == {}  # all known: nothing to read
+    for stale in (
+        [KnownTalk(known[0].uid, "0" * 64, None), *known[1:]],  # another fingerprint
+        [*known, KnownTalk("AlgGeo/99", "0" * 64, None)],  # not in the archive
+        [*known, known[0]],  # known twice: not sure
+    ):
+        with pytest.raises(StaleKnowledgeError):
+            store.load_state(db, feed, [], stale)
+    db.execute("UPDATE talk_state SET status = 'removed' WHERE uid = ?", [known[1].uid])
+    with pytest.raises(StaleKnowledgeError):
+        store.load_state(db, feed, [], known)
 
 
 def test_held_back_removals_are_confirmed_by_an_identical_body(tmp_path: Path) -> None:
