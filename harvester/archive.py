@@ -651,12 +651,14 @@ def record_success(
     *,
     body_fingerprint: str | None = None,
     raw_keys: Mapping[str, str] | None = None,
+    texts: PreparedTexts | None = None,
 ) -> int:
     """Write one successful poll (inside the caller's transaction); returns the fetch id.
 
     With `changes` (a body was archived) the feed's body fingerprint becomes
     `body_fingerprint`; a 304 keeps the one of the body it confirms. `raw_keys` are the
-    fast path's keys of the events it read with certainty, by UID.
+    fast path's keys of the events it read with certainty, by UID; `texts` what
+    `prepare_texts` made of the poll's records before its transaction.
     """
     counts = {"events": events} | (changes.counts if changes else {})
     fetch_id = insert_fetch(db, feed.id, facts, outcome, counts, None)
@@ -674,6 +676,7 @@ def record_success(
             raw_keys or {},
             per_talk_dtstamps=now.dtstamp is None,
             vouched=feed.vouched,
+            texts=texts,
         )
     _mark_success(
         db,
@@ -931,6 +934,7 @@ def apply_changes(
     *,
     per_talk_dtstamps: bool = False,
     vouched: Mapping[str, str | None] | None = None,
+    texts: PreparedTexts | None = None,
 ) -> None:
     """The talk and membership rows of one poll's changes: the new versions, and the rows of
     the talks whose membership or fingerprint in this feed changes. A talk that stays
@@ -942,7 +946,7 @@ def apply_changes(
     before = _last_vouch(db, feed_id)
     # Talks this feed stops vouching for keep what its last poll said of them.
     _raise_floors(db, feed_id, before, changes.left | changes.held_removals | set(changes.stale))
-    _write_versions(db, changes.versions, at, fetch_id)
+    _write_versions(db, changes.versions, at, fetch_id, texts)
     queue_notifications(db, changes.versions, observed_at)
     db.conn.executemany(
         "UPDATE talk_state SET fingerprint = ?, dtstamp = ?, last_seen = ? WHERE uid = ?",
@@ -1008,13 +1012,35 @@ STATE_KEYS = ("series_id", "counter", "series_name", "dtstart", "dtend")
 WRITE_BATCH = 500  # versions turned into rows at a time: memory stays bounded on big feeds
 
 
-def _write_versions(db: Database, versions: list[NewVersion], at: str, fetch_id: int) -> None:
+PreparedTexts = Mapping[tuple[Any, ...], textstore.Packed]
+
+
+def prepare_texts(records: Iterable[TalkRecord]) -> PreparedTexts:
+    """The stored form of the records' texts, made before the poll's transaction so that
+    the write lock is not held for it (the versions written find theirs by content)."""
+    rows = (record.content() | {"raw": record.raw} for record in records)
+    return {textstore.text_key(row): textstore.packed(row) for row in rows}
+
+
+def _write_versions(
+    db: Database,
+    versions: list[NewVersion],
+    at: str,
+    fetch_id: int,
+    texts: PreparedTexts | None = None,
+) -> None:
     """The talk_versions rows of new versions and the talk_state rows that point at them."""
     for start in range(0, len(versions), WRITE_BATCH):
-        _write_batch(db, versions[start : start + WRITE_BATCH], at, fetch_id)
+        _write_batch(db, versions[start : start + WRITE_BATCH], at, fetch_id, texts)
 
 
-def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: int) -> None:
+def _write_batch(
+    db: Database,
+    versions: list[NewVersion],
+    at: str,
+    fetch_id: int,
+    texts: PreparedTexts | None,
+) -> None:
     inserts, updates, removals, rows = [], [], [], []
     for version in versions:
         record = version.record
@@ -1060,7 +1086,8 @@ def _write_batch(db: Database, versions: list[NewVersion], at: str, fetch_id: in
         stored = textstore.stored_columns(_VERSION_COLUMNS)  # raw, description: generated
         with textstore.raw_unread(db.conn):
             db.conn.executemany(
-                _insert_sql("talk_versions", stored), map(textstore.stored_row, rows)
+                _insert_sql("talk_versions", stored),
+                (textstore.stored_row(row, texts) for row in rows),
             )
     for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
         if batch:

@@ -164,16 +164,20 @@ def archive_body(
             return _logged(result, t0)
     try:
         parsed = None
+        texts: store.PreparedTexts = {}
         if fast:
             lookup = partial(store.active_fingerprints, db)
             carried = store.carried_blocks(db, feed.id) if feed is not None else {}
             parsed = parse_fast(text, lookup, carried)
+        if parsed is not None:  # its talks are those the archive lacks: all to be written
+            texts = store.prepare_texts(parsed.talks)
         parsed = parsed or parse_feed(body)
+        store_it = partial(_store, db, target, facts, observed_at, text=text, texts=texts)
         try:
-            outcome, changes = _store(db, target, facts, observed_at, parsed, text, body_print)
+            outcome, changes = store_it(parsed, body_print)
         except StaleKnowledgeError:  # another poll changed one of the known talks meanwhile
             parsed = parse_feed(body)  # outside the write lock; nothing was written
-            outcome, changes = _store(db, target, facts, observed_at, parsed, text, body_print)
+            outcome, changes = store_it(parsed, body_print)
     except ParseError as exc:
         return _failed(db, target, facts, str(exc), t0)
     result = PollResult(
@@ -197,8 +201,10 @@ def _store(
     facts: store.FetchFacts,
     observed_at: datetime,
     parsed: ParsedFeed,
-    text: bytes,
     body_print: BodyPrint,
+    *,
+    text: bytes,
+    texts: store.PreparedTexts,
 ) -> tuple[str, Changes]:
     """The poll's one transaction: diff the parsed body against the archive and store it.
 
@@ -220,6 +226,7 @@ def _store(
             observed_at,
             body_fingerprint=body_print.fingerprint if vouches else None,
             raw_keys=parsed.raw_keys,
+            texts=texts,
         )
     return outcome, changes
 

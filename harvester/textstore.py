@@ -62,12 +62,29 @@ def stored_columns(columns: Iterable[str]) -> list[str]:
     return [c for c in columns if c not in DERIVED] + list(STORED)
 
 
-def stored_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A version row as written: `description` and `raw` replaced by what derives them."""
+Packed = tuple[str | None, int | None, bytes | None]
+"""The values of STORED for a row."""
+
+
+def stored_row(
+    row: Mapping[str, Any], prepared: Mapping[tuple[Any, ...], Packed] | None = None
+) -> dict[str, Any]:
+    """A version row as written: `description` and `raw` replaced by what derives them,
+    taken from `prepared` (by `text_key`) when it holds them."""
     stored = {k: v for k, v in row.items() if k not in DERIVED}
-    stored["description_frame"], stored["description_form"] = frame(row)
-    stored["raw_z"] = pack_raw(row.get("raw"), row.get("description"))
+    found = prepared.get(text_key(row)) if prepared else None
+    stored["description_frame"], stored["description_form"], stored["raw_z"] = found or packed(row)
     return stored
+
+
+def packed(row: Mapping[str, Any]) -> Packed:
+    """What a row with these texts stores for them (the deflate, checked, takes longest)."""
+    return (*frame(row), pack_raw(row.get("raw"), row.get("description")))
+
+
+def text_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Everything `packed(row)` depends on."""
+    return tuple(row.get(name) for name in _TEXT_FIELDS)
 
 
 # --- description -----------------------------------------------------------------------------
@@ -84,6 +101,7 @@ _TEMPLATE_1 = (
     ("\x04", "series_name"),
 )
 _PLACEHOLDER = re.compile("[" + "".join(mark for mark, _field in _TEMPLATE_1) + "]")
+_TEXT_FIELDS = ("raw", "description", *(field for _mark, field in _TEMPLATE_1))
 
 
 def frame(row: Mapping[str, Any]) -> tuple[str | None, int | None]:

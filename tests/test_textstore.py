@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from harvester import _schema, ics, textstore
-from harvester.archive import check_when_due, open_archive
+from harvester.archive import check_when_due, open_archive, prepare_texts
 from harvester.datasette import plugin
 from harvester.model import CONTENT_FIELDS, TalkRecord
 from harvester.parse import parse_feed
@@ -126,6 +126,16 @@ HOSTILE: dict[str, bytes] = {
 def test_hostile_events_come_back_exactly(block: bytes) -> None:
     for record in records(calendar(block)):
         assert_exact(record)
+
+
+def test_texts_prepared_before_the_transaction_are_used_only_for_their_own_row() -> None:
+    record = records(SAMPLES[0].read_bytes())[0]
+    row = record.content() | {"raw": record.raw, "uid": record.uid, "version": 1}
+    assert textstore.stored_row(row, prepare_texts([record])) == textstore.stored_row(row)
+    marked = {textstore.text_key(row): ("frame", None, b"z")}
+    assert textstore.stored_row(row, marked)["raw_z"] == b"z"  # taken, not made again
+    for other in (row | {"title": "Another title"}, row | {"raw": record.raw + " "}):
+        assert textstore.stored_row(other, marked) == textstore.stored_row(other)
 
 
 def test_a_vevent_holding_the_residual_mark_is_kept_whole() -> None:
