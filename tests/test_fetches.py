@@ -35,8 +35,9 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 moments = st.datetimes(
     min_value=datetime(1960, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
-# Any text but NUL, which SQLite's JSON functions cut short (outcomes and times never hold one).
-texts = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=12)
+# Any text but NUL, which SQLite's JSON functions cut short, and lone surrogates, which are
+# no UTF-8 (a time or an outcome is the harvester's own text, and never holds either).
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 times = st.one_of(
     st.none(),
     moments.map(datetime.isoformat),
