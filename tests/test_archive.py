@@ -21,7 +21,7 @@ import pytest
 import sqlite_utils
 from click.testing import CliRunner, Result
 
-from harvester import _schema
+from harvester import _schema, textstore
 from harvester import archive as store
 from harvester.archive import FetchFacts, open_archive
 from harvester.cli import cli
@@ -112,6 +112,79 @@ def test_an_archive_of_the_previous_release_upgrades_without_rerunning(tmp_path:
     key = db.execute("SELECT url_hash FROM feeds WHERE id = 1").fetchone()[0]
     assert key == store.url_key(db, old_url) != hashlib.sha256(old_url.encode()).hexdigest()
     db.close()
+
+
+# The migrations that have landed on main, by the start of their sha256: an archive that
+# ran one never runs it again, so an edit would never reach it. Add a file instead (and
+# its line here once it has landed).
+SHIPPED = {
+    "0001_initial": "36c9525b440b10ef",
+    "0002_fast_path": "6895fa2641222740",
+    "0003_browse_views": "67d658ba410db44f",
+    "0003_talks_fts": "ad040edfbf009c69",
+    "0004_series_and_rescheduled_slots": "39d0eb95f85f359d",
+    "0005_daemon_heartbeat": "6ff074ddf33535d6",
+    "0006_archive_meta": "01baedce1ff31551",
+    "0007_history": "2e282bd3b75aaaa1",
+    "0008_pages": "c0aa18d04a10e6d7",
+    "0009_poll_days": "08cfe8c519b1d523",
+    "0010_notifications": "efa30b06c134deca",
+    "0011_talk_state": "88d8f6d7c0e3dc60",
+    "0012_textstore": "f9b20bc5840827f2",
+    "0013_pages_at_scale": "56bffc2f363ab048",
+    "0014_compact_fetches": "a1d5c5fbaeded85e",
+    "0015_talk_state_keys": "a74457722bcdc5af",
+}
+
+
+def test_shipped_migrations_are_never_edited() -> None:
+    folder = ROOT / "harvester" / "migrations"
+    now = {
+        name: hashlib.sha256((folder / f"{name}.sql").read_bytes()).hexdigest()[:16]
+        for name in SHIPPED
+    }
+    assert now == SHIPPED
+
+
+LANDED_0015 = "0016_vouch_seq"  # 0015 as it shipped; 0017 carries what the pages added
+
+
+def test_an_archive_with_0015_as_it_shipped_gains_the_talks_version_ids(tmp_path: Path) -> None:
+    """Migrations are frozen once shipped: an archive that ran 0015 gets talk_state's
+    `version_id` and the covering indexes from 0017, and the fresh archive's schema."""
+    fresh = tmp_path / "fresh.db"
+    db = open_archive(fresh)
+    archive_body(
+        db, FeedTarget("file:///x.ics", "x", "file"), SAMPLE.read_bytes(), facts(), utc_now()
+    )
+    db.close()
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    with conn:
+        _schema.apply_pending(conn, upto=LANDED_0015)
+    assert "version_id" not in {r[1] for r in conn.execute("PRAGMA table_info(talk_state)")}
+    textstore.register(conn)
+    conn.execute("ATTACH ? AS fresh", [str(fresh)])
+    with conn:  # the fresh archive's talks, written as a release with 0015 wrote them
+        for table, left_out in (("talk_versions", set()), ("talk_state", {"version_id"})):
+            columns = [
+                f'"{r[1]}"'
+                for r in conn.execute(f"PRAGMA table_xinfo({table})")
+                if r[6] == 0 and r[1] not in left_out  # stored columns only
+            ]
+            names = ", ".join(columns)
+            conn.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM fresh.{table}")
+    conn.execute("DETACH fresh")
+    conn.close()
+    open_archive(old).close()
+    with sqlite3.connect(old) as conn:
+        pointed = conn.execute(
+            "SELECT count(*), count(v.id) FROM talk_state s LEFT JOIN talk_versions v"
+            " ON v.id = s.version_id AND v.uid = s.uid AND v.version = s.version"
+        ).fetchone()
+    conn.close()
+    assert pointed[0] > 0 and pointed[0] == pointed[1]
+    assert schema(old) == schema(fresh)
 
 
 def test_opening_an_up_to_date_archive_writes_nothing(

@@ -1,7 +1,6 @@
 -- 0015_talk_state_keys: the talks pages fast at the site's scale (issue 13) on the talks
 -- view of 0011. talk_state carries its current version's keys for sorting, filtering and
--- facets (series, counter, start, end) and its row id, written with the state row whenever
--- a version is,
+-- facets (series, counter, start, end), written with the state row whenever a version is,
 -- so the `talks` view and the views over it order, filter and facet on talk_state's narrow
 -- rows and indexes, and read a talk_versions row only for the rows a page shows.
 
@@ -10,24 +9,16 @@ ALTER TABLE "talk_state" ADD COLUMN "counter" INTEGER;
 ALTER TABLE "talk_state" ADD COLUMN "series_name" TEXT;
 ALTER TABLE "talk_state" ADD COLUMN "dtstart" TEXT;
 ALTER TABLE "talk_state" ADD COLUMN "dtend" TEXT;
-ALTER TABLE "talk_state" ADD COLUMN "version_id" INTEGER;
 
-UPDATE "talk_state" SET ("series_id", "counter", "series_name", "dtstart", "dtend", "version_id") = (
-    SELECT v.series_id, v.counter, v.series_name, v.dtstart, v.dtend, v.id FROM talk_versions v
+UPDATE "talk_state" SET ("series_id", "counter", "series_name", "dtstart", "dtend") = (
+    SELECT v.series_id, v.counter, v.series_name, v.dtstart, v.dtend FROM talk_versions v
     WHERE v.uid = talk_state.uid AND v.version = talk_state.version
 );
 
 CREATE INDEX "idx_talk_state_dtstart" ON "talk_state" ("dtstart");
--- Covering for what the pages count and facet (every talk, upcoming, this week, cancelled):
--- a facet reads this index and the unique (uid, version) one, never a row. No index on
--- series_name alone: the planner would walk it, row by row, to save a sort.
-CREATE INDEX "idx_talk_state_status_dtstart" ON "talk_state"
-    ("status", "dtstart", "dtend", "counter", "series_name", "uid", "version");
+CREATE INDEX "idx_talk_state_status_dtstart" ON "talk_state" ("status", "dtstart");
+CREATE INDEX "idx_talk_state_series_name" ON "talk_state" ("series_name");
 CREATE INDEX "idx_talk_state_series_id_dtstart" ON "talk_state" ("series_id", "dtstart");
--- A search finds current versions by id (talks_fts): from here to the state row's keys
--- without reading a version row.
-CREATE INDEX "idx_talk_state_version_id" ON "talk_state"
-    ("version_id", "uid", "version", "status", "series_name", "dtstart");
 
 -- 0011 made these for the talks view; its keys are talk_state's now, and (status, dtstart)
 -- serves what (status) did.
@@ -51,5 +42,5 @@ CREATE VIEW [talks] AS SELECT
             WHERE ft.uid = s.uid AND ft.present = 1 AND ft.last_seen IS NULL
               AND ft.fingerprint = s.fingerprint AND f.last_seen_at > coalesce(s.last_seen, '')),
            s.last_seen) AS last_seen,
-  s.changed_at, s.removed_at, s.removed_reason, s.version_id
+  s.changed_at, s.removed_at, s.removed_reason, v.id AS version_id
 FROM talk_state s JOIN talk_versions v ON v.uid = s.uid AND v.version = s.version;

@@ -184,7 +184,7 @@ def build(path: Path, talks: int, series: int, changes: int, *, analyze: bool = 
         " removed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         talk_rows,
     )
-    conn.execute(  # the current version's keys, as the archive writes them (migration 0015)
+    conn.execute(  # the current version's keys, as the archive writes them (0015, 0017)
         "UPDATE talk_state SET (series_id, counter, series_name, dtstart, dtend, version_id) = ("
         " SELECT v.series_id, v.counter, v.series_name, v.dtstart, v.dtend, v.id"
         " FROM talk_versions v"
