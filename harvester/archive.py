@@ -839,24 +839,22 @@ def record_unchanged_body(
 ) -> tuple[dict[str, int], int] | None:
     """A poll whose body is the last one again (DTSTAMP aside): archive it without a parse.
 
-    Inside the caller's transaction. Returns (counts, events), or None (nothing written)
-    unless the archive is still as that last poll left it: same body fingerprint, no
-    removals held back, and every talk the feed carries active with the fingerprint the
-    feed last gave it, vouched for by its last poll. Then the full path would find every
-    talk unchanged, and this writes what it would: one `fetches` row and the feed's row
-    (its poll time and DTSTAMP, the body's one value), whatever the number of talks.
+    Inside the caller's transaction, with `feed` read in it. Returns (counts, events), or
+    None (nothing written) unless the archive is still as that last poll left it: same body
+    fingerprint, no removals held back, and every talk the feed carries active with the
+    fingerprint the feed last gave it, vouched for by its last poll. Then the full path
+    would find every talk unchanged, and this writes what it would: one `fetches` row and
+    the feed's row (its poll time and DTSTAMP, the body's one value), whatever the number
+    of talks.
     """
-    row = db.execute(
-        "SELECT body_fingerprint, held_removals, state_seq IS vouched_seq FROM feeds WHERE id = ?",
-        [feed.id],
-    ).fetchone()
-    last = db.execute(
-        f"SELECT events {_LAST_SUCCESS_SQL}",
-        [feed.id],
-    ).fetchone()
-    if row[0] != body_fingerprint or json.loads(row[1] or "[]") or not last or last[0] is None:
+    if feed.body_fingerprint != body_fingerprint or feed.held_removals:
         return None
-    if row[2]:  # none of the feed's talks changed since a poll found them all as it left them
+    last = db.execute(f"SELECT events {_LAST_SUCCESS_SQL}", [feed.id]).fetchone()
+    if not last or last[0] is None:
+        return None
+    query = "SELECT state_seq IS vouched_seq FROM feeds WHERE id = ?"
+    vouched = db.execute(query, [feed.id]).fetchone()[0]
+    if vouched:  # none of the feed's talks changed since a poll found them all as it left them
         present = db.execute(
             "SELECT count(*) FROM feed_talk_state WHERE feed_id = ? AND present = 1", [feed.id]
         ).fetchone()[0]
@@ -880,8 +878,7 @@ def record_failure(db: Database, feed_id: int, facts: FetchFacts, error: str) ->
     error = redact(error)
     fetch_id = insert_fetch(db, feed_id, facts, "error", {}, error)
     db.execute(
-        _MARK_FAILURE_SQL,
-        {"at": now_iso(facts.finished_at), "error": redact(error), "feed": feed_id},
+        _MARK_FAILURE_SQL, {"at": now_iso(facts.finished_at), "error": error, "feed": feed_id}
     )
     return fetch_id
 
