@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
 
-from harvester import textstore
+from harvester import migrations
 from harvester.kinds import automatic_reason, change_kinds
 
 MIGRATION_SET = "harvester"
@@ -122,10 +122,11 @@ def pending(conn: sqlite3.Connection, upto: str | None = None) -> list[Migration
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
-    """The harvester's own rules as SQL functions, for migrations that derive columns."""
+    """The functions shipped migrations call, on the connection that migrates only: no
+    schema object of an archive calls one (contract, Revision 3)."""
     conn.create_function("harvester_change_kinds", 2, _sql_change_kinds, deterministic=True)
     conn.create_function("harvester_automatic_reason", 5, _sql_automatic_reason, deterministic=True)
-    textstore.register(conn)
+    migrations.register(conn)
 
 
 def _sql_change_kinds(old: str | None, new: str) -> str:
@@ -149,7 +150,7 @@ def _sql_automatic_reason(
 
 # Migrations that rebuild a table (SQLite cannot change a column into a generated one):
 # the table's indexes and triggers, whichever migrations made them, are made again after.
-_REBUILDS = {"0012_textstore": "talk_versions"}
+_REBUILDS = {"0012_textstore": "talk_versions", "0018_plain_raw": "talk_versions"}
 
 
 def _dependents(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:

@@ -55,7 +55,6 @@ def open_archive(path: Path | str, *, file_mode: int = 0o600, read_only: bool = 
             # Created owner-only: the archive may hold what personal feeds revealed.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, file_mode))
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
-        textstore.register(conn)
         _refuse_foreign(conn, path)
         db = _database(conn)
         db.execute("PRAGMA foreign_keys = ON")
@@ -136,7 +135,6 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         if not (wal.exists() and wal.stat().st_size > 0):
             uri += "&immutable=1"
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
-    textstore.register(conn)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error:
@@ -181,8 +179,7 @@ def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
 
 def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
     try:
-        with textstore.raw_unread(conn):
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
     except sqlite3.DatabaseError as exc:
         problems = [str(exc)]
     if problems != ["ok"]:
@@ -211,6 +208,34 @@ def check_when_due(db: Database, now: datetime, every_s: float = CHECK_EVERY_S) 
         db.execute(
             "INSERT OR REPLACE INTO archive_meta (key, value) VALUES (?, ?)",
             [CHECKED_AT_KEY, now_iso(now)],
+        )
+    return True
+
+
+ANALYZED_AT_KEY = "analyzed_at"  # archive_meta: when `refresh_statistics_when_due` last ran
+ANALYZE_EVERY_S = 86_400.0
+# Rows ANALYZE reads per index: approximate statistics, made in milliseconds whatever the
+# archive's size (SQLite's advice for applications that keep their own statistics).
+ANALYSIS_LIMIT = 1000
+
+
+def refresh_statistics_when_due(
+    db: Database, now: datetime, every_s: float = ANALYZE_EVERY_S
+) -> bool:
+    """The query planner's statistics (`sqlite_stat1`), made anew by a writing run when
+    they are a day old or missing: without them a search page plans a join badly (see
+    docs/performance.md). Not `PRAGMA optimize`: before SQLite 3.46 it analyzes only the
+    tables its own connection queried, and a sync never queries what the pages do.
+    Whether it ran."""
+    row = db.execute("SELECT value FROM archive_meta WHERE key = ?", [ANALYZED_AT_KEY]).fetchone()
+    if row is not None and (now - datetime.fromisoformat(row[0])).total_seconds() < every_s:
+        return False
+    db.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+    with immediate_transaction(db):
+        db.execute("ANALYZE")
+        db.execute(
+            "INSERT OR REPLACE INTO archive_meta (key, value) VALUES (?, ?)",
+            [ANALYZED_AT_KEY, now_iso(now)],
         )
     return True
 
@@ -417,7 +442,7 @@ def carried_blocks(db: Database, feed_id: int) -> dict[str, tuple[str, str]]:
     }
 
 
-# What the diff compares (not `raw`: it would be rebuilt for nothing, see textstore.py).
+# What the diff compares (not `raw`: it would be decompressed for nothing).
 _STORED_TALKS_SQL = (
     "SELECT uid, fingerprint, dtstamp, status, version, last_seen, "  # noqa: S608 (schema names)
     + ", ".join(f"[{name}]" for name in CONTENT_FIELDS)
@@ -1080,12 +1105,11 @@ def _write_batch(
         # reads it), so the talk_versions.uid → talk_state check waits for the COMMIT.
         db.execute("PRAGMA defer_foreign_keys = ON")
     if rows:
-        stored = textstore.stored_columns(_VERSION_COLUMNS)  # raw, description: generated
-        with textstore.raw_unread(db.conn):
-            db.conn.executemany(
-                _insert_sql("talk_versions", stored),
-                (textstore.stored_row(row, texts) for row in rows),
-            )
+        stored = textstore.stored_columns(_VERSION_COLUMNS)  # description: generated
+        db.conn.executemany(
+            _insert_sql("talk_versions", stored),
+            (textstore.stored_row(row, texts) for row in rows),
+        )
     for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
         if batch:
             db.conn.executemany(write("talk_state", list(batch[0])), batch)
@@ -1383,7 +1407,6 @@ def snapshot_archive(source: Path, out: Path, *, include_personal: bool = False)
     finally:
         conn.close()
     copy = sqlite3.connect(partial, isolation_level=None)
-    textstore.register(copy)
     try:
         left_out = 0
         if not include_personal:

@@ -48,7 +48,7 @@ from harvester.errors import ConfigError
 from harvester.fetch import FetchPolicy, make_client
 from harvester.logs import get_logger
 from harvester.site import url_hash  # the job id only: the archive keys feeds itself
-from harvester.sync import FeedTarget, compact_quietly, keep_large_blocks, poll_feed, utc_now
+from harvester.sync import FeedTarget, keep_large_blocks, maintain_quietly, poll_feed, utc_now
 
 log = get_logger("harvester.daemon")
 
@@ -179,7 +179,7 @@ class Daemon:
             name="heartbeat",
             executor="heartbeat",
         )
-        self.scheduler.add_job(  # hourly; compact_polls itself does the work at most daily
+        self.scheduler.add_job(  # hourly; the steps themselves do their work at most daily
             self._compact,
             IntervalTrigger(seconds=COMPACT_EVERY_S, timezone=UTC),
             id="compact",
@@ -381,11 +381,12 @@ class Daemon:
             log.info("feed.recovered", feed=plan.name, next_poll_in_s=interval)
 
     def _compact(self) -> None:
-        """Old unchanged polls into poll_days, in short batches; stops when the daemon does."""
+        """Old unchanged polls into poll_days, in short batches, and the planner's statistics
+        (each at most daily); stops when the daemon does."""
         if self.stopping.is_set():
             return
         try:
-            compact_quietly(
+            maintain_quietly(
                 self.config.archive_path,
                 utc_now(),
                 self.config.archive_keep_polls,

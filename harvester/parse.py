@@ -349,13 +349,15 @@ def _texts(value: object) -> list[str]:
 
 
 # An absolute http(s) URL with a host, and no whitespace or control character anywhere.
-def _time(event: icalendar.cal.Component, name: str) -> str | None:
+def _first(event: icalendar.cal.Component, name: str) -> Any:
+    """The property's first occurrence (icalendar gives a list when it occurs twice)."""
     prop = event.get(name)
-    if prop is None:
-        return None
-    if isinstance(prop, list):
-        prop = prop[0]
-    return iso_utc(prop.dt)
+    return prop[0] if isinstance(prop, list) else prop
+
+
+def _time(event: icalendar.cal.Component, name: str) -> str | None:
+    prop = _first(event, name)
+    return None if prop is None else iso_utc(prop.dt)
 
 
 def iso_utc(value: object) -> str:
@@ -369,8 +371,7 @@ def iso_utc(value: object) -> str:
 
 
 def _end_from_duration(event: icalendar.cal.Component) -> str | None:
-    duration = event.get("DURATION")
-    start = event.get("DTSTART")
+    duration, start = _first(event, "DURATION"), _first(event, "DTSTART")
     if duration is None or start is None:
         return None
     return iso_utc(start.dt + duration.dt)

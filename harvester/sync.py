@@ -618,7 +618,7 @@ def _logged(result: PollResult, t0: float) -> PollResult:
     return result
 
 
-def compact_quietly(
+def maintain_quietly(
     path: Path,
     now: datetime,
     keep_s: float,
@@ -626,16 +626,22 @@ def compact_quietly(
     file_mode: int = 0o600,
     should_stop: Callable[[], bool] | None = None,
 ) -> None:
-    """What runs after polls: compaction of old unchanged polls (at most once a day, see
-    `archive.compact_polls`), on its own connection; a failure is only logged."""
+    """What runs after polls, on its own connection, each step at most once a day: the
+    compaction of old unchanged polls (`archive.compact_polls`), then the planner's
+    statistics (`archive.refresh_statistics_when_due`). A failure is only logged."""
     try:
         db = store.open_archive(path, file_mode=file_mode)
         try:
             done = store.compact_polls(db, now, keep_s, should_stop=should_stop)
+            analyzed = not (should_stop and should_stop()) and store.refresh_statistics_when_due(
+                db, now
+            )
         finally:
             db.conn.close()
     except ArchiveError as exc:
-        log.warning("archive.compact_failed", error=str(exc))
+        log.warning("archive.maintenance_failed", error=str(exc))
         return
     if not done.skipped:
         log.info("archive.compacted", polls=done.polls, batches=done.batches, before=done.before)
+    if analyzed:
+        log.info("archive.analyzed")

@@ -21,7 +21,7 @@ import pytest
 import sqlite_utils
 from click.testing import CliRunner, Result
 
-from harvester import _schema, textstore
+from harvester import _schema, migrations
 from harvester import archive as store
 from harvester.archive import FetchFacts, open_archive
 from harvester.cli import cli
@@ -134,6 +134,8 @@ SHIPPED = {
     "0013_pages_at_scale": "56bffc2f363ab048",
     "0014_compact_fetches": "a1d5c5fbaeded85e",
     "0015_talk_state_keys": "a74457722bcdc5af",
+    "0016_vouch_seq": "c2f62847c06025e8",
+    "0017_talk_state_version_id": "39b3556d103870df",
 }
 
 
@@ -163,15 +165,15 @@ def test_an_archive_with_0015_as_it_shipped_gains_the_talks_version_ids(tmp_path
     with conn:
         _schema.apply_pending(conn, upto=LANDED_0015)
     assert "version_id" not in {r[1] for r in conn.execute("PRAGMA table_info(talk_state)")}
-    textstore.register(conn)
+    migrations.register(conn)  # that release's talk_versions.raw was computed by a function
     conn.execute("ATTACH ? AS fresh", [str(fresh)])
     with conn:  # the fresh archive's talks, written as a release with 0015 wrote them
         for table, left_out in (("talk_versions", set()), ("talk_state", {"version_id"})):
-            columns = [
-                f'"{r[1]}"'
-                for r in conn.execute(f"PRAGMA table_xinfo({table})")
-                if r[6] == 0 and r[1] not in left_out  # stored columns only
+            stored = [  # stored columns only, in both
+                {r[1] for r in conn.execute(f"PRAGMA {schema}.table_xinfo({table})") if r[6] == 0}
+                for schema in ("main", "fresh")
             ]
+            columns = [f'"{c}"' for c in sorted(set.intersection(*stored) - left_out)]
             names = ", ".join(columns)
             conn.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM fresh.{table}")
     conn.execute("DETACH fresh")

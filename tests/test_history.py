@@ -21,7 +21,6 @@ import pytest
 import sqlite_utils
 from click.testing import CliRunner
 
-from harvester import textstore
 from harvester.archive import open_archive
 from harvester.cli import cli
 from harvester.config import HttpSettings
@@ -68,7 +67,6 @@ class World:
 
     def versions(self) -> list[dict[str, Any]]:
         db = sqlite_utils.Database(self.db_path)
-        textstore.register(db.conn)  # SELECT * computes talk_versions.raw
         rows = db.query("SELECT * FROM talk_versions WHERE uid = 'AlgGeom/7' ORDER BY version")
         return [r | {"kinds": json.loads(r["kinds"])} for r in rows]
 

@@ -20,7 +20,6 @@ import httpx
 import icalendar
 import pytest
 
-from harvester import textstore
 from harvester.cli.serve import build_datasette, load_metadata
 from tests.conftest import ROOT, Harvester, write_config
 
@@ -62,7 +61,6 @@ def hostile(workdir: Path) -> Harvester:
     assert result.exit_code == 0, result.output
     # what the parser would not keep: control characters, a javascript: link, formulas
     conn = sqlite3.connect(h.db_path)
-    textstore.register(conn)  # writing a version computes talk_versions.raw
     for table in ("talk_versions",):  # talks (a view since 0011) reads its content there
         conn.execute(
             f"UPDATE {table} SET title = 'Bell\x07 and \x1b[2J escape\x0b', talk_url ="

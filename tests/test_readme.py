@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
-from tests.conftest import ROOT
+from click.testing import CliRunner
+
+from harvester.cli import cli
+from tests.conftest import ROOT, SAMPLE
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
@@ -12,3 +20,49 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     test_command = next(c for c in commands if "pytest" in c)
     assert f'TEST_COMMAND="{test_command}"' in ci
     assert 'eval "$TEST_COMMAND"' in ci
+
+
+def section(readme: str, heading: str) -> str:
+    start = readme.index(f"\n## {heading}\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end > 0 else None]
+
+
+def test_every_way_the_readme_reads_the_archive_works(tmp_path: Path) -> None:
+    """The commands of "Read the archive with anything", run as given from a checkout whose
+    `data/archive.db` the real CLI made (Datasette answers one request, `--get`, and exits)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(
+        r"```sh\n(.*?)\n```", section(readme, "Read the archive with anything"), re.DOTALL
+    )
+    commands = block.splitlines()
+    assert [c.split()[0] for c in commands] == [
+        "sqlite3",
+        ".venv/bin/sqlite-utils",
+        ".venv/bin/python",
+        ".venv/bin/python",
+        ".venv/bin/datasette",
+    ]
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    (tmp_path / "harvester").symlink_to(ROOT / "harvester")
+    db = tmp_path / "data" / "archive.db"
+    imported = CliRunner().invoke(cli, ["--db", str(db), "import", str(SAMPLE)])
+    assert imported.exit_code == 0, imported.output
+    outputs = []
+    for command in commands:
+        if command.startswith("sqlite3") and shutil.which("sqlite3") is None:
+            continue  # no shell on this machine: tests/test_plain_archive.py says so too
+        if "datasette" in command:
+            command += " --get /archive/talk_versions.json"
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        outputs.append(done.stdout)
+    if shutil.which("sqlite3"):
+        assert outputs.pop(0).startswith("ok\nPhysicsMeetsML/")
+    rows, counts, raw, page = outputs
+    assert json.loads(rows.splitlines()[0])["uid"].startswith("PhysicsMeetsML/")
+    assert re.search(r"new\s+\d+", counts)
+    assert raw.startswith("BEGIN:VEVENT") and "UID:PhysicsMeetsML/" in raw
+    assert json.loads(page)["rows"]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import sqlite_utils
 
-from harvester import textstore
 from harvester.archive import FetchFacts, open_archive
 from harvester.sync import FeedTarget, archive_body, utc_now
 from tests.conftest import SAMPLE
@@ -32,7 +31,6 @@ def test_new_archive_has_the_five_tables_wal_and_foreign_keys(tmp_path: Path) ->
     assert {("dtstart",), ("series_id", "dtstart")} <= indexed
     assert ("status", "dtstart", "dtend", "counter", "series_name", "uid", "version") in indexed
     with sqlite3.connect(tmp_path / "a.db") as raw:
-        textstore.register(raw)  # writing a version computes `raw` (harvester/textstore.py)
         raw.execute("PRAGMA foreign_keys = ON")
         try:
             raw.execute(
@@ -107,7 +105,6 @@ def test_concurrent_processes_never_lose_an_update_or_double_a_version(tmp_path:
         == versions
     )
     assert db.execute("SELECT count(*) FROM fetches").fetchone()[0] == 30
-    textstore.register(db.conn)  # the check computes talk_versions.raw
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 

@@ -1,19 +1,17 @@
-"""Each version's text stored once (harvester/textstore.py, migration 0012): exact, readable."""
+"""Each version's texts as stored (harvester/textstore.py, migrations 0012 and 0018): exact."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
+import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harvester import _schema, ics, textstore
-from harvester.archive import check_when_due, open_archive, prepare_texts
-from harvester.datasette import plugin
+from harvester import _schema, textstore
+from harvester.archive import open_archive, prepare_texts
 from harvester.model import CONTENT_FIELDS, TalkRecord
 from harvester.parse import parse_feed
 from tests.conftest import ROOT
@@ -52,14 +50,11 @@ def calendar(*events: bytes) -> bytes:
     return HEAD + b"".join(events) + TAIL
 
 
-def folded(line: str, rule: ics.FoldRule = ics.FOLD_RULES[0], newline: bytes = b"\r\n") -> bytes:
-    return ics.fold_line(line.encode(), rule, newline)
-
-
 def assert_exact(record: TalkRecord) -> bytes:
-    packed = textstore.pack_raw(record.raw, record.description)
+    packed = textstore.pack_raw(record.raw)
     assert packed is not None
-    assert textstore.unpack_raw(packed, record.description) == record.raw
+    assert zlib.decompress(packed).decode("utf-8") == record.raw  # standard zlib, nothing else
+    assert textstore.unpack_raw(packed) == record.raw
     row = record_row(record)
     frame, form = textstore.frame(row)
     assert textstore.unframe(frame, form, row) == record.description
@@ -75,24 +70,13 @@ def record_row(record: TalkRecord) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
-def test_every_sample_event_comes_back_exactly_from_its_residual(
-    path: Path, newline: bytes
-) -> None:
+def test_every_sample_event_comes_back_exactly(path: Path, newline: bytes) -> None:
     body = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", newline)
     for record in records(body):
         packed = assert_exact(record)
-        assert packed[1] != 0, f"{record.uid} kept whole: its DESCRIPTION did not refold"
-        assert len(packed) < len(record.raw) - len(record.description or "")
+        assert len(packed) < len(record.raw.encode())
         frame, form = textstore.frame(record_row(record))
         assert form == 1 and frame is not None and len(frame) < 80
-
-
-@pytest.mark.parametrize("rule", ics.FOLD_RULES, ids=repr)
-def test_each_writers_folding_refolds_exactly(rule: ics.FoldRule) -> None:
-    long = SITE_DESCRIPTION + "é∩ \\; x\\\\y " * 40 + "end\\n"
-    (record,) = records(calendar(event(folded("DESCRIPTION:" + long, rule))))
-    assert textstore.pack_raw(record.raw, record.description)[1] != 0  # type: ignore[index]
-    assert_exact(record)
 
 
 HOSTILE: dict[str, bytes] = {
@@ -101,8 +85,10 @@ HOSTILE: dict[str, bytes] = {
         b"UID:S/1\n", b"UID:S/1\r\n"
     ),
     "huge line, unfolded": event(b"DESCRIPTION:" + b"word " * 40_000),
-    "huge line, folded": event(folded("DESCRIPTION:" + SITE_DESCRIPTION + "wörd " * 40_000)),
-    "parameters": event(folded('DESCRIPTION;LANGUAGE=en;X-A="b:c":' + SITE_DESCRIPTION + "Hi")),
+    "huge line, folded": event(
+        b"DESCRIPTION:" + ("wörd " * 40_000).encode().replace(b"d", b"d\r\n ")
+    ),
+    "parameters": event(('DESCRIPTION;LANGUAGE=en;X-A="b:c":' + SITE_DESCRIPTION + "Hi").encode()),
     "no description": event(None),
     "empty description": event(b"DESCRIPTION:"),
     "blank description": event(b"DESCRIPTION:  \\n "),
@@ -117,7 +103,7 @@ HOSTILE: dict[str, bytes] = {
     ),
     "description property in lower case": event(b"description:lower"),
     "abstract not in the description": event(
-        folded("DESCRIPTION:" + SITE_DESCRIPTION + "The abstract  with  spaces\\n")
+        ("DESCRIPTION:" + SITE_DESCRIPTION + "The abstract  with  spaces\\n").encode()
     ),
 }
 
@@ -133,16 +119,9 @@ def test_texts_prepared_before_the_transaction_are_used_only_for_their_own_row()
     row = record.content() | {"raw": record.raw, "uid": record.uid, "version": 1}
     assert textstore.stored_row(row, prepare_texts([record])) == textstore.stored_row(row)
     marked = {textstore.text_key(row): ("frame", None, b"z")}
-    assert textstore.stored_row(row, marked)["raw_z"] == b"z"  # taken, not made again
+    assert textstore.stored_row(row, marked)["raw"] == b"z"  # taken, not made again
     for other in (row | {"title": "Another title"}, row | {"raw": record.raw + " "}):
         assert textstore.stored_row(other, marked) == textstore.stored_row(other)
-
-
-def test_a_vevent_holding_the_residual_mark_is_kept_whole() -> None:
-    raw = "BEGIN:VEVENT\r\nUID:a\x00b\r\nDESCRIPTION:plain\r\nEND:VEVENT\r\n"
-    packed = textstore.pack_raw(raw, "plain")
-    assert packed is not None and packed[1] == 0
-    assert textstore.unpack_raw(packed, "plain") == raw
 
 
 def test_a_description_holding_the_template_marks_is_kept_as_it_is() -> None:
@@ -162,13 +141,6 @@ def test_fields_inside_each_other_still_expand_exactly() -> None:
     }
     frame, form = textstore.frame(row)
     assert form == 1 and textstore.unframe(frame, form, row) == row["description"]
-
-
-def test_an_unknown_format_is_refused_not_misread() -> None:
-    packed = textstore.pack_raw("BEGIN:VEVENT\r\nEND:VEVENT\r\n", None)
-    assert packed is not None
-    with pytest.raises(ValueError, match="unknown raw_z format"):
-        textstore.unpack_raw(b"\x09" + packed[1:], None)
 
 
 # --- the archive ---------------------------------------------------------------------------
@@ -197,43 +169,14 @@ def bare(path: Path) -> sqlite3.Connection:
 def test_versions_read_back_what_the_parser_gave(imported: Path) -> None:
     expected = {r.uid: r for sample in SAMPLES for r in records(sample.read_bytes())}
     conn = bare(imported)
-    textstore.register(conn)
     rows = conn.execute("SELECT uid, raw, description, abstract FROM talk_versions").fetchall()
     assert {uid for uid, *_ in rows} == set(expected)
     for uid, raw, description, abstract in rows:
-        assert (raw, description, abstract) == (
+        assert (zlib.decompress(raw).decode(), description, abstract) == (
             expected[uid].raw,
             expected[uid].description,
             expected[uid].abstract,
         )
-
-
-def test_bare_sqlite_reads_every_column_but_raw_and_every_view(imported: Path) -> None:
-    conn = bare(imported)
-    columns = [row[1] for row in conn.execute("PRAGMA table_xinfo(talk_versions)")]
-    assert "raw" in columns and "description" in columns
-    readable = ", ".join(f'"{c}"' for c in columns if c != "raw")
-    rows = conn.execute(f"SELECT {readable} FROM talk_versions").fetchall()
-    assert rows and all(row[columns.index("description")] for row in rows)
-    with pytest.raises(sqlite3.OperationalError, match="harvester_raw"):
-        conn.execute("SELECT raw FROM talk_versions").fetchall()
-    views = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
-    assert set(_schema.VIEWS) <= set(views)
-    for view in views:
-        conn.execute(f'SELECT * FROM "{view}"').fetchall()
-        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", [view]).fetchone()[0]
-        assert not re.search(r"\braw\b", sql), f"{view} reads raw: bare SQLite cannot"
-
-
-def test_datasette_connections_compute_raw(imported: Path) -> None:
-    class Datasette:
-        def plugin_config(self, *_args: Any, **_kwargs: Any) -> None:
-            return None
-
-    conn = bare(imported)
-    plugin.prepare_connection(conn, "archive", Datasette())
-    raws = [row[0] for row in conn.execute("SELECT raw FROM talk_versions")]
-    assert raws and all(raw.startswith("BEGIN:VEVENT") for raw in raws)
 
 
 # --- migration 0012 ------------------------------------------------------------------------
@@ -285,7 +228,9 @@ def test_migration_keeps_every_version_exactly_and_makes_the_fresh_schema(tmp_pa
     old = old_archive(tmp_path / "old.db")
     db = open_archive(tmp_path / "old.db")
     names = ", ".join(f'"{c}"' for c in OLD_COLUMNS)
-    assert db.execute(f"SELECT {names} FROM talk_versions ORDER BY id").fetchall() == old
+    now = db.execute(f"SELECT {names} FROM talk_versions ORDER BY id").fetchall()
+    at = OLD_COLUMNS.index("raw")
+    assert [(*r[:at], textstore.unpack_raw(r[at]), *r[at + 1 :]) for r in now] == old
     forms = dict(db.execute("SELECT uid, description_form FROM talk_versions").fetchall())
     assert forms["odd/1"] is None and forms["PhysicsMeetsML/1#1"] == 1
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -315,36 +260,3 @@ def test_migration_keeps_what_earlier_migrations_hung_on_the_table(tmp_path: Pat
         "INSERT INTO talk_versions (uid, version, change, description_frame) VALUES ('n/1', 1, 'new', 'hi')"
     )
     assert db.execute("SELECT description FROM seen").fetchall() == [("hi",)]
-
-
-def test_neither_the_whole_file_check_nor_a_write_inflates_a_version(
-    imported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """SQLite computes generated columns for `PRAGMA quick_check` and for every row it
-    writes: neither may inflate `raw` (seconds for a large archive; a cold sync's every new
-    version rebuilt right after it was packed), and `raw` reads as before afterwards."""
-    from click.testing import CliRunner
-
-    from harvester.cli import cli
-
-    inflated: list[bytes | None] = []
-    unpack = textstore.unpack_raw
-
-    def counting(raw_z: bytes | None, description: str | None) -> str | None:
-        inflated.append(raw_z)
-        return unpack(raw_z, description)
-
-    monkeypatch.setattr(textstore, "unpack_raw", counting)
-    checked = open_archive(imported)
-    assert check_when_due(checked, datetime.now(UTC))  # the whole-file check ran
-    checked.close()
-    new = tmp_path / "new.ics"
-    new.write_bytes(calendar(event(b"DESCRIPTION:Title: a new talk")))
-    result = CliRunner().invoke(cli, ["--db", str(imported), "import", str(new)])
-    assert result.exit_code == 0, result.output
-    assert inflated == []
-    db = open_archive(imported)
-    raws = [row[0] for row in db.execute("SELECT raw FROM talk_versions")]
-    assert len(raws) > 1 and len(inflated) == len(raws)
-    assert all(raw.startswith("BEGIN:VEVENT") for raw in raws)
-    db.close()

@@ -1,4 +1,4 @@
-"""`harvester compact`, and the compaction a sync runs after its polls."""
+"""`harvester compact`, and the upkeep a writing run does after its polls."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 from harvester.archive import compact_polls
 from harvester.cli._app import App, archive_errors
-from harvester.sync import compact_quietly
+from harvester.sync import maintain_quietly
 
 
 @click.command()
@@ -28,6 +28,6 @@ def compact(app: App) -> None:
     app.say(f"{done.polls} unchanged polls before {done.before[:10]} compacted")
 
 
-def compact_after_sync(path: Path, keep_s: float, file_mode: int = 0o600) -> None:
-    """What a sync runs last: compaction, at most once a day; a failure is only logged."""
-    compact_quietly(path, datetime.now(UTC), keep_s, file_mode=file_mode)
+def maintain_after_run(path: Path, keep_s: float, file_mode: int = 0o600) -> None:
+    """What a writing run does last: compaction and statistics, each at most once a day."""
+    maintain_quietly(path, datetime.now(UTC), keep_s, file_mode=file_mode)

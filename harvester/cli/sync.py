@@ -22,7 +22,7 @@ from harvester.cli._app import (
     archive_errors,
     fail,
 )
-from harvester.cli.maintain import compact_after_sync
+from harvester.cli.maintain import maintain_after_run
 from harvester.cli.notify import register_targets, send_after_run
 from harvester.config import Config
 from harvester.errors import LockBusyError
@@ -142,7 +142,7 @@ def _sync(app: App, targets: list[FeedTarget]) -> None:
         )
     db = app.archive()
     refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
-    compact_after_sync(path, app.config.archive_keep_polls, app.config.archive_file_mode)
+    maintain_after_run(path, app.config.archive_keep_polls, app.config.archive_file_mode)
     send_after_run(app, db)
     _report(app, results)
 
@@ -219,6 +219,9 @@ def import_(
         facts = FetchFacts(started, utc_now(), bytes=len(body))
         with archive_errors():
             results.append(archive_body(db, target, body, facts, observed_at or facts.finished_at))
+    maintain_after_run(
+        app.config.archive_path, app.config.archive_keep_polls, app.config.archive_file_mode
+    )
     send_after_run(app, db)
     _report(app, results)
 

@@ -35,8 +35,6 @@ Whatever the metadata, it also registers two output renderers and makes CSV safe
   CR ... get a leading `'`, via defusedcsv). Datasette has no hook for its built-in CSV, so
   the plugin swaps the `csv` module that `datasette.views.base` writes with for a shim whose
   `writer` is defused: this applies to every database of that Datasette;
-- a SQL function for the canned queries: `harvester_text(value)` drops control characters;
-  and on every database, the functions `talk_versions.raw` is computed with (textstore).
 """
 
 from __future__ import annotations
@@ -46,6 +44,7 @@ import json
 import re
 import sqlite3
 import types
+import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,14 +89,8 @@ def _config(datasette: Any, database: str) -> dict[str, Any]:
     return config
 
 
-def harvester_text(value: Any) -> Any:
-    return clean_text(value) if isinstance(value, str) else value
-
-
 @hookimpl  # type: ignore[untyped-decorator]
 def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
-    conn.create_function("harvester_text", 1, harvester_text, deterministic=True)
-    textstore.register(conn)  # talk_versions.raw is computed by harvester_raw
     if _config(datasette, database).get("query_only"):
         set_query_only(conn)
 
@@ -204,7 +197,11 @@ def talk_link(datasette: Any, database: str, uid: str) -> str:
 def render_cell(
     row: Any, value: Any, column: str, table: str | None, database: str | None, datasette: Any
 ) -> Markup | None:
-    if not _archive_db(datasette, database) or not isinstance(value, str) or not value:
+    if not _archive_db(datasette, database):
+        return None
+    if column == "raw" and isinstance(value, bytes):
+        return _raw_cell(value)
+    if not isinstance(value, str) or not value:
         return None
     assert database is not None
     # Markup from f-strings whose every part is escaped (noqa S704): Markup.format costs
@@ -231,6 +228,16 @@ def render_cell(
         if isinstance(items, list):
             return escape(", ".join(str(item) for item in items))
     return None
+
+
+def _raw_cell(stored: bytes) -> Markup | None:
+    """The VEVENT as received (it is stored compressed), its control characters dropped."""
+    try:
+        raw = textstore.unpack_raw(stored)
+    except (zlib.error, UnicodeDecodeError):
+        return None  # not ours: Datasette shows it as binary
+    text = escape(clean_text(raw or ""))
+    return Markup(f'<pre class="harvester-raw" style="white-space: pre-wrap">{text}</pre>')  # noqa: S704
 
 
 @hookimpl  # type: ignore[untyped-decorator]

@@ -1,6 +1,6 @@
 """Benchmark: every page linked from the front page, and a search, through Datasette.
 
-    .venv/bin/python tests/benchmarks/bench_pages.py [--talks 75000] [--quick] [--no-analyze]
+    .venv/bin/python tests/benchmarks/bench_pages.py [--talks 75000] [--quick]
 
 Builds an archive of the site's scale (75,000 talks, 79,000 versions, 300 series, 300
 feeds with a month of polls), writing the rows directly, then serves it as `harvester
@@ -8,9 +8,11 @@ serve` does (the shipped metadata and plugin, in-process through Datasette's ASG
 and times each page: one warm-up, then the slowest of three. Prints every page and the
 worst case against the target of 300 ms, and the median CPU time of this process per page
 (all its threads: less sensitive than the wall time to other work on the machine).
-`--quick` builds a tenth of the archive. The archive is ANALYZEd unless `--no-analyze`:
-the harvester itself never runs ANALYZE, so an archive in use plans its queries without
-statistics, and a page can be fast one way and slow the other.
+`--quick` builds a tenth of the archive.
+
+Twice: first as built, with no planner statistics (an archive before its first writing
+run of this release: target < 1 s), then after one ordinary writing run of the real CLI
+(`harvester import` of the sample feed), which keeps the statistics (target < 300 ms).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import random
 import re
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,12 +34,12 @@ from pathlib import Path
 # Run as a script: make the checkout importable (`tests.benchmarks.*`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harvester import textstore
 from harvester.archive import FETCH_STORED, open_archive, stored_fetch
 from harvester.cli.serve import build_datasette, load_metadata, shipped_metadata
 from tests.benchmarks.common import machine, print_table
 
-TARGET_MS = 300.0
+TARGET_MS = 300.0  # with the statistics a writing run keeps
+TARGET_BARE_MS = 1000.0  # before any
 WORDS = [
     "algebra",
     "geometry",
@@ -60,12 +63,11 @@ KINDS_OF: dict[str, list[str]] = {"removed": ["status"], "new": []}
 KINDS_OF_FIELD = {"title": "retitled", "dtstart": "rescheduled", "livestream_url": "livestream"}
 
 
-def build(path: Path, talks: int, series: int, changes: int, *, analyze: bool = True) -> None:
+def build(path: Path, talks: int, series: int, changes: int) -> None:
     open_archive(path).close()  # the schema, every migration applied
     rng = random.Random(13)
     now = datetime.now(UTC).replace(microsecond=0)
     conn = sqlite3.connect(path)
-    textstore.register(conn)  # writing a version computes talk_versions.raw
     feeds = []
     for n in range(series):
         feeds.append(
@@ -198,9 +200,6 @@ def build(path: Path, talks: int, series: int, changes: int, *, analyze: bool = 
     unkeyed = conn.execute("SELECT count(*) FROM talks WHERE dtstart IS NULL").fetchone()[0]
     if unkeyed:  # the pages would sort and facet nothing: the figures would mean nothing
         raise RuntimeError(f"{unkeyed} talks without a start time in the built archive")
-    if analyze:
-        conn.execute("ANALYZE")
-        conn.commit()
     conn.close()
 
 
@@ -224,9 +223,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--talks", type=int, default=75_000)
     parser.add_argument("--quick", action="store_true", help="a tenth of the archive")
-    parser.add_argument(
-        "--no-analyze", action="store_true", help="no planner statistics, as in an archive in use"
-    )
     args = parser.parse_args(argv)
     talks = args.talks // 10 if args.quick else args.talks
     series = 300 if not args.quick else 30
@@ -235,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "archive.db"
         started = time.perf_counter()
-        build(path, talks, series, changes, analyze=not args.no_analyze)
+        build(path, talks, series, changes)
         conn = sqlite3.connect(path)
         counts = [
             conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -244,38 +240,55 @@ def main(argv: list[str] | None = None) -> int:
         conn.close()
         print(
             f"archive: {counts[0]:,} talks, {counts[1]:,} versions, {series} series,"
-            f" {counts[2]:,} polls, built in {time.perf_counter() - started:.1f} s,"
-            f" {'without' if args.no_analyze else 'with'} ANALYZE"
+            f" {counts[2]:,} polls, built in {time.perf_counter() - started:.1f} s"
         )
-        ds = build_datasette(path, load_metadata(shipped_metadata()))
-        asyncio.run(ds.invoke_startup())
-        client = ds.client
-        rows: list[tuple[str, str, str]] = []
-        worst = ("", 0.0)
-        for page in pages(ds, client):
-            asyncio.run(client.get(page))  # warm-up
-            times, cpu = [], []
-            for _ in range(3):
-                t0, c0 = time.perf_counter(), time.process_time()
-                response = asyncio.run(client.get(page))
-                times.append((time.perf_counter() - t0) * 1000)
-                cpu.append((time.process_time() - c0) * 1000)
-            if response.status_code != 200:
-                print(f"{page}: HTTP {response.status_code}", file=sys.stderr)
-                return 1
-            slowest = max(times)
-            if slowest > worst[1]:
-                worst = (page, slowest)
-            verdict = "ok  " if slowest < TARGET_MS else "SLOW"
-            rows.append(
-                (page, f"{slowest:.0f} ms", f"{verdict}  cpu {statistics.median(cpu):.0f} ms")
-            )
-        print_table("page (slowest of 3, after a warm-up; median CPU)", rows)
-        print(
-            f"worst case: {worst[0]} {worst[1]:.0f} ms, target < {TARGET_MS:.0f} ms:"
-            f" {'met' if worst[1] < TARGET_MS else 'MISSED'}"
-        )
+        measure(path, "no statistics", TARGET_BARE_MS)
+        one_run(path)
+        measure(path, "after one writing run", TARGET_MS)
     return 0
+
+
+def one_run(path: Path) -> None:
+    """An ordinary writing run of the real CLI: it keeps the planner's statistics."""
+    sample = Path(__file__).resolve().parents[2] / "data" / "samples" / "PhysicsMeetsML.ics"
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "harvester", "-q", "--db", str(path), "import", str(sample)]
+    subprocess.run(command, check=True)
+    with sqlite3.connect(path) as conn:
+        stats = conn.execute("SELECT count(*) FROM sqlite_stat1").fetchone()[0]
+    conn.close()
+    print(f"\nharvester import: {time.perf_counter() - started:.1f} s, {stats} sqlite_stat1 rows")
+
+
+def measure(path: Path, label: str, target_ms: float) -> bool:
+    """Every page timed; whether the worst missed `target_ms`."""
+    ds = build_datasette(path, load_metadata(shipped_metadata()))
+    asyncio.run(ds.invoke_startup())
+    client = ds.client
+    rows: list[tuple[str, str, str]] = []
+    worst = ("", 0.0)
+    for page in pages(ds, client):
+        asyncio.run(client.get(page))  # warm-up
+        times, cpu = [], []
+        for _ in range(3):
+            t0, c0 = time.perf_counter(), time.process_time()
+            response = asyncio.run(client.get(page))
+            times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(f"{page}: HTTP {response.status_code}")
+        slowest = max(times)
+        if slowest > worst[1]:
+            worst = (page, slowest)
+        verdict = "ok  " if slowest < target_ms else "SLOW"
+        rows.append((page, f"{slowest:.0f} ms", f"{verdict}  cpu {statistics.median(cpu):.0f} ms"))
+    print_table(f"{label}: page (slowest of 3, after a warm-up; median CPU)", rows)
+    missed = worst[1] >= target_ms
+    print(
+        f"{label}: worst case {worst[0]} {worst[1]:.0f} ms, target < {target_ms:.0f} ms:"
+        f" {'MISSED' if missed else 'met'}"
+    )
+    return missed
 
 
 if __name__ == "__main__":

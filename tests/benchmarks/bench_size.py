@@ -10,7 +10,7 @@ taken from the bodies served (each block as the site sent it, counted once howev
 polls carried it), so the figure does not depend on how the archive keeps them.
 
 Prints archive bytes (after a checkpoint: every index and the full-text index included)
-÷ bytes of those texts (target ≤ 1.5×), and the bytes per table and index (dbstat).
+÷ bytes of those texts (target ≤ 2.5×), and the bytes per table and index (dbstat).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.bench_site import fetch, run_sync, write_config
 from tests.benchmarks.common import machine, megabytes, print_table, ratio, site_server, table_sizes
 
-TARGET = 1.5
+TARGET = 2.5  # contract, Revision 3: readable by any SQLite first, then small
 VEVENT = re.compile(rb"BEGIN:VEVENT\r\n.*?END:VEVENT\r\n", re.DOTALL)
 DTSTAMP = re.compile(rb"\r\nDTSTAMP:[^\r]*")
 
