@@ -31,12 +31,14 @@ on this transport ignore the proxy environment variables.
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import socket
 import ssl
 import threading
 import time
 import typing
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -215,7 +217,7 @@ class UrlPolicy:
     def _resolve(self, host: str) -> list[tuple[str, IPAddress]]:
         """Each address as the resolver wrote it (shown in messages) and parsed."""
         try:
-            found = [(a, ipaddress.ip_address(a)) for a in self.resolve(host)]
+            found = [(a, ipaddress.ip_address(a)) for a in _resolve_in_time(self.resolve, host)]
         except (OSError, UnicodeError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             # As a failed lookup by httpx itself would be: a network error, worth a retry.
@@ -259,7 +261,9 @@ class PinnedBackend(httpcore.SyncBackend):
         failure: Exception | None = None
         for address in addresses:  # in the resolver's order, as socket.create_connection
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                capped = _capped(timeout, httpcore.ConnectTimeout)
+                stream = super().connect_tcp(address, port, capped, local_address, socket_options)
+                return DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None  # connect_addresses never returns an empty list
@@ -339,6 +343,187 @@ class GuardedTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self.inner.close()
+
+
+# ------------------------------------------------------------------------------------------
+# One wall-clock deadline for everything a request waits on: the DNS lookup, the connection,
+# TLS, each read (headers, 1xx answers, the body) and each write. httpx's timeouts bound
+# each wait alone, so a server that sends a byte every half second never trips them.
+# ------------------------------------------------------------------------------------------
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "harvester_deadline", default=None
+)
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Inside, this thread's requests wait in all at most `seconds` (none: no limit)."""
+    token = _DEADLINE.set(time.monotonic() + seconds if seconds else None)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def out_of_time() -> bool:
+    """Whether the current `time_limit` is spent."""
+    deadline = _DEADLINE.get()
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _capped(timeout: float | None, timed_out: type[Exception]) -> float | None:
+    """`timeout`, cut to what is left of the current `time_limit`; raises when none is."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise timed_out("the time limit is spent")
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every wait ends by the current `time_limit`."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self.inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, _capped(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        capped = _capped(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, capped))
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self.inner.get_extra_info(info)
+
+
+def _resolve_in_time(resolve: Resolver, host: str) -> list[str]:
+    """`resolve(host)`, given up when the current `time_limit` is spent (the system
+    resolver has no timeout of its own: it runs in a thread that is left behind)."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return list(resolve(host))
+    found: list[list[str] | BaseException] = []
+
+    def lookup() -> None:
+        try:
+            found.append(list(resolve(host)))
+        except BaseException as exc:  # handed to the caller's thread
+            found.append(exc)
+
+    worker = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+    worker.start()
+    worker.join(max(deadline - time.monotonic(), 0.0))
+    if not found:
+        raise OSError("no answer within the time limit")
+    if isinstance(found[0], BaseException):
+        raise found[0]
+    return found[0]
+
+
+def read_limited(
+    url: str,
+    response: httpx.Response,
+    max_bytes: int,
+    on_chunk: Callable[[], None] | None = None,
+) -> bytes:
+    """The body of a streamed response, decoded (gzip or deflate, once), refused with a
+    FetchError as soon as it, or its decoded form, passes `max_bytes`: a small answer that
+    inflates to gigabytes (a bomb, `gzip, gzip`) never reaches memory. `on_chunk` runs
+    before each chunk is taken (a caller's own time check)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError(url, f"body of {declared} bytes is over the limit of {max_bytes}")
+    if response.is_stream_consumed:  # an in-memory response (httpx.MockTransport): decoded
+        if len(response.content) > max_bytes:
+            raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
+        return response.content
+    inflater = _Inflater.for_encoding(url, encoding)
+    chunks: list[bytes] = []
+    size = raw_size = 0
+    for raw in response.iter_raw():
+        if on_chunk is not None:
+            on_chunk()
+        raw_size += len(raw)
+        if raw_size > max_bytes:
+            raise FetchError(url, f"body is over the limit of {max_bytes} bytes")
+        for piece in inflater.feed(raw, max_bytes - size + 1) if inflater else (raw,):
+            size += len(piece)
+            if size > max_bytes:
+                raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
+            chunks.append(piece)
+    if inflater:
+        tail = inflater.finish(max_bytes - size + 1)
+        if size + len(tail) > max_bytes:
+            raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
+        chunks.append(tail)
+    return b"".join(chunks)
+
+
+class _Inflater:
+    """gzip or deflate, inflated piece by piece with `max_length`, so output stays bounded."""
+
+    def __init__(self, url: str, encoding: str) -> None:
+        self.url = url
+        self.encoding = encoding
+        self.gzip = encoding in ("gzip", "x-gzip")
+        self.raw_deflate = False
+        self.started = False
+        self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
+
+    @classmethod
+    def for_encoding(cls, url: str, encoding: str) -> _Inflater | None:
+        if encoding in ("", "identity"):
+            return None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            return cls(url, encoding)
+        raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
+
+    def feed(self, data: bytes, room: int) -> list[bytes]:
+        """Inflate `data`; never more than `room` bytes out in total (the caller refuses then)."""
+        pieces = []
+        try:
+            while data and room > 0 and not self.inflater.eof:
+                piece = self._decompress(data, room)
+                data = self.inflater.unconsumed_tail
+                room -= len(piece)
+                pieces.append(piece)
+        except zlib.error as exc:
+            raise FetchError(self.url, f"corrupt {self.encoding} body: {exc}") from None
+        return pieces
+
+    def finish(self, room: int) -> bytes:
+        try:
+            return self.inflater.flush(max(room, 1))
+        except zlib.error as exc:
+            raise FetchError(self.url, f"corrupt {self.encoding} body: {exc}") from None
+
+    def _decompress(self, data: bytes, room: int) -> bytes:
+        if self.started or self.gzip:
+            return self.inflater.decompress(data, room)
+        # "deflate" is meant to be zlib-wrapped, but some servers send a raw deflate stream.
+        self.started = True
+        try:
+            return self.inflater.decompress(data, room)
+        except zlib.error:
+            self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            self.raw_deflate = True
+            return self.inflater.decompress(data, room)
 
 
 # ------------------------------------------------------------------------------------------

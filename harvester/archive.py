@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,9 +29,10 @@ from harvester.redact import redact
 from harvester.site import FeedKind, default_feed_name, feed_kind
 
 BUSY_TIMEOUT_S = 60.0
-# A new archive's page size: a version row is about 2 KB (its abstract), and 4 KB pages
-# would hold one such row each where 8 KB pages hold three or four (dbstat, bench_size).
-PAGE_SIZE = 8192
+# A new archive's page size: a version row is about 2.7 KB (its abstract, and the event
+# compressed), so 8 KB pages hold two and waste a third of themselves, 16 KB pages hold
+# five or six (bench_size at 75,000 talks: see docs/performance.md).
+PAGE_SIZE = 65536
 WAL_CHECKPOINT_BYTES = 64 << 20
 CACHE_KIB = 16384  # per connection: the pages of a large feed's talks stay in memory
 
@@ -46,6 +48,7 @@ def open_archive(path: Path | str, *, file_mode: int = 0o600, read_only: bool = 
     anything is written; a damaged one is refused by `check_when_due`.
     """
     path = Path(path)
+    _refuse_special_file(path)
     if read_only:
         return _open_read_only(path, file_mode=file_mode)
     conn: sqlite3.Connection | None = None
@@ -87,6 +90,18 @@ def open_archive(path: Path | str, *, file_mode: int = 0o600, read_only: bool = 
             conn.close()
         raise
     return db
+
+
+def _refuse_special_file(path: Path) -> None:
+    """A FIFO would block the open forever, a device would get a journal beside it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ArchiveError(f"{path}: cannot open the archive: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ArchiveError(f"{path}: not a regular file; give --db an archive file")
 
 
 def _open_read_only(path: Path, *, file_mode: int) -> Database:

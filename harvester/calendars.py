@@ -103,7 +103,7 @@ def talk_event(talk: Mapping[str, Any], keep_cancelled: bool = False) -> icalend
     event.add("uid", clean_text(str(talk["uid"])))
     event.add("dtstamp", parse_moment(talk.get("changed_at")) or start)
     event.add("dtstart", start)
-    event.add("dtend", end if end and end > start else start + DEFAULT_LENGTH)
+    event.add("dtend", end if end and end > start else _plus_default_length(start))
     event.add("sequence", max(int(talk.get("version") or 0), 0))
     event.add("summary", clean_text(summary(talk)))
     event.add("description", clean_text(description(talk)))
@@ -114,6 +114,14 @@ def talk_event(talk: Mapping[str, Any], keep_cancelled: bool = False) -> icalend
     if removed:
         event.add("status", "CANCELLED")
     return event
+
+
+def _plus_default_length(start: datetime) -> datetime:
+    """An hour after `start`, or the last moment a date can hold (a talk at 9999-12-31)."""
+    try:
+        return start + DEFAULT_LENGTH
+    except OverflowError:
+        return datetime.max.replace(tzinfo=start.tzinfo, microsecond=0)
 
 
 def summary(talk: Mapping[str, Any]) -> str:

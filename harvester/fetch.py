@@ -28,7 +28,6 @@ import email.utils
 import random
 import ssl
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +43,10 @@ from harvester._http import (
     UrlCheck,
     UrlPolicy,
     UrlRefusedError,
+    out_of_time,
     parse_url,
+    read_limited,
+    time_limit,
 )
 from harvester.config import HttpSettings
 from harvester.errors import FetchError
@@ -192,11 +194,12 @@ def fetch(
         reraise=True,
     )
     attempts = 0
-    for attempt in retrying:
-        with attempt:
-            attempts += 1
-            result = _attempt(client, url, max_bytes, headers, policy, deadline)
-            return dataclasses.replace(result, attempts=attempts)
+    with time_limit(policy.max_poll_time):  # every wait of every attempt, on the wall clock
+        for attempt in retrying:
+            with attempt:
+                attempts += 1
+                result = _attempt(client, url, max_bytes, headers, policy, deadline)
+                return dataclasses.replace(result, attempts=attempts)
     raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
 
@@ -251,7 +254,7 @@ def _attempt(
     for hop in range(MAX_REDIRECTS + 1):
         _check_deadline(url, policy, deadline)
         with policy.limiter.slot(_host_key(request.url)):
-            response = _send(client, request, url, hop)
+            response = _send(client, request, url, hop, policy.max_poll_time)
             try:
                 if response.next_request is not None:
                     request = response.next_request
@@ -259,9 +262,12 @@ def _attempt(
                 if response.status_code == 304:
                     return _result(response, None)
                 _check_response(url, response, policy)
-                body = _read_limited(url, response, max_bytes, policy, deadline)
+                body = read_limited(
+                    url, response, max_bytes, lambda: _check_deadline(url, policy, deadline)
+                )
                 return _result(response, body)
             except httpx.TimeoutException as exc:
+                _check_deadline(url, policy, deadline)
                 raise FetchError(
                     url, f"timed out reading the body ({type(exc).__name__})", retryable=True
                 ) from None
@@ -272,7 +278,9 @@ def _attempt(
     raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
 
 
-def _send(client: httpx.Client, request: httpx.Request, url: str, hop: int) -> httpx.Response:
+def _send(
+    client: httpx.Client, request: httpx.Request, url: str, hop: int, limit: float
+) -> httpx.Response:
     try:
         return client.send(request, stream=True, follow_redirects=False)
     except UrlRefusedError as exc:
@@ -280,6 +288,8 @@ def _send(client: httpx.Client, request: httpx.Request, url: str, hop: int) -> h
     except URL_ERRORS as exc:  # a redirect's Location that httpx cannot parse
         raise FetchError(url, f"not a valid URL ({type(exc).__name__}: {exc})") from None
     except httpx.TimeoutException as exc:
+        if out_of_time():
+            raise _out_of_time(url, limit) from None
         raise FetchError(url, f"timed out ({type(exc).__name__})", retryable=True) from None
     except httpx.HTTPError as exc:
         raise _transport_error(url, exc) from None
@@ -305,8 +315,12 @@ def _host_key(url: httpx.URL) -> str:
 
 
 def _check_deadline(url: str, policy: FetchPolicy, deadline: float) -> None:
-    if policy.clock() > deadline:
-        raise FetchError(url, f"gave up after {policy.max_poll_time:g} s (the poll's time limit)")
+    if policy.clock() > deadline or out_of_time():
+        raise _out_of_time(url, policy.max_poll_time)
+
+
+def _out_of_time(url: str, limit: float) -> FetchError:
+    return FetchError(url, f"gave up after {limit:g} s (the poll's time limit)")
 
 
 def _check_response(url: str, response: httpx.Response, policy: FetchPolicy) -> None:
@@ -340,89 +354,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - now).total_seconds(), 0.0)
-
-
-def _read_limited(
-    url: str, response: httpx.Response, max_bytes: int, policy: FetchPolicy, deadline: float
-) -> bytes:
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise FetchError(url, f"body of {declared} bytes is over the limit of {max_bytes}")
-    if response.is_stream_consumed:  # an in-memory response (httpx.MockTransport): decoded
-        if len(response.content) > max_bytes:
-            raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
-        return response.content
-    inflater = _Inflater.for_encoding(url, encoding)
-    chunks: list[bytes] = []
-    size = raw_size = 0
-    for raw in response.iter_raw():
-        _check_deadline(url, policy, deadline)
-        raw_size += len(raw)
-        if raw_size > max_bytes:
-            raise FetchError(url, f"body is over the limit of {max_bytes} bytes")
-        for piece in inflater.feed(raw, max_bytes - size + 1) if inflater else (raw,):
-            size += len(piece)
-            if size > max_bytes:
-                raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
-            chunks.append(piece)
-    if inflater:
-        tail = inflater.finish(max_bytes - size + 1)
-        if size + len(tail) > max_bytes:
-            raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
-        chunks.append(tail)
-    return b"".join(chunks)
-
-
-class _Inflater:
-    """gzip or deflate, inflated piece by piece with `max_length`, so output stays bounded."""
-
-    def __init__(self, url: str, encoding: str) -> None:
-        self.url = url
-        self.encoding = encoding
-        self.gzip = encoding in ("gzip", "x-gzip")
-        self.raw_deflate = False
-        self.started = False
-        self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
-
-    @classmethod
-    def for_encoding(cls, url: str, encoding: str) -> _Inflater | None:
-        if encoding in ("", "identity"):
-            return None
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            return cls(url, encoding)
-        raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
-
-    def feed(self, data: bytes, room: int) -> list[bytes]:
-        """Inflate `data`; never more than `room` bytes out in total (the caller refuses then)."""
-        pieces = []
-        try:
-            while data and room > 0 and not self.inflater.eof:
-                piece = self._decompress(data, room)
-                data = self.inflater.unconsumed_tail
-                room -= len(piece)
-                pieces.append(piece)
-        except zlib.error as exc:
-            raise FetchError(self.url, f"corrupt {self.encoding} body: {exc}") from None
-        return pieces
-
-    def finish(self, room: int) -> bytes:
-        try:
-            return self.inflater.flush(max(room, 1))
-        except zlib.error as exc:
-            raise FetchError(self.url, f"corrupt {self.encoding} body: {exc}") from None
-
-    def _decompress(self, data: bytes, room: int) -> bytes:
-        if self.started or self.gzip:
-            return self.inflater.decompress(data, room)
-        # "deflate" is meant to be zlib-wrapped, but some servers send a raw deflate stream.
-        self.started = True
-        try:
-            return self.inflater.decompress(data, room)
-        except zlib.error:
-            self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            self.raw_deflate = True
-            return self.inflater.decompress(data, room)
 
 
 def _result(response: httpx.Response, body: bytes | None) -> FetchResult:

@@ -23,6 +23,6 @@ def parse_moment(value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(str(value))
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset past year 9999 or before 1
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

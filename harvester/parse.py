@@ -416,7 +416,7 @@ _TITLE_LINE = re.compile(
     r'^Title:\s*(?:<a href="(?P<href>[^"]*)">(?P<linked>.*)</a>|(?P<plain>.*))$'
 )
 _BY_LINE = re.compile(r"^by (?P<speakers>.*?)(?: as part of (?P<series>.*))?$")
-_TAG = re.compile(r"<[^>]+>")
+_TAG = re.compile(r"<[^<>]+>")  # not `[^>]`: each `<` with no `>` after it would scan to the end
 
 
 def parse_site_description(description: str) -> SiteDescription | None:
@@ -449,15 +449,16 @@ def parse_site_description(description: str) -> SiteDescription | None:
 _DETAIL = re.compile(
     r"^(?P<key>Interactive livestream|View-only livestream|Password hint):\s*(?P<value>.*)$"
 )
-_ROOM = re.compile(r"^Lecture held in (?P<room>.*?)\.?\s*$")
+_ROOM = "Lecture held in "
 
 
 def _take_detail(line: str, found: dict[str, str]) -> bool:
     if match := _DETAIL.match(line):
         found.setdefault(match["key"], match["value"].strip())
         return True
-    if match := _ROOM.match(line):
-        found.setdefault("room", match["room"].strip())
+    if line.startswith(_ROOM):
+        room = line[len(_ROOM) :].rstrip()
+        found.setdefault("room", room.removesuffix(".").strip())
         return True
     return False
 
@@ -487,41 +488,62 @@ def _html_text(fragment: str | None) -> str | None:
 
 # --- speakers ----------------------------------------------------------------------------
 
-_SEPARATOR = re.compile(r",\s*and\s+|\s+and\s+|,\s*")
-_NAME_AFFILIATION = re.compile(r"^(?P<name>[^()]*?)\s*\((?P<affiliation>.*)\)$", re.DOTALL)
-
 
 def parse_speakers(summary: str) -> tuple[Speaker, ...]:
     """`A (X)`, `A (X) and B (Y)` or `A (X), B (Y), and C (Z)` → speakers with affiliations.
 
     Separators count only outside parentheses, so affiliations may hold commas and "and".
+    Linear in the length of `summary` (no backtracking pattern: anyone who edits a series
+    writes it).
     """
-    speakers = []
-    for part in _split_top_level(summary):
-        if match := _NAME_AFFILIATION.match(part):
-            speakers.append(Speaker(match["name"].strip(), match["affiliation"].strip() or None))
-        else:
-            speakers.append(Speaker(part))
-    return tuple(speakers)
+    return tuple(_speaker(part) for part in _split_top_level(summary))
+
+
+def _speaker(part: str) -> Speaker:
+    """`Name (Affiliation)`: the name holds no parenthesis, the affiliation is all the rest."""
+    opening = part.find("(")
+    if opening < 0 or not part.endswith(")") or ")" in part[:opening]:
+        return Speaker(part)
+    return Speaker(part[:opening].strip(), part[opening + 1 : -1].strip() or None)
 
 
 def _split_top_level(text: str) -> list[str]:
-    if "," not in text and not _SEPARATOR.search(text):  # one speaker: nothing to split
-        return [text.strip()] if text.strip() else []
+    """`text` cut at `, and `, ` and ` and `,` (with any whitespace) outside parentheses."""
     parts: list[str] = []
-    depth = 0
-    start = 0
-    position = 0
+    depth = start = position = 0
     while position < len(text):
         char = text[position]
         if char == "(":
             depth += 1
         elif char == ")":
             depth = max(depth - 1, 0)
-        elif depth == 0 and (sep := _SEPARATOR.match(text, position)):
-            parts.append(text[start:position])
-            start = position = sep.end()
-            continue
+        elif depth == 0 and (char == "," or char.isspace()):
+            end = _separator_end(text, position)
+            if end is not None:
+                parts.append(text[start:position])
+                start = position = end
+                continue
+            if char.isspace():  # no separator starts anywhere in this run of whitespace
+                position = _skip_space(text, position)
+                continue
         position += 1
     parts.append(text[start:])
     return [part.strip() for part in parts if part.strip()]
+
+
+def _separator_end(text: str, position: int) -> int | None:
+    """Where a separator that starts at `position` ends: `,` + whitespace, optionally
+    followed by `and` + whitespace; or whitespace + `and` + whitespace. None if none."""
+    after_comma = position + 1 if text[position] == "," else position
+    spaced = _skip_space(text, after_comma)
+    if text.startswith("and", spaced) and (spaced > position or after_comma > position):
+        after_and = _skip_space(text, spaced + 3)
+        if after_and > spaced + 3:
+            return after_and
+    return spaced if after_comma > position else None
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position

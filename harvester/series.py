@@ -97,7 +97,9 @@ def refresh_followed_series(
             found = refresh_series(db, api, due, now)
         else:
             with make_client(config.http) as client:
-                site_api = SiteApi(client, config.site.base_url, config.http.max_bytes)
+                site_api = SiteApi(
+                    client, config.site.base_url, config.http.max_bytes, config.http.max_poll_time
+                )
                 found = refresh_series(db, site_api, due, now)
     except ApiError as exc:
         log.warning("series.refresh_failed", error=str(exc), series=len(due))

@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from harvester._http import URL_ERRORS, UrlRefusedError
-from harvester.errors import ApiError
+from harvester._http import URL_ERRORS, UrlRefusedError, read_limited, time_limit
+from harvester.errors import ApiError, FetchError
 
 API_PATH = "/api/0"
 # The site answers one search per request; a few hundred names per `$in` keep bodies small.
@@ -100,10 +100,17 @@ def encode_get_params(params: Mapping[str, Any]) -> dict[str, str]:
 class SiteApi:
     """The site's JSON API over one httpx client (the caller owns and closes the client)."""
 
-    def __init__(self, client: httpx.Client, base_url: str, max_bytes: int = 20_000_000) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        base_url: str,
+        max_bytes: int = 20_000_000,
+        max_time: float = 180.0,
+    ) -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # of an answer, decoded: the limit feed bodies have
+        self.max_time = max_time  # for one call, every wait included (`[http] max_poll_time`)
 
     # --- endpoints ---------------------------------------------------------------------
 
@@ -192,15 +199,20 @@ class SiteApi:
     ) -> Any:
         url = f"{self.base_url}{API_PATH}{path}"
         try:
-            with self.client.stream(
-                method,
-                url,
-                params=encode_get_params(params) if params else None,
-                json=dict(body) if body is not None else None,
-                headers={"Accept": "application/json"},
-            ) as response:
-                raw = self._read_limited(response, url)
+            with (
+                time_limit(self.max_time),
+                self.client.stream(
+                    method,
+                    url,
+                    params=encode_get_params(params) if params else None,
+                    json=dict(body) if body is not None else None,
+                    headers={"Accept": "application/json"},
+                ) as response,
+            ):
+                raw = read_limited(url, response, self.max_bytes)
                 status = response.status_code
+        except FetchError as exc:  # over the size limit, or an encoding that cannot be bounded
+            raise ApiError(f"{url}: the API's answer: {exc.reason}") from None
         except UrlRefusedError as exc:
             first_hop = exc.request.url.copy_with(query=None) == httpx.URL(url)
             where = "" if first_hop else f"redirected to {exc.url}: "
@@ -219,17 +231,6 @@ class SiteApi:
         if data is None:
             raise self._malformed(path, "the answer is not JSON")
         return data
-
-    def _read_limited(self, response: httpx.Response, url: str) -> bytes:
-        chunks, size = [], 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise ApiError(
-                    f"{url}: the API's answer is over the limit of {self.max_bytes} bytes"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _malformed(self, path: str, what: str) -> ApiError:
         return ApiError(f"{self.base_url}{API_PATH}{path}: unexpected answer from the API: {what}")

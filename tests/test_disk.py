@@ -36,11 +36,12 @@ def mount(path: Path, options: str) -> bool:
 
 @pytest.fixture
 def small_disk() -> Iterator[tuple[Path, bool]]:
-    """A folder on a 1.2 MB tmpfs (True), or a plain temp folder (False) if mounting fails.
+    """A folder on an 8 MB tmpfs (True), or a plain temp folder (False) if mounting fails.
 
-    A new archive of 8 KB pages takes about 600 KB before its first talk."""
+    A new archive of 64 KB pages takes about 3 MB before its first talk, and its first
+    sync about as much again in the WAL."""
     folder = Path(tempfile.mkdtemp(prefix="harvester-disk-"))
-    mounted = mount(folder, "size=1200k,mode=0755")
+    mounted = mount(folder, "size=8m,mode=0755")
     yield folder, mounted
     if mounted:
         subprocess.run(["umount", "-l", str(folder)], check=False)
@@ -79,8 +80,8 @@ def test_disk_full_is_a_clear_error_and_nothing_half_written(small_disk: tuple[P
         config = write_config(folder, [site.feed_url(f"D{f}") for f in range(4)])
         first = sync(config)
         assert first.returncode == 1  # D2 and D3 do not exist yet (404), D0 and D1 archived
-        grow_site(site, feeds=4, talks=40, words=400)  # ~2 MB of abstracts: more than the disk
-        full = sync(config, limit_bytes=None if mounted else 600_000)
+        grow_site(site, feeds=4, talks=40, words=2000)  # ~10 MB of abstracts: more than the disk
+        full = sync(config, limit_bytes=None if mounted else 6_000_000)
         assert full.returncode == 1
         errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, full.stderr

@@ -38,7 +38,7 @@ def _site_api(app: App) -> Iterator[SiteApi]:
         (app.config.http, app.config.site) if path.exists() else (HttpSettings(), SiteSettings())
     )
     with make_client(http) as client:
-        yield SiteApi(client, site.base_url, http.max_bytes)
+        yield SiteApi(client, site.base_url, http.max_bytes, http.max_poll_time)
 
 
 def _now() -> datetime:
