@@ -72,6 +72,7 @@ class NotifyConfig:
     series: frozenset[str] | None = None  # None: every series
     kinds: frozenset[str] = frozenset(DEFAULT_NOTIFY_KINDS)
     upcoming_only: bool = True
+    allow_private: bool = False  # a webhook on loopback or a private network (else [http]'s)
 
     def __repr__(self) -> str:  # a stray repr in a traceback never shows the URL
         return f"NotifyConfig(url={redact(self.url)!r}, series={self.series!r})"
@@ -79,11 +80,12 @@ class NotifyConfig:
 
 @dataclass(frozen=True)
 class NotificationSettings:
-    """`[notifications]`: how failed sends are retried."""
+    """`[notifications]`: how long one delivery may take, and how failed ones are retried."""
 
     max_attempts: int = 8
     backoff: float = 60.0  # seconds before the first retry; doubles with each failure
     max_backoff: float = 6 * 3600.0
+    timeout: float = 30.0  # seconds for one delivery, every wait included (wall clock)
 
 
 @dataclass(frozen=True)
@@ -364,6 +366,7 @@ def _parse_notify(data: object, path: Path, prefix: str) -> NotifyConfig:
         series=None if series is None else frozenset(series),
         kinds=frozenset(kinds),
         upcoming_only=table.get("upcoming_only", bool, True),
+        allow_private=table.get("allow_private", bool, False),
     )
     table.refuse_unknown()
     return entry
@@ -391,6 +394,7 @@ def _parse_notifications(table: _Table) -> NotificationSettings:
         max_attempts=max_attempts,
         backoff=table.duration("backoff", defaults.backoff, allow_zero=True) or 0.0,
         max_backoff=table.duration("max_backoff", defaults.max_backoff, allow_zero=True) or 0.0,
+        timeout=table.duration("timeout", defaults.timeout) or defaults.timeout,
     )
     table.refuse_unknown()
     return settings

@@ -30,6 +30,7 @@ class Target:
     series: frozenset[str] | None = None  # None: every series
     kinds: frozenset[str] = frozenset(DEFAULT_KINDS)
     upcoming_only: bool = True
+    allow_private: bool = False
 
 
 def version_kinds(change: Mapping[str, Any]) -> set[str]:
@@ -108,9 +109,42 @@ def check_url(url: str) -> str | None:
     return None
 
 
-def deliver(url: str, title: str, body: str) -> str | None:
-    """Send one message; None on success, else Apprise's error text (to be masked)."""
+# Apprise's generic webhooks: the URL's host is the server the message is posted to.
+_WEBHOOK_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
+
+
+def server_host(url: str) -> str | None:
+    """The host a delivery to `url` connects to, when the URL names it: a generic webhook's
+    host, or any scheme's host that is an IP address or `localhost`. None for a service's
+    own servers (the URL's host part is then often a token, never to be looked up)."""
+    import ipaddress
+
     import apprise
+
+    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    host = getattr(plugin, "host", None)
+    if not isinstance(host, str) or not host.strip("[]"):
+        return None
+    host = host.strip("[]")  # an IPv6 literal comes in brackets
+    if url.partition("://")[0].lower() in _WEBHOOK_SCHEMES or host.lower() == "localhost":
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host
+
+
+def deliver(url: str, title: str, body: str) -> str | None:
+    """Send one message; None on success, else Apprise's error text (to be masked).
+
+    Never through a proxy, as feeds are not: `no_proxy=*` for this process (Apprise posts
+    with requests, which would take one from the environment)."""
+    import os
+
+    import apprise
+
+    os.environ["no_proxy"] = "*"
 
     client = apprise.Apprise()
     if not client.add(url):

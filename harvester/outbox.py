@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,9 +24,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from harvester import archive as store
+from harvester._http import AddressRefusedError, UrlPolicy
 from harvester.config import Config, NotificationSettings
 from harvester.logs import get_logger
-from harvester.notify import Target, deliver, digest
+from harvester.notify import Target, deliver, digest, server_host
 from harvester.redact import redact
 
 log = get_logger("harvester.notify")
@@ -67,6 +69,7 @@ def targets(db: Database, config: Config) -> list[Target]:
             series=entry.series,
             kinds=entry.kinds,
             upcoming_only=entry.upcoming_only,
+            allow_private=entry.allow_private or config.http.allow_private,
         )
         for entry in config.notify
     ]
@@ -106,7 +109,7 @@ def send_pending(
     for key, changes in groups.items():
         target = by_key[key]
         title, body = digest(changes)
-        error = _deliver(deliver_one, target.url, title, body)
+        error = _deliver(deliver_one, target, title, body, config.notifications.timeout)
         shown = labels[key]
         ids = [int(c["id"]) for c in changes]
         if error is None:
@@ -131,13 +134,45 @@ def send_pending(
 
 
 def _deliver(
-    deliver_one: Callable[[str, str, str], str | None], url: str, title: str, body: str
+    deliver_one: Callable[[str, str, str], str | None],
+    target: Target,
+    title: str,
+    body: str,
+    timeout: float,
 ) -> str | None:
+    """One delivery, within the URL policy and `timeout` seconds of wall clock: a receiver
+    that answers a byte at a time is left behind (its thread ends with the process)."""
+    refused = None if target.allow_private else _refused(target.url)
+    if refused is not None:
+        return refused
+    outcome: list[str | None] = []
+
+    def send() -> None:
+        try:
+            outcome.append(deliver_one(target.url, title, body))
+        except Exception as exc:  # an Apprise plugin's bug must not stop the others
+            outcome.append(f"{type(exc).__name__}: {exc}")
+
+    sender = threading.Thread(target=send, name="notify", daemon=True)
+    sender.start()
+    sender.join(timeout)
+    if not outcome:
+        return f"no answer within {timeout:g} s ([notifications] timeout)"
+    return None if outcome[0] is None else redact(outcome[0])
+
+
+def _refused(url: str) -> str | None:
+    """Why the URL policy refuses the server `url` posts to (as it would a feed's), or None."""
+    host = server_host(url)
+    if host is None:
+        return None
     try:
-        error = deliver_one(url, title, body)
-    except Exception as exc:  # an Apprise plugin's bug must not stop the others
-        error = f"{type(exc).__name__}: {exc}"
-    return None if error is None else redact(error)
+        UrlPolicy().connect_addresses(host)
+    except AddressRefusedError as exc:
+        if exc.retryable:  # the name does not resolve: Apprise will say so itself
+            return None
+        return exc.reason.replace("[http] allow_private", "allow_private on the [[notify]] entry")
+    return None
 
 
 def _after_failure(
@@ -155,11 +190,17 @@ def send_test(config: Config) -> list[TargetResult]:
     """One test message to every target; what happened, target by target."""
     results = []
     for i, entry in enumerate(config.notify):
+        target = Target(
+            key="test",
+            url=entry.url,
+            allow_private=entry.allow_private or config.http.allow_private,
+        )
         error = _deliver(
             deliver,
-            entry.url,
+            target,
             "seminar-harvester: test notification",
             "This is a test message from seminar-harvester: notifications reach you here.",
+            config.notifications.timeout,
         )
         results.append(TargetResult(label(i, entry.url), 0, error))
     return results

@@ -28,6 +28,7 @@ from harvester.model import Speaker
 from harvester.parse import parse_speakers
 from tests.apisim import Api
 from tests.conftest import Harvester, write_config
+from tests.receiver import receiving
 from tests.sitesim import Site
 from tests.test_datasette import Browser
 from tests.test_discover import CONFIG, api, h  # noqa: F401  (fixtures)
@@ -287,3 +288,92 @@ def test_a_bomb_from_the_api_during_a_sync_ends_in_its_summary(workdir: Path, ap
     assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr
     assert "series.refresh_failed" in done.stderr and "gzip, gzip" in done.stderr
     assert re.search(r"1 feed", done.stdout + done.stderr)
+
+
+# --- 3. a slow receiver holds neither the run's lock nor its exit ------------------------------
+
+
+def test_a_receiver_that_drips_cannot_hold_a_sync_or_its_lock(workdir: Path, site: Site) -> None:
+    with receiving() as receiver:
+        receiver.drip = 2.0
+        config = write_config(
+            workdir,
+            [site.feed_url("AlgGeom")],
+            f'\n[notifications]\ntimeout = "3s"\n\n[[notify]]\nurl = "{receiver.url()}"\n'
+            "upcoming_only = false\n",
+        )
+        command = [sys.executable, "-m", "harvester", "--config", str(config), "sync", "--lock"]
+        assert subprocess.run(command, capture_output=True, timeout=60, check=False).returncode == 0
+        site.series["AlgGeom"].talks[2].title = "A new title"  # a change to notify about
+        began = time.monotonic()
+        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            while not receiver.attempts and time.monotonic() - began < 60:
+                time.sleep(0.05)  # until the first run is sending
+            assert receiver.attempts, "the first run never sent"
+            second = subprocess.run(
+                command, capture_output=True, text=True, timeout=60, check=False
+            )
+            _out, err = first.communicate(timeout=60)
+        finally:
+            first.kill()
+        took = time.monotonic() - began
+    assert second.returncode != 3, "the second cron run was kept out while the first one sent"
+    assert first.returncode == 0, err
+    assert took < 2 * 3 + 15, f"sending held the run {took:.1f} s against a 3 s timeout"
+    assert "no answer within 3 s" in err
+    with sqlite3.connect(workdir / "archive.db") as conn:
+        pending = conn.execute("SELECT count(*) FROM notifications WHERE status = 'pending'")
+        assert pending.fetchone()[0] > 0  # kept for a retry, not lost
+    conn.close()
+
+
+# --- 8. notifications follow the URL policy of feeds, proxies included --------------------------
+
+
+def notify_config(workdir: Path, url: str, entry: str = "", http: str = "") -> Path:
+    path = workdir / "harvester.toml"
+    path.write_text(
+        f'[archive]\npath = "archive.db"\n\n[http]\n{http}\n[[notify]]\nurl = "{url}"\n{entry}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def notify_test(
+    config: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harvester", "--config", str(config), "notify", "--test"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_a_loopback_webhook_is_refused_unless_its_entry_allows_it(workdir: Path, host: str) -> None:
+    with receiving(host) as receiver:
+        refused = notify_test(notify_config(workdir, receiver.url()))
+        assert refused.returncode == 1
+        assert (
+            "is a loopback address (set allow_private on the [[notify]] entry"
+            in refused.stdout + refused.stderr
+        )
+        assert receiver.attempts == 0
+        allowed = notify_test(notify_config(workdir, receiver.url(), "allow_private = true\n"))
+        assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+        assert len(receiver.messages) == 1
+
+
+def test_a_notification_never_goes_through_a_proxy(workdir: Path) -> None:
+    with receiving() as proxy, receiving() as receiver:
+        env = {
+            "HTTP_PROXY": f"http://127.0.0.1:{proxy.port}",
+            "http_proxy": f"http://127.0.0.1:{proxy.port}",
+        }
+        done = notify_test(notify_config(workdir, receiver.url(), "allow_private = true\n"), env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert len(receiver.messages) == 1 and proxy.attempts == 0

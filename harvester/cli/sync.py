@@ -114,16 +114,21 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
             f"no feeds to poll: add [[feeds]] to {app.config.path or 'a config file'}"
         )
     if not use_lock:
-        _sync(app, targets)
-        return
-    try:
-        with hold(app.config.archive_path, "sync"):
-            _sync(app, targets)
-    except LockBusyError as exc:
-        fail(f"another `harvester sync --lock` is still running ({exc}); skipped", EXIT_LOCKED)
+        results = _sync(app, targets)
+    else:
+        try:
+            with hold(app.config.archive_path, "sync"):
+                results = _sync(app, targets)
+        except LockBusyError as exc:
+            fail(f"another `harvester sync --lock` is still running ({exc}); skipped", EXIT_LOCKED)
+    # After the lock: a slow receiver never keeps the next cron run out (the outbox's
+    # leases keep two senders from sending one row twice).
+    if app.config.notify:
+        send_after_run(app, app.archive())
+    _report(app, results)
 
 
-def _sync(app: App, targets: list[FeedTarget]) -> None:
+def _sync(app: App, targets: list[FeedTarget]) -> list[PollResult]:
     from harvester.series import refresh_followed_series
 
     keep_large_blocks()
@@ -143,8 +148,7 @@ def _sync(app: App, targets: list[FeedTarget]) -> None:
     db = app.archive()
     refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
     maintain_after_run(path, app.config.archive_keep_polls, app.config.archive_file_mode)
-    send_after_run(app, db)
-    _report(app, results)
+    return results
 
 
 PROGRESS_MIN_FEEDS = 5
