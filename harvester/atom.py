@@ -55,9 +55,13 @@ def feed_entry(feed: FeedGenerator, row: Mapping[str, Any]) -> datetime:
     updated = _moment(row.get("atom_updated"))
     entry.updated(updated)
     entry.author({"name": xml_text(str(row.get("atom_author_name") or DEFAULT_AUTHOR))})
-    if content := row.get("atom_content"):
-        entry.content(xml_text(str(content)), type="text")
-    if page := http_url(row.get("atom_link")):
+    page = http_url(row.get("atom_link"))
+    content = row.get("atom_content")
+    if content or not page:  # Atom wants one of the two: the title stands in for a content
+        entry.content(
+            xml_text(str(content or row.get("atom_title") or row["atom_id"])), type="text"
+        )
+    if page:
         entry.link(href=page, rel="alternate")
     return updated
 

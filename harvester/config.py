@@ -7,6 +7,7 @@ is validated, so that no error, log line or archive row shows a secret it carrie
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from pytimeparse.timeparse import timeparse as parse_timespan
 from harvester import user_agent as default_user_agent
 from harvester.errors import ConfigError
 from harvester.model import DEFAULT_NOTIFY_KINDS, NOTIFY_KINDS
-from harvester.redact import redact, remember_url, remember_urls_in
+from harvester.redact import redact, remember_url, remember_urls_in, url_only_secrets
 from harvester.site import default_feed_name, normalize_url, split_url
 
 DEFAULT_CONFIG_PATH = Path("config/harvester.toml")
@@ -150,11 +151,24 @@ def load_config(
     return config.with_archive(Path(db)) if db else config
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few KB; a larger file is refused unparsed
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
-        remember_urls_in(raw.decode("utf-8", "replace"))
-        return tomllib.loads(raw.decode("utf-8"))
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(path, "", f"larger than {MAX_CONFIG_BYTES} bytes: not a config")
+        try:
+            # The values' secrets are remembered by `parse_config`: a URL in a comment (the
+            # shipped config's examples) is no secret, and masking its parts would mangle text.
+            return tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
+            remember_urls_in(raw.decode("utf-8", "replace"))  # its error may quote a line
+            raise
+    except RecursionError:
+        raise ConfigError(path, "", "not valid TOML: nested too deeply") from None
     except UnicodeDecodeError:
         raise ConfigError(path, "", "not valid TOML: not UTF-8 text") from None
     except FileNotFoundError:
@@ -206,7 +220,14 @@ class _Table:
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """A validated Config from parsed TOML; relative paths resolve against the file's folder."""
+    weak = url_only_secrets()
     _remember_urls(data)
+    if url_only_secrets() > weak:
+        logging.getLogger("harvester.config").warning(
+            "%s: a password or token in a URL is short enough to be an ordinary word: it is"
+            " masked inside URLs only; use a longer one",
+            path,
+        )
     top = _Table(data, path, "")
     archive = _Table(top.get("archive", dict, {}), path, "archive")
     archive_path = Path(archive.get("path", str, "../data/archive.db"))
@@ -378,8 +399,10 @@ def _apprise_problem(url: str) -> str | None:
 
     if "://" not in url:
         return "not an Apprise URL (expected scheme://...)"
-    if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    if plugin is None:
         return "not an Apprise URL Apprise can use (unknown scheme or missing parts)"
+    remember_url(plugin.url(privacy=False))  # type: ignore[no-untyped-call]  # as Apprise writes them
     return None
 
 

@@ -25,14 +25,18 @@ from tomlkit.toml_document import TOMLDocument
 
 from harvester.config import FETCHABLE_SCHEMES, parse_config
 from harvester.errors import ConfigEditError, ConfigError
-from harvester.site import OLD_SITE_HOSTS, SITE_HOST, default_feed_name, normalize_url
+from harvester.site import (
+    OLD_SITE_HOSTS,
+    SITE_HOST,
+    default_feed_name,
+    is_shortname,
+    normalize_url,
+)
 
 NEW_CONFIG_HEADER = (
     "# seminar-harvester configuration, created by `harvester feeds add`.\n"
     "# Every key is optional except feeds[].url; see `harvester --help`.\n"
 )
-# The site's rule for series shortnames (letters, digits, hyphens, underscores).
-_SHORTNAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _PAGE_PATHS = (
     (re.compile(r"^/seminar/(?P<series>[^/]+)(/ics)?/?$"), "/seminar/{series}/ics"),
     (
@@ -51,10 +55,6 @@ class FeedEntry:
     name: str
     enabled: bool
     explicit_name: bool
-
-
-def is_shortname(text: str) -> bool:
-    return bool(_SHORTNAME.match(text))
 
 
 def series_feed_url(base_url: str, shortname: str) -> str:

@@ -113,6 +113,12 @@ def diff(
         _classify(state.talks.get(record.uid), record, changes, observed_at)
     changes.unchanged.extend(known)
     changes.present = frozenset(r.uid for r in records) | {t.uid for t in changes.unchanged}
+    if changes.stale:  # said on the terminal, not only counted: the change is not archived
+        changes.warnings.append(
+            f"{len(changes.stale)} event(s) ignored as older than the archive's copy (rule 4:"
+            f" an earlier DTSTAMP, e.g. {changes.stale[0]}); if the feed's DTSTAMP never"
+            " moves, or this machine's clock is behind, changes can look stale"
+        )
     _removals(state, changes, observed_at)
     return changes
 

@@ -22,13 +22,20 @@ def to_json(talks: Sequence[dict[str, Any]]) -> str:
 # defusedcsv prefixes a quote to cells starting with = + - @ | % (not numbers); a spreadsheet
 # also takes a cell starting with a tab or a CR as a formula's start, so those get it too.
 _TAB_OR_CR = ("\t", "\r")
+# What a spreadsheet skips before a formula: a byte order mark, zero-width characters and
+# spaces (defusedcsv looks at the first character only).
+_SKIPPED = "\ufeff\u200b\u200c\u200d\u2060 \u00a0"
+_FORMULA_STARTS = ("=", "+", "-", "@", "|", "%", *_TAB_OR_CR)
 
 
 def csv_cell(value: Any) -> Any:
     """A value as a CSV cell that a spreadsheet will not run as a formula."""
     if isinstance(value, list):
         value = json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value.startswith(_TAB_OR_CR):
+    if not isinstance(value, str):
+        return value
+    head = value.lstrip(_SKIPPED)  # defusedcsv judges the rest as it is
+    if value.startswith(_TAB_OR_CR) or (head != value and head.startswith(_FORMULA_STARTS)):
         return "'" + value
     return value
 

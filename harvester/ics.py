@@ -355,6 +355,15 @@ CALENDAR_END = b"\nEND:VCALENDAR"
 _COMPONENT_NAMES = (b"BEGIN", b"END")
 
 
+def calendar_count(body: bytes) -> int:
+    """How many `BEGIN:VCALENDAR` lines `body` has (one, for a feed)."""
+    return sum(
+        1
+        for match in _COMPONENT_LINE.finditer(body)
+        if match[1].upper() == b"BEGIN" and match[2].upper() == b"VCALENDAR"
+    )
+
+
 def split_vevents(body: bytes) -> list[bytes] | None:
     """The raw text of each VEVENT directly inside the VCALENDAR, in order.
 

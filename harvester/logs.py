@@ -14,7 +14,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-from harvester.redact import redact
+from harvester.redact import redact, redact_query_secrets
 
 LogFormat = Literal["console", "json"]
 
@@ -26,7 +26,7 @@ def redacted(
 
     def render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
         line = renderer(logger, method, event_dict)
-        return redact(line.decode() if isinstance(line, bytes) else line)
+        return redact_query_secrets(redact(line.decode() if isinstance(line, bytes) else line))
 
     return render
 
@@ -74,6 +74,13 @@ def configure_logging(
         logging.getLogger(noisy).setLevel(
             max(level, logging.WARNING) if level > logging.DEBUG else logging.DEBUG
         )
+    # Apprise quotes URLs, headers and payloads in forms of its own, which the remembered
+    # secrets may not match: none of its lines is shown, even with -v. A failed delivery's
+    # reason comes back through `notify.deliver` (captured, masked) as `notify.failed`.
+    apprise = logging.getLogger("apprise")
+    apprise.setLevel(logging.WARNING)
+    apprise.propagate = False
+    logging.getLogger("urllib3").setLevel(logging.WARNING)  # Apprise's HTTP: its request lines
 
 
 def get_logger(name: str = "harvester") -> Any:

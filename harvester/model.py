@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from harvester.redact import redact
 
 # The fields of `talks` that describe the talk itself; a difference in any of them is a change.
 CONTENT_FIELDS: tuple[str, ...] = (
@@ -90,6 +92,29 @@ class TalkRecord:
     def content(self) -> dict[str, Any]:
         """The content fields as they are stored (lists as JSON text)."""
         return {name: _stored(name, getattr(self, name)) for name in CONTENT_FIELDS}
+
+
+def masked(record: TalkRecord) -> TalkRecord:
+    """`record` with every secret the harvester knows masked in its text, as the archive
+    stores it (a personal feed may carry its own token in a title); `record` itself when
+    it holds none."""
+    people = [part for s in record.speakers for part in (s.name, s.affiliation) if part]
+    texts = [*_texts(record).values(), *record.urls, *people]
+    joined = "\0".join(texts)
+    if redact(joined) == joined:
+        return record
+    speakers = tuple(
+        Speaker(redact(s.name), redact(s.affiliation) if s.affiliation else s.affiliation)
+        for s in record.speakers
+    )
+    found: dict[str, Any] = {name: redact(value) for name, value in _texts(record).items()}
+    return replace(record, **found, speakers=speakers, urls=tuple(map(redact, record.urls)))
+
+
+def _texts(record: TalkRecord) -> dict[str, str]:
+    return {
+        f.name: value for f in fields(record) if isinstance(value := getattr(record, f.name), str)
+    }
 
 
 def _stored(name: str, value: Any) -> Any:

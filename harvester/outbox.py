@@ -24,7 +24,6 @@ from typing import Any
 from sqlite_utils import Database
 
 from harvester import archive as store
-from harvester._http import AddressRefusedError, UrlPolicy
 from harvester.config import Config, NotificationSettings
 from harvester.logs import get_logger
 from harvester.notify import Target, deliver, digest, server_host
@@ -163,6 +162,8 @@ def _deliver(
 
 def _refused(url: str) -> str | None:
     """Why the URL policy refuses the server `url` posts to (as it would a feed's), or None."""
+    from harvester._http import AddressRefusedError, UrlPolicy  # httpx: not for `status`
+
     host = server_host(url)
     if host is None:
         return None

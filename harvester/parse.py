@@ -71,7 +71,7 @@ def parse_feed(body: bytes) -> ParsedFeed:
         talks = records_in_order(_events_in_chunks(text, counted), warnings)
     except _MisreadError:  # the reference way, with a tree of the whole calendar
         warnings = list(head)
-        talks = records_in_order(_events_at_once(text, counted), warnings)
+        talks = records_in_order(_events_at_once(text, counted, warnings), warnings)
     return ParsedFeed(talks=talks, warnings=warnings, events=counted.events)
 
 
@@ -87,15 +87,44 @@ class _MisreadError(Exception):
     """icalendar does not see exactly the VEVENT blocks the lexer cut."""
 
 
-def _events_at_once(text: bytes, counted: _Counted) -> Iterator[Event]:
+def _events_at_once(text: bytes, counted: _Counted, warnings: list[str]) -> Iterator[Event]:
     """The events of `text`, parsed by icalendar in one go (the reference, for odd bodies)."""
-    events = calendar_events(text)
+    try:
+        events = calendar_events(text)
+    except ParseError as exc:
+        events = _events_alone(text, exc, warnings)
     counted.events = len(events)
     blocks = ics.split_vevents(text)
     if blocks is None or len(blocks) != len(events):
         blocks = [event.to_ical() for event in events]
     for position, (event, block) in enumerate(zip(events, blocks, strict=True), start=1):
         yield event, block, position
+
+
+# The calendar the events are read in when the feed's own other parts cannot be read.
+_BARE_CALENDAR = (
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-\r\nEND:VCALENDAR"  # as `calendar_of` wants it
+)
+
+
+def _events_alone(
+    text: bytes, error: ParseError, warnings: list[str]
+) -> list[icalendar.cal.Component]:
+    """The VEVENTs of `text` read in a calendar of their own, when what surrounds them (a
+    VTIMEZONE with an offset of 99 hours, say) is what icalendar cannot read: a warning,
+    not a failed feed. `error` again when the events themselves are the trouble."""
+    blocks = ics.split_vevents(text)
+    if not blocks or ics.calendar_count(text) != 1:
+        raise error
+    try:
+        events = calendar_events(calendar_of(_BARE_CALENDAR, blocks))
+    except ParseError:
+        raise error from None
+    if len(events) != len(blocks):
+        raise error
+    reason = str(error).removeprefix("not one complete VCALENDAR: ")
+    warnings.append(f"read the events without the calendar's other parts, unreadable ({reason})")
+    return events
 
 
 def _events_in_chunks(text: bytes, counted: _Counted) -> Iterator[Event]:

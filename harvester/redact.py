@@ -30,12 +30,15 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 # A personal token also appears in error messages from httpx, so it is masked inside any text.
 _PERSONAL_IN_TEXT = re.compile(r"(/user/ics/)([^/?#\s'\"]{4})[^/?#\s'\"]*")
 _PERSONAL_PATH = re.compile(r"/user/ics/([^/?#]+)")
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>`]+")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+_LONGEST_SCHEME = 32
+_URL_STOPS = frozenset("\"'<>`")
 _TOKEN_LIKE = re.compile(r"(?=[A-Za-z0-9_-]*[A-Za-z])(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,}")
 _PIECES = re.compile(r"[/@:?&=#,;]+")
 
@@ -64,31 +67,49 @@ SECRET_PARAM_WORDS = frozenset(
 )
 MIN_SECRET = 4  # shorter strings are ignored: masking them would mangle ordinary text
 SHOWN_FROM = 16  # secrets at least this long keep their first 4 characters when masked
+# A secret shorter than this, or this long with letters only, could be a word of ordinary
+# text ("pass" in "passing"): it is masked only inside URLs, where it stands as a secret.
+ANYWHERE_FROM = 8
+WORDS_ANYWHERE_FROM = 12
 
 _lock = threading.Lock()
 _known: dict[str, str] = {}  # every form of every secret → what replaces it
-_pattern: re.Pattern[str] | None = None
+_in_urls: dict[str, str] = {}  # the same, for secrets masked only inside URLs
+_pattern: re.Pattern[str] | None = None  # made from _known by the first `redact` after a change
+_stale = False
 
 
-def remember(secret: str, *, show_start: bool = True) -> None:
-    """Mask `secret` from now on, wherever it appears (too short a string is ignored).
+def remember(secret: str, *, show_start: bool = True) -> bool:
+    """Mask `secret` from now on (too short a string is ignored): wherever it appears, or,
+    for one that could be an ordinary word, only inside URLs. Whether it is masked
+    everywhere.
 
     `show_start=False` (passwords) masks it as `…` whatever its length.
     """
-    global _pattern
+    global _stale
     if len(secret) < MIN_SECRET:
-        return
+        return False
+    anywhere = masks_anywhere(secret)
     shown = f"{secret[:4]}…" if show_start and len(secret) >= SHOWN_FROM else "…"
     forms = {secret, unquote(secret), quote(secret, safe=""), json.dumps(secret)[1:-1]}
     with _lock:
-        added = False
         for form in forms:
             if len(form) >= MIN_SECRET and form not in _known:
-                _known[form] = shown
-                added = True
-        if added:
-            ordered = sorted(_known, key=len, reverse=True)
-            _pattern = re.compile("|".join(map(re.escape, ordered)))
+                (_known if anywhere else _in_urls)[form] = shown
+                _stale = _stale or anywhere
+    return anywhere
+
+
+def masks_anywhere(secret: str) -> bool:
+    """Whether `secret` is safe to mask in any text: long, or not a word of letters."""
+    if len(secret) >= WORDS_ANYWHERE_FROM:
+        return True
+    return len(secret) >= ANYWHERE_FROM and not secret.isalpha()
+
+
+def url_only_secrets() -> int:
+    """How many forms of secrets are masked only inside URLs (for the config's warning)."""
+    return len(_in_urls)
 
 
 def remember_url(url: str) -> None:
@@ -110,9 +131,7 @@ def remember_url(url: str) -> None:
     if at and ":" in userinfo:
         remember(userinfo.split(":", 1)[1], show_start=False)
     for name, value in parse_qsl(parts.query, keep_blank_values=False):
-        words = {w for w in re.split(r"[^a-z0-9]+", name.lower()) if w}
-        words.add(re.sub(r"[^a-z0-9]+", "", name.lower()))
-        if words & SECRET_PARAM_WORDS or _TOKEN_LIKE.fullmatch(value):
+        if _secret_param(name, value):
             remember(value)
 
 
@@ -138,25 +157,88 @@ def _looks_secret(piece: str) -> bool:
 
 def remember_urls_in(text: str) -> None:
     """Remember the secrets of every URL found in `text` (a config file, an argument)."""
-    for match in _URL_IN_TEXT.finditer(text):
-        remember_url(match[0].rstrip(".,;)]}"))
+    for url in urls_in(text):
+        remember_url(url.rstrip(".,;)]}"))
+
+
+def urls_in(text: str) -> Iterator[str]:
+    """Every `scheme://…` in `text`, in one pass (no backtracking pattern: a long run of
+    letters with no `://` in it would cost time quadratic in its length)."""
+    at = text.find("://")
+    while at >= 0:
+        start = at
+        while start > 0 and at - start < _LONGEST_SCHEME and text[start - 1] in _SCHEME_CHARS:
+            start -= 1
+        while start < at and not (text[start].isascii() and text[start].isalpha()):
+            start += 1
+        end = at + 3
+        while end < len(text) and not (text[end] in _URL_STOPS or text[end].isspace()):
+            end += 1
+        if start < at and end > at + 3:
+            yield text[start:end]
+        at = text.find("://", max(end, at + 3))
 
 
 def redact(text: str) -> str:
     """`text` with every known secret and every personal-feed token masked."""
     text = _PERSONAL_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}…", text)
-    pattern, known = _pattern, _known
+    pattern, known = _current_pattern(), _known
     if pattern is not None:
         text = pattern.sub(lambda m: known[m.group(0)], text)
+    if _in_urls:
+        for url in set(urls_in(text)):
+            masked = url
+            for form in sorted(_in_urls, key=len, reverse=True):
+                masked = masked.replace(form, _in_urls[form])
+            if masked != url:
+                text = text.replace(url, masked)
     return text
+
+
+def redact_query_secrets(text: str) -> str:
+    """`text` with the secret-looking query values of every URL in it masked, remembered or
+    not (a token a server put in a redirect's Location, say), as `remember_url` judges
+    them. For log lines: a feed's own text keeps its links as they are."""
+    for url in set(urls_in(text)):
+        _, query_mark, query = url.partition("?")
+        if not query_mark:
+            continue
+        masked = url
+        for name, value in parse_qsl(query.partition("#")[0], keep_blank_values=False):
+            if _secret_param(name, value):
+                masked = masked.replace(value, "…").replace(quote(value, safe=""), "…")
+        if masked != url:
+            text = text.replace(url, masked)
+    return text
+
+
+def _secret_param(name: str, value: str) -> bool:
+    words = {w for w in re.split(r"[^a-z0-9]+", name.lower()) if w}
+    words.add(re.sub(r"[^a-z0-9]+", "", name.lower()))
+    return len(value) >= MIN_SECRET and bool(
+        words & SECRET_PARAM_WORDS or _TOKEN_LIKE.fullmatch(value)
+    )
+
+
+def _current_pattern() -> re.Pattern[str] | None:
+    """One alternation of every known form, longest first: made once per change."""
+    global _pattern, _stale
+    if _stale:
+        with _lock:
+            ordered = sorted(_known, key=len, reverse=True)
+            _pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+            _stale = False
+    return _pattern
 
 
 def forget_all() -> None:
     """Forget every remembered secret (for tests: one process runs many configs)."""
-    global _pattern
+    global _pattern, _stale
     with _lock:
         _known.clear()
+        _in_urls.clear()
         _pattern = None
+        _stale = False
 
 
 # What a terminal would act on instead of showing: C0 and C1 controls (ESC sequences, CR,

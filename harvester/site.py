@@ -23,9 +23,15 @@ OLD_SITE_HOSTS = frozenset(
     }
 )
 
+# The site's rule for series shortnames: letters, digits, hyphens and underscores.
+_SHORTNAME = re.compile(r"[A-Za-z0-9_-]+")
 _SERIES_PATH = re.compile(r"^/seminar/(?P<series>[^/]+)/ics/?$")
 _TALK_PATH = re.compile(r"^/talk/(?P<series>[^/]+)/(?P<counter>-?\d+)/ics/?$")
 _PERSONAL_PATH = re.compile(r"^(?P<prefix>/user/ics/)(?P<token>[^/?#]+)")
+
+
+def is_shortname(text: str) -> bool:
+    return _SHORTNAME.fullmatch(text) is not None
 
 
 def split_url(url: str) -> SplitResult | None:

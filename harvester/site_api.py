@@ -26,6 +26,7 @@ import httpx
 
 from harvester._http import URL_ERRORS, UrlRefusedError, read_limited, time_limit
 from harvester.errors import ApiError, FetchError
+from harvester.site import is_shortname
 
 API_PATH = "/api/0"
 # The site answers one search per request; a few hundred names per `$in` keep bodies small.
@@ -62,8 +63,8 @@ class SeriesInfo:
     @classmethod
     def from_api(cls, record: Mapping[str, Any]) -> SeriesInfo:
         shortname = record.get("shortname")
-        if not isinstance(shortname, str) or not shortname:
-            raise ValueError("a series without a shortname")
+        if not isinstance(shortname, str) or not is_shortname(shortname):
+            raise ValueError("a series without a shortname the site could have given")
         return cls(
             shortname=shortname,
             name=_text(record.get("name")),

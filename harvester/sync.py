@@ -32,6 +32,7 @@ from harvester.errors import ArchiveError, FetchError, ParseError, StaleKnowledg
 from harvester.fastpath import parse_fast
 from harvester.ics import BodyPrint, body_fingerprint, stamps_uniform
 from harvester.logs import get_logger
+from harvester.model import masked
 from harvester.parse import ParsedFeed, check_calendar_bytes, parse_feed
 from harvester.redact import redact
 from harvester.site import FeedKind
@@ -178,15 +179,16 @@ def archive_body(
         if fast:
             lookup = partial(store.active_fingerprints, db)
             carried = store.carried_blocks(db, feed.id) if feed is not None else {}
-            parsed = parse_fast(text, lookup, carried)
+            fast_parsed = parse_fast(text, lookup, carried)
+            parsed = None if fast_parsed is None else _masked(fast_parsed)
         if parsed is not None:  # its talks are those the archive lacks: all to be written
             texts = store.prepare_texts(parsed.talks)
-        parsed = parsed or parse_feed(body)
+        parsed = parsed or _masked(parse_feed(body))
         store_it = partial(_store, db, target, facts, observed_at, text=text, texts=texts)
         try:
             outcome, changes = store_it(parsed, body_print)
         except StaleKnowledgeError:  # another poll changed one of the known talks meanwhile
-            parsed = parse_feed(body)  # outside the write lock; nothing was written
+            parsed = _masked(parse_feed(body))  # outside the write lock; nothing was written
             outcome, changes = store_it(parsed, body_print)
     except ParseError as exc:
         return _failed(db, target, facts, str(exc), t0)
@@ -199,6 +201,15 @@ def archive_body(
         warnings=parsed.warnings + changes.warnings,
     )
     return _logged(result, t0)
+
+
+def _masked(parsed: ParsedFeed) -> ParsedFeed:
+    """The known secrets masked in what the archive will store (the fingerprints, taken
+    from the body as received, stay as they are: the same body keeps its fingerprint)."""
+    talks = [masked(talk) for talk in parsed.talks]
+    if all(new is old for new, old in zip(talks, parsed.talks, strict=True)):
+        return parsed
+    return replace(parsed, talks=talks)
 
 
 class _ShortcutRefusedError(Exception):

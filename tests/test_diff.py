@@ -88,6 +88,8 @@ def test_rule4_older_dtstamp_is_stale_and_ignored() -> None:
     changes = diff(state([stored(current)]), [old_copy], NOW)
     assert changes.versions == [] and changes.stale == ["S/1"]
     assert changes.counts["stale"] == 1
+    (warning,) = changes.warnings  # said, not only counted: the change is not archived
+    assert "1 event(s) ignored as older than the archive's copy" in warning and "S/1" in warning
 
 
 def test_rule5_missing_uid_is_removed_unless_another_feed_carries_it() -> None:

@@ -5,6 +5,7 @@ a deadline is asserted with generous slack, never as an exact time."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -15,20 +16,27 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import icalendar
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harvester.cli import cli
+from harvester.config import load_config
+from harvester.export import csv_cell
 from harvester.model import Speaker
 from harvester.parse import parse_speakers
+from harvester.redact import redact, urls_in
 from tests.apisim import Api
 from tests.conftest import Harvester, write_config
 from tests.receiver import receiving
+from tests.scripted import Scripted, reply
 from tests.sitesim import Site
 from tests.test_datasette import Browser
 from tests.test_discover import CONFIG, api, h  # noqa: F401  (fixtures)
@@ -377,3 +385,309 @@ def test_a_notification_never_goes_through_a_proxy(workdir: Path) -> None:
         done = notify_test(notify_config(workdir, receiver.url(), "allow_private = true\n"), env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert len(receiver.messages) == 1 and proxy.attempts == 0
+
+
+# --- 4. a secret in a feed's own text is masked before it is stored ----------------------------
+
+TOKEN = "Qz7personalTOKENinTitle42"
+WORD = "zyxwvutsrqponm"  # a word only the personal feed's talk has
+
+
+def every_text(path: Path) -> str:
+    """Every text in the file's tables, with each zlib `raw` inflated: what a reader sees."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    found = []
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    for name in names:
+        for row in conn.execute(f'SELECT * FROM "{name}"'):
+            for value in row:
+                if isinstance(value, bytes):
+                    try:
+                        value = zlib.decompress(value).decode("utf-8", "replace")
+                    except zlib.error:
+                        value = value.decode("utf-8", "replace")
+                found.append(str(value))
+    conn.close()
+    return "\n".join(found)
+
+
+@pytest.fixture
+def personal(workdir: Path, site: Site) -> Harvester:
+    """A personal feed whose only talk carries the feed's own token (title, abstract) and a
+    word no other talk has; a notification of its change stays pending (nobody answers)."""
+    mine = site.add_series("Mine", "My own seminar")
+    mine.add(
+        1,
+        datetime.now(UTC) + timedelta(days=4),
+        [("Ada", None)],
+        title=f"My feed is {site.base_url}/user/ics/{TOKEN}",
+        abstract=f"Token {TOKEN} and the word {WORD}.",
+    )
+    site.personal[TOKEN] = ["Mine"]
+    notify = '\n[[notify]]\nurl = "json://127.0.0.1:9/hook"\nkinds = ["retitled"]\n'
+    h = Harvester(
+        write_config(
+            workdir, [site.feed_url("AlgGeom"), f"{site.base_url}/user/ics/{TOKEN}"], notify
+        )
+    )
+    assert h("sync").exit_code == 0
+    mine.talks[1].title = f"Still {TOKEN}"
+    assert h("sync").exit_code == 0
+    return h
+
+
+def test_a_feeds_own_token_in_its_text_is_stored_masked(personal: Harvester, workdir: Path) -> None:
+    stored = every_text(personal.db_path)
+    assert TOKEN not in stored and f"{TOKEN[:4]}…" in stored
+    assert WORD in stored and "Rings and ideals" in stored  # the rest as it was
+    browser = Browser(personal.db_path)
+    for page in (
+        "/archive/talks.json",
+        "/archive/talk_versions.json?_col=raw",
+        "/archive/talk_history?uid=Mine/1",
+        "/archive/calendar.ics",
+        "/archive/changes_feed.atom",
+        "/archive.json?sql=select+*+from+talk_versions",
+    ):
+        answer = browser.get(page)
+        assert answer.status_code == 200 and TOKEN not in answer.text, page
+    out = workdir / "copy.db"
+    assert personal("snapshot", "--include-personal", str(out)).exit_code == 0
+    assert TOKEN not in every_text(out)
+
+
+# --- 5. a snapshot carries nothing of the talks it leaves out -----------------------------------
+
+
+def test_a_snapshot_without_personal_feeds_keeps_no_trace_of_their_talks(
+    personal: Harvester, workdir: Path
+) -> None:
+    with sqlite3.connect(personal.db_path) as conn:
+        queued = conn.execute("SELECT count(*) FROM notifications WHERE uid = 'Mine/1'")
+        assert queued.fetchone()[0] == 1  # the outbox row a snapshot must not carry
+    conn.close()
+    out = workdir / "public.db"
+    assert personal("snapshot", str(out)).exit_code == 0
+    data = out.read_bytes()
+    assert WORD.encode() not in data and b"Mine" not in data
+    with sqlite3.connect(out) as conn:
+        assert conn.execute("SELECT count(*) FROM notifications").fetchone()[0] == 0
+        hits = conn.execute("SELECT count(*) FROM talks_fts WHERE talks_fts MATCH 'ideals'")
+        assert hits.fetchone()[0] == 1  # the search still finds what stays
+    conn.close()
+
+
+# --- 9. Apprise's own lines never reach the output ---------------------------------------------
+
+
+def test_apprise_lines_at_verbose_leak_no_header_topic_or_path(workdir: Path) -> None:
+    with receiving() as receiver:
+        receiver.failing = True
+        url = (
+            f"json://127.0.0.1:{receiver.port}/hookPathQ?+X-Api-Key=HeaderValueQ&:topic=TopicValueQ"
+        )
+        config = notify_config(workdir, url, "allow_private = true\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "harvester", "-v", "--config", str(config), "notify", "--test"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    shown = done.stdout + done.stderr
+    assert done.returncode == 1 and receiver.attempts >= 1
+    for secret in ("hookPathQ", "HeaderValueQ", "TopicValueQ"):
+        assert secret not in shown, secret
+
+
+# --- weak points: each a clear line, nothing lost ---------------------------------------------
+
+
+def test_a_csv_cell_with_a_byte_order_mark_before_a_formula_is_neutralised() -> None:
+    assert csv_cell("\ufeff=1+1").startswith("'")
+    assert csv_cell("\u200b+SUM(A1)").startswith("'")
+    assert csv_cell("-5") == "-5" and csv_cell("Message passing") == "Message passing"
+
+
+def test_import_reads_at_most_max_bytes(workdir: Path, sample_copy: Path) -> None:
+    big = workdir / "big.ics"
+    big.write_bytes(sample_copy.read_bytes() + b" " * 3_000_000)
+    h = Harvester(write_config(workdir, [], "max_bytes = 1_000_000\n"))
+    for source in (big, Path("/dev/zero")):
+        result = h("import", str(source))
+        assert result.exit_code == 1
+        assert "over the limit of 1000000 bytes ([http] max_bytes)" in result.output
+    assert h("import", str(sample_copy)).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
+        ('x = "' + "a" * 2_000_000 + '"\n', "larger than 1000000 bytes"),
+    ],
+)
+def test_a_hostile_config_is_refused_in_one_line(workdir: Path, text: str, reason: str) -> None:
+    config = workdir / "harvester.toml"
+    config.write_text(text, encoding="utf-8")
+    began = time.monotonic()
+    result = Harvester(config)("status")
+    assert time.monotonic() - began < 10
+    assert result.exit_code == 2 and reason in result.output, result.output
+
+
+def test_urls_are_found_in_linear_time() -> None:
+    began = time.monotonic()
+    assert list(urls_in("a" * 2_000_000 + " mailto://x:pw@h" + "b" * 1000)) == [
+        "mailto://x:pw@h" + "b" * 1000
+    ]
+    assert list(urls_in("see https://x.org/a, and ftp://y")) == ["https://x.org/a,", "ftp://y"]
+    assert time.monotonic() - began < 5
+
+
+def test_discover_never_adds_a_shortname_the_site_could_not_have(h: Harvester, api: Api) -> None:
+    def hostile(handler: Any) -> bool:
+        results = [
+            {"shortname": name, "name": "x"}
+            for name in ("../../user/ics/abcd", "New\nLine", "Esc\x1b[2J", "Fine_Name-1")
+        ]
+        body = json.dumps({"code": "success", "results": results}).encode()
+        handler._send(200, body, {"Content-Type": "application/json"})
+        return True
+
+    api.site.overrides["/api/0/search/series"] = hostile
+    result = h("discover", "--all", "--add")
+    assert result.exit_code == 0, result.output
+    config = h.config.read_text(encoding="utf-8")
+    assert "/seminar/Fine_Name-1/ics" in config
+    assert "user/ics" not in config and "New" not in config and "\x1b" not in config
+
+
+def test_snapshot_to_a_missing_folder_or_of_a_damaged_archive_is_one_line(
+    workdir: Path, sample_copy: Path
+) -> None:
+    h = Harvester(write_config(workdir, []))
+    assert h("import", str(sample_copy)).exit_code == 0
+    missing = h("snapshot", str(workdir / "no" / "such" / "copy.db"))
+    assert missing.exit_code == 1 and "cannot copy the archive" in missing.output
+    assert not list(workdir.rglob("*.partial"))
+    with sqlite3.connect(h.db_path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    size = h.db_path.stat().st_size
+    with h.db_path.open("r+b") as file:  # damage every page after the schema's
+        file.seek(pages)
+        file.write(b"\xff" * (size - pages))
+    for command in (
+        ["snapshot", str(workdir / "copy.db")],
+        ["export"],
+        ["history", "PhysicsMeetsML/1"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "harvester", "--config", str(h.config), *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, (command, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.startswith("error: "), done.stderr
+    assert not list(workdir.rglob("*.partial"))
+
+
+def test_arguments_that_are_not_utf8_are_one_line(workdir: Path) -> None:
+    config = write_config(workdir, [])
+    for args in (
+        ["history", b"G/\xff".decode("utf-8", "surrogateescape")],
+        ["--db", b"a\xff.db".decode("utf-8", "surrogateescape"), "status"],
+    ):
+        done = subprocess.run(
+            [
+                os.fsencode(sys.executable),
+                b"-m",
+                b"harvester",
+                b"--config",
+                os.fsencode(config),
+                *(os.fsencode(a) for a in args),
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        err = done.stderr.decode("utf-8", "replace")
+        assert done.returncode in (1, 2) and "Traceback" not in err, err
+        assert err.startswith("error: "), err
+
+
+def test_the_pages_refuse_a_post_and_render_odd_arguments(workdir: Path, sample_copy: Path) -> None:
+    h = Harvester(write_config(workdir, []))
+    assert h("import", str(sample_copy)).exit_code == 0
+    browser = Browser(h.db_path)
+    posted = asyncio.run(browser.ds.client.post("/archive/speaker_talks", data={"speaker": "x"}))
+    assert posted.status_code == 405
+    for page in (
+        "/archive/calendar.ics?series=a%0Ab",
+        "/archive/speaker_talks.ics?speaker=a%0D%0Ab",
+    ):
+        answer = browser.get(page)
+        assert answer.status_code == 200 and "a b" in answer.text.replace("\r\n ", ""), page
+    atom = browser.get(
+        "/archive.atom?sql=select+1+as+atom_id,+'t'+as+atom_title,+'2026-01-01'+as+atom_updated"
+    )
+    assert atom.status_code == 200 and "<entry>" in atom.text
+    began = time.monotonic()
+    blob = browser.get("/archive.json?sql=select+length(hex(randomblob(300000000)))")
+    assert blob.status_code == 400 and "too big" in blob.text
+    assert time.monotonic() - began < 2
+
+
+def test_a_token_a_server_puts_in_a_redirect_shows_in_no_verbose_line(
+    workdir: Path, site: Site
+) -> None:
+    server_token = "SrvSet7Token0123456789abc"
+    target = f"{site.feed_url('AlgGeom')}?token={server_token}"
+    Scripted(site, "/moved/ics", reply(302, Location=target))
+    h = Harvester(write_config(workdir, [f"{site.base_url}/moved/ics"]))
+    result = CliRunner().invoke(cli, ["--config", str(h.config), "-v", "sync"])
+    assert result.exit_code == 0, result.output
+    assert "HTTP Request" in result.output and "token=…" in result.output
+    assert server_token not in result.output
+
+
+def test_a_timezone_icalendar_cannot_read_costs_a_warning_not_the_feed(
+    workdir: Path, sample_copy: Path
+) -> None:
+    body = sample_copy.read_bytes()
+    at = body.index(b"BEGIN:VEVENT")
+    zone = (
+        b"BEGIN:VTIMEZONE\r\nTZID:Bad\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\n"
+        b"TZOFFSETFROM:+0000\r\nTZOFFSETTO:+9959\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
+    )
+    sample_copy.write_bytes(body[:at] + zone + body[at:])
+    h = Harvester(write_config(workdir, []))
+    result = h("import", str(sample_copy))
+    assert result.exit_code == 0, result.output
+    assert "read the events without the calendar's other parts" in result.output
+    with sqlite3.connect(h.db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM talks").fetchone()[0] == 4
+    conn.close()
+
+
+# --- masking never changes text that holds no secret (what a newcomer met first) -------------
+
+
+def test_a_short_password_is_masked_in_urls_only_and_a_comment_teaches_nothing(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = workdir / "harvester.toml"
+    config.write_text(
+        '# url = "mailtos://user:commented@example.org"\n'
+        '[[notify]]\nurl = "json://user:pass@hooks.example.org/x"\n',
+        encoding="utf-8",
+    )
+    with caplog.at_level("WARNING"):
+        load_config(config)
+    assert "masked inside URLs only" in caplog.text
+    assert redact("Message passing, commented code") == "Message passing, commented code"
+    assert "pass@" not in redact("failed: json://user:pass@hooks.example.org/x (HTTP 500)")

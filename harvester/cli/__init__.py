@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from harvester.cli._output import redacted_click_errors, redacted_output
-from harvester.redact import remember_urls_in
+from harvester.redact import redact, remember_urls_in
 
 # name → (module, attribute, one-line help). A command's module is imported only when the
 # command runs (or its own help shows): `harvester --help` and the archive-reading
@@ -196,4 +196,22 @@ def cli(
 
 
 def main() -> None:
-    cli(prog_name="harvester")
+    """The console script. What no command could turn into a clear line of its own still
+    ends in one, never a traceback: a damaged archive, text that is not UTF-8."""
+    import sqlite3
+
+    try:
+        cli(prog_name="harvester")
+    except sqlite3.DatabaseError as exc:
+        _last_word(
+            f"the archive cannot be read: {exc} (is it damaged? restore it from a backup,"
+            " or recover it with the sqlite3 shell's .recover)",
+            1,
+        )
+    except UnicodeError as exc:
+        _last_word(f"a name or an argument is not valid UTF-8 ({type(exc).__name__})", 2)
+
+
+def _last_word(message: str, code: int) -> None:
+    click.echo(f"error: {redact(message)}", err=True)
+    raise SystemExit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -208,7 +209,7 @@ def import_(
     for path in files:
         started = utc_now()
         try:
-            body = path.read_bytes()
+            body = _read_at_most(path, app.config.http.max_bytes)
         except OSError as exc:
             results.append(
                 PollResult(
@@ -228,6 +229,16 @@ def import_(
     )
     send_after_run(app, db)
     _report(app, results)
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """The file's bytes, as a feed's body would be: OSError past `[http] max_bytes` (a
+    device like /dev/zero never ends)."""
+    with path.open("rb") as file:
+        body = file.read(limit + 1)
+    if len(body) > limit:
+        raise OSError(errno.EFBIG, f"over the limit of {limit} bytes ([http] max_bytes)")
+    return body
 
 
 def _import_target(app: App, path: Path, feed_name: str | None, body: bytes) -> FeedTarget:

@@ -67,6 +67,7 @@ from harvester.site import http_url
 PLUGIN_NAME = "seminar-harvester"
 ICS_CONTENT_TYPE = "text/calendar; charset=utf-8"
 CHART_WEEKS = 26
+MAX_VALUE_BYTES = 50_000_000  # of one string or blob in a query through the web
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -93,6 +94,9 @@ def _config(datasette: Any, database: str) -> dict[str, Any]:
 def prepare_connection(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
     if _config(datasette, database).get("query_only"):
         set_query_only(conn)
+        # No value a query makes may pass this: `randomblob(300000000)` is one step of
+        # SQLite's, which Datasette's time limit cannot interrupt, and ~1 GB of memory.
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
 
 
 @hookimpl  # type: ignore[untyped-decorator]
@@ -113,6 +117,9 @@ def startup(datasette: Any) -> None:
 def asgi_wrapper(datasette: Any) -> Callable[[ASGIApp], ASGIApp]:
     def wrap(app: ASGIApp) -> ASGIApp:
         async def hide_bookkeeping_columns(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and _writes_to_archive(datasette, scope):
+                await _refuse_method(send)  # no canned query writes: a POST would be a 500
+                return
             if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD"):
                 for rewrite in (_query_without_repeated_facets, _query_without_hidden):
                     query = await rewrite(datasette, scope)
@@ -123,6 +130,24 @@ def asgi_wrapper(datasette: Any) -> Callable[[ASGIApp], ASGIApp]:
         return hide_bookkeeping_columns
 
     return wrap
+
+
+def _writes_to_archive(datasette: Any, scope: Scope) -> bool:
+    """A request other than GET or HEAD to a page of a read-only (`query_only`) archive."""
+    if scope.get("method") in ("GET", "HEAD"):
+        return False
+    route = scope.get("path", "").removeprefix(datasette.setting("base_url")).strip("/")
+    database = next(
+        (db for db in datasette.databases.values() if db.route == route.split("/")[0]), None
+    )
+    return database is not None and bool(_config(datasette, database.name).get("query_only"))
+
+
+async def _refuse_method(send: Send) -> None:
+    body = b"405 Method Not Allowed: the archive is read-only here; use GET\n"
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"allow", b"GET, HEAD")]
+    await send({"type": "http.response.start", "status": 405, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _query_without_hidden(datasette: Any, scope: Scope) -> str | None:
@@ -263,7 +288,7 @@ def _filters(request: Any) -> list[str]:
     """The filters a reader gave (series=..., speaker=...), for a feed's or calendar's name."""
     shown = []
     for key in ("series", "speaker", "feed", "uid"):
-        value = (request.args.get(key) or "").strip()
+        value = " ".join(clean_text(request.args.get(key) or "").split())[:200]
         if value:
             shown.append(f"{key} {value}")
     return shown
