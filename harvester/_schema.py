@@ -10,7 +10,6 @@ Nothing here writes unless a migration is pending: `pending()` only reads.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +17,6 @@ from functools import cache
 from importlib.resources import files
 
 from harvester import migrations
-from harvester.kinds import automatic_reason, change_kinds
 
 MIGRATION_SET = "harvester"
 MIGRATIONS_TABLE = "_sqlite_migrations"
@@ -122,30 +120,10 @@ def pending(conn: sqlite3.Connection, upto: str | None = None) -> list[Migration
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
-    """The functions shipped migrations call, on the connection that migrates only: no
-    schema object of an archive calls one (contract, Revision 3)."""
-    conn.create_function("harvester_change_kinds", 2, _sql_change_kinds, deterministic=True)
-    conn.create_function("harvester_automatic_reason", 5, _sql_automatic_reason, deterministic=True)
+    """The functions shipped migrations call (frozen copies of the rules of their day, in
+    harvester/migrations/), on the connection that migrates only: no schema object of an
+    archive calls one (contract, Revision 3)."""
     migrations.register(conn)
-
-
-def _sql_change_kinds(old: str | None, new: str) -> str:
-    return json.dumps(change_kinds(json.loads(old), json.loads(new)) if old else [])
-
-
-def _sql_automatic_reason(
-    kinds: str, old: str | None, new: str, observed_at: str, previous_seen_at: str | None
-) -> str | None:
-    if old is None:
-        return None
-    seen = datetime.fromisoformat(previous_seen_at) if previous_seen_at else None
-    return automatic_reason(
-        json.loads(kinds),
-        json.loads(old),
-        json.loads(new),
-        datetime.fromisoformat(observed_at),
-        seen,
-    )
 
 
 # Migrations that rebuild a table (SQLite cannot change a column into a generated one):

@@ -7,6 +7,7 @@ computed by a function (tests/fixtures/archive_0017.sql, made by make_archive_00
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -191,3 +192,25 @@ def test_a_plain_datasette_serves_every_table_view_and_canned_query(
                 assert answer.status_code == 200, (page, suffix, answer.text[:300])
         rows = client.get("/archive/talk_versions.json?_shape=array&_size=max").json()
     assert rows and all(row["raw"] is not None for row in rows if row["change"] != "removed")
+
+
+def harvester_imports(path: Path) -> set[str]:
+    """The harvester modules a file imports (`from harvester import x` counts as x)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module == "harvester":
+            found |= {f"harvester.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return {name for name in found if name.startswith("harvester")}
+
+
+def test_migrations_carry_their_own_helpers_and_import_no_live_code() -> None:
+    """An old archive migrates with the rules of the migration's day, whatever today's
+    code says: the frozen helpers, and the runner, import nothing else of the harvester."""
+    files = [*(ROOT / "harvester" / "migrations").glob("*.py"), ROOT / "harvester" / "_schema.py"]
+    for path in files:
+        live = {n for n in harvester_imports(path) if not n.startswith("harvester.migrations")}
+        assert not live, f"{path.name} imports live code: {sorted(live)}"
