@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import icalendar
 from click.testing import CliRunner
 
 from harvester.cli import cli
@@ -66,3 +67,34 @@ def test_every_way_the_readme_reads_the_archive_works(tmp_path: Path) -> None:
     assert re.search(r"new\s+\d+", counts)
     assert raw.startswith("BEGIN:VEVENT") and "UID:PhysicsMeetsML/" in raw
     assert json.loads(page)["rows"]
+
+
+def test_the_offline_example_with_the_shipped_config_prints_the_abstract_exactly(
+    tmp_path: Path,
+) -> None:
+    """The shipped config, unchanged (its commented examples hold a URL with a password),
+    must not change what the README's offline example prints: masking never touches text
+    that holds no secret ("Message passing" once printed as "Message …ing")."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(c for c in re.findall(r"```sh\n(.*?)\n```", readme, re.DOTALL) if "import" in c)
+    (tmp_path / "config").mkdir()
+    shutil.copy(ROOT / "config" / "harvester.toml", tmp_path / "config" / "harvester.toml")
+    shutil.copytree(ROOT / "data" / "samples", tmp_path / "data" / "samples")
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    outputs = []
+    for command in block.splitlines():
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        outputs.append(done.stdout)
+    (talk,) = [
+        r
+        for r in icalendar.Calendar.from_ical(SAMPLE.read_bytes()).walk("VEVENT")
+        if str(r["UID"]) == "PhysicsMeetsML/1"
+    ]
+    abstract = str(talk["DESCRIPTION"]).split("Abstract\n", 1)[1].strip()
+    assert abstract.startswith("Message passing algorithms")
+    assert abstract in outputs[1].replace("\r\n", "\n")  # the CSV
+    assert outputs[2].startswith("PhysicsMeetsML/1: Natural Graph Networks")
+    assert "…" not in "".join(outputs)
