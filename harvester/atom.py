@@ -33,14 +33,18 @@ def render_atom(
     feed_id: str,
     link: str | None = None,
     now: datetime | None = None,
+    self_link: str | None = None,
 ) -> bytes:
-    """An Atom feed of `rows`, newest first as given; `link` is the feed's own page."""
+    """An Atom feed of `rows`, newest first as given; `link` is the page the feed is of,
+    `self_link` the feed's own address (RFC 4287 asks for it)."""
     feed = FeedGenerator()
     feed.id(xml_text(feed_id))
     feed.title(xml_text(title))
     feed.author({"name": DEFAULT_AUTHOR})
     if page := http_url(link):
         feed.link(href=page, rel="alternate")
+    if itself := http_url(self_link):
+        feed.link(href=itself, rel="self")
     updated = [feed_entry(feed, row) for row in rows]
     feed.updated(max(updated, default=now or datetime.now(UTC)))
     xml: bytes = feed.atom_str(pretty=True)

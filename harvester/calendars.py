@@ -47,7 +47,7 @@ def render_calendar(
     calendar.add("calscale", "GREGORIAN")
     calendar.add("x-wr-calname", clean_text(name or _one_series(rows) or DEFAULT_NAME))
     calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
-    calendar.add("x-published-ttl", refresh)
+    calendar.add("x-published-ttl", icalendar.vDuration(refresh))  # PT1H, not "1:00:00"
     if not events:  # RFC 5545 wants one component at least: a filter may match no talk
         calendar.add_component(_utc_timezone())
     ical: bytes = calendar.to_ical()

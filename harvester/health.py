@@ -158,6 +158,6 @@ def check(feeds: list[dict[str, Any]], daemon: DaemonStatus | None) -> tuple[int
         problems.append("DAEMON " + daemon.text.removeprefix("daemon: "))
     if not problems:
         judged = sum(1 for f in feeds if f["configured"])
-        summary = f"OK: {judged} feeds healthy"
+        summary = f"OK: {judged} feed{'' if judged == 1 else 's'} healthy"
         return CHECK_OK, summary + (f"; {daemon.text}" if daemon else "")
     return (CHECK_FAILING if failing else CHECK_STALE), "; ".join(problems)

@@ -26,7 +26,7 @@ def test_import_then_export_shows_the_four_sample_talks(workdir: Path) -> None:
     h = sample_harvester(workdir)
     result = h("import", str(SAMPLE))
     assert result.exit_code == 0, result.output
-    assert "1 feeds: 4 new" in result.output
+    assert "1 feed: 4 new" in result.output
     talks = json.loads(h("export").output)
     assert [t["uid"] for t in talks] == [f"PhysicsMeetsML/{n}" for n in range(1, 5)]
     assert talks[0]["title"] == "Natural Graph Networks"

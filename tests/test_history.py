@@ -269,7 +269,7 @@ def test_the_readme_offline_example_leaves_status_green(tmp_path: Path) -> None:
     assert runner.invoke(cli, [*base, "import", str(SAMPLE)]).exit_code == 0
     status = runner.invoke(cli, [*base, "status", "--check"])
     assert status.exit_code == 0, status.output
-    assert status.output.startswith("OK: 1 feeds healthy")
+    assert status.output.startswith("OK: 1 feed healthy")
     listing = runner.invoke(cli, [*base, "status"]).output
     assert "PhysicsMeetsML" in listing and "PhysicsMeetsML.ics" not in listing
 

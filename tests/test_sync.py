@@ -196,7 +196,7 @@ def test_sync_of_an_unconfigured_url_is_recorded(harvester: Harvester, site: Sit
     )
     result = harvester("sync", site.feed_url("Extra"))
     assert result.exit_code == 0
-    assert "1 feeds: 1 new" in result.output
+    assert "1 feed: 1 new" in result.output
     db = sqlite_utils.Database(harvester.db_path)
     assert [r["name"] for r in db.query("SELECT name FROM feeds")] == ["Extra"]
 

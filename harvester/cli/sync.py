@@ -84,7 +84,8 @@ def _report(app: App, results: list[PollResult]) -> None:
     for result in failed:
         click.echo(f"error: {result.name or result.feed}: {result.error}", err=True)
     app.say(
-        f"{len(results)} feeds: {totals['new']} new, {totals['changed']} changed, "
+        f"{len(results)} feed{'' if len(results) == 1 else 's'}: {totals['new']} new,"
+        f" {totals['changed']} changed, "
         f"{totals['removed']} removed, {totals['restored']} restored, "
         f"{totals['unchanged']} unchanged, {len(failed)} failed"
     )

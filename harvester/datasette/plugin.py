@@ -349,6 +349,7 @@ async def render_feed(
         title=title,
         feed_id=f"urn:seminar-harvester:{query_name or table}:{'&'.join(filters)}",
         link=page,
+        self_link=request.url,
     )
     return Response(body, status=200, content_type=ATOM_CONTENT_TYPE)
 
