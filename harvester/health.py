@@ -110,6 +110,19 @@ class DaemonStatus:
     text: str
 
 
+def _alive(pid: object) -> bool:
+    """Whether process `pid` exists on this host (one of another user counts)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # nothing to judge by: the heartbeat decides
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def daemon_status(db: Database, now: datetime) -> DaemonStatus | None:
     """What the heartbeat says of the daemon; None when no daemon ever used this archive."""
     row = store.daemon_row(db)
@@ -125,6 +138,10 @@ def daemon_status(db: Database, now: datetime) -> DaemonStatus | None:
             "dead",
             f"daemon: NOT RUNNING: last heartbeat {human_duration(age)} ago ({heartbeat_at},"
             f" pid {pid} on {host}) and no clean stop",
+        )
+    if host == socket.gethostname() and not _alive(pid):  # killed: no need to wait for a beat
+        return DaemonStatus(
+            "dead", f"daemon: NOT RUNNING: pid {pid} on this host is gone, with no clean stop"
         )
     return DaemonStatus(
         "running",

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 from pathlib import Path
 
 import icalendar
 
+from harvester.health import CHECK_STALE
 from tests.conftest import Harvester, write_config
+from tests.sitesim import Site
 from tests.test_datasette import ATOM, Browser
 
 
@@ -32,3 +38,26 @@ def test_one_feed_is_one_feed(workdir: Path, sample_copy: Path) -> None:
     h = Harvester(write_config(workdir, []))
     result = h("import", str(sample_copy))
     assert "1 feed: 4 new" in result.output and "1 feeds" not in result.output
+
+
+def test_a_killed_daemon_is_not_running_at_once(workdir: Path, site: Site) -> None:
+    config = write_config(workdir, [site.feed_url("AlgGeom")])
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "harvester", "--config", str(config), "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        h = Harvester(config)
+        deadline = time.monotonic() + 30
+        while not h("status").output.startswith("daemon: running"):
+            assert time.monotonic() < deadline, "the daemon never said it runs"
+            time.sleep(0.1)
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(10)
+        status = h("status")
+        assert status.output.startswith(f"daemon: NOT RUNNING: pid {daemon.pid} on this host")
+        assert h("status", "--check").exit_code == CHECK_STALE
+    finally:
+        daemon.kill()
+        daemon.wait(10)
