@@ -61,3 +61,14 @@ def test_a_killed_daemon_is_not_running_at_once(workdir: Path, site: Site) -> No
     finally:
         daemon.kill()
         daemon.wait(10)
+
+
+def test_a_sync_that_reaches_no_server_points_to_the_offline_path(workdir: Path) -> None:
+    config = write_config(workdir, ["http://127.0.0.1:9/seminar/A/ics"], "retries = 0\n")
+    result = Harvester(config)("sync")
+    assert result.exit_code == 1
+    hints = [line for line in result.output.splitlines() if line.startswith("hint: ")]
+    assert hints == [
+        "hint: no feed's server could be reached (offline?); `harvester import"
+        " data/samples/PhysicsMeetsML.ics` archives the sample feed that ships here"
+    ]

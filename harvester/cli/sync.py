@@ -89,8 +89,21 @@ def _report(app: App, results: list[PollResult]) -> None:
         f"{totals['removed']} removed, {totals['restored']} restored, "
         f"{totals['unchanged']} unchanged, {len(failed)} failed"
     )
+    if failed and len(failed) == len(results) and all(_unreachable(r.error) for r in failed):
+        click.echo(
+            "hint: no feed's server could be reached (offline?); `harvester import"
+            " data/samples/PhysicsMeetsML.ics` archives the sample feed that ships here",
+            err=True,
+        )
     if failed:
         raise SystemExit(EXIT_FAILED)
+
+
+_UNREACHABLE = ("cannot resolve", "ConnectError", "ConnectTimeout", "Network is unreachable")
+
+
+def _unreachable(error: str | None) -> bool:
+    return error is not None and any(sign in error for sign in _UNREACHABLE)
 
 
 @click.command()
