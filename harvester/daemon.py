@@ -48,7 +48,7 @@ from harvester.errors import ConfigError
 from harvester.fetch import FetchPolicy, make_client
 from harvester.logs import get_logger
 from harvester.site import url_hash  # the job id only: the archive keys feeds itself
-from harvester.sync import FeedTarget, keep_large_blocks, maintain_quietly, poll_feed, utc_now
+from harvester.sync import FeedTarget, maintain_quietly, poll_feed, utc_now
 
 log = get_logger("harvester.daemon")
 
@@ -161,7 +161,6 @@ class Daemon:
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the number of polls abandoned at the stop."""
         inbox = SignalInbox((*STOP_SIGNALS, signal.SIGHUP))
-        keep_large_blocks()
         self._write_heartbeat(
             health.start_heartbeat,
             feeds=len(plans_for(self.config)),

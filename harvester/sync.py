@@ -316,31 +316,6 @@ def sync_feeds(
     return [r for r in results if r is not None]
 
 
-# --- the process's heap ------------------------------------------------------------------
-#
-# glibc gives every allocation over 128 KB fresh pages of its own and returns them on free
-# (its threshold adapts, and its trimming undoes that). A poll copies its body a few times
-# (the download's join, the strip, the fingerprint's mask), and faulting a 2 MB body's
-# pages in again cost about 1 ms a copy: a third of an unchanged poll of a 1,000-talk feed.
-HEAP_MMAP_THRESHOLD = 32 << 20  # blocks up to this size come from the heap, and stay there
-HEAP_TRIM_THRESHOLD = 64 << 20  # free heap kept for the next poll, at most
-
-
-def keep_large_blocks() -> None:
-    """Tell glibc to serve the bodies' copies from its heap (for the processes that poll:
-    `sync` and the daemon). Elsewhere (another libc, another system) nothing changes."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # musl has no mallopt
-        return
-    mallopt(-3, HEAP_MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
-    mallopt(-1, HEAP_TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
-
-
 # --- a sync on both cores ------------------------------------------------------------------
 #
 # A poll is mostly Python (HTTP parsing, the block scan, the diff), so threads share one

@@ -33,7 +33,6 @@ from harvester.sync import (
     FeedTarget,
     PollResult,
     archive_body,
-    keep_large_blocks,
     sync_in_processes,
     utc_now,
 )
@@ -146,7 +145,6 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
 def _sync(app: App, targets: list[FeedTarget]) -> list[PollResult]:
     from harvester.series import refresh_followed_series
 
-    keep_large_blocks()
     db = app.archive()
     with archive_errors():  # a damaged archive is reported before any poll (once a day)
         check_when_due(db, utc_now())

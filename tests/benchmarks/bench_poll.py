@@ -41,7 +41,7 @@ from harvester.archive import open_archive
 from harvester.config import HttpSettings
 from harvester.fetch import make_client
 from harvester.logs import configure_logging
-from harvester.sync import FeedTarget, keep_large_blocks, poll_feed
+from harvester.sync import FeedTarget, poll_feed
 from tests.benchmarks.common import machine, print_table, ratio, site_server
 
 MAX_BYTES = 50_000_000
@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.talks, args.repeat = 40, 1
     configure_logging("json", logging.WARNING)
-    keep_large_blocks()  # as `harvester sync` and the daemon run (the baselines too, here)
     print(f"machine: {machine()}")
     with site_server([args.talks]) as base_url, tempfile.TemporaryDirectory() as tmp:
         return run(base_url, Path(tmp), args.talks, args.repeat)
