@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from harvester import ics, workers
+from harvester import ics
 from harvester.errors import ParseError
 from harvester.model import KnownTalk, TalkRecord
 from harvester.parse import (
@@ -236,27 +236,11 @@ def _position(placed: tuple[int, TalkRecord]) -> int:
 
 
 def _parse_with_icalendar(context: bytes, items: list[Item]) -> Placed | None:
-    """`parse_events`; with many items, half goes to the worker process (workers.py) while
-    this one parses the other half, and the halves are joined in body order. With none,
-    a calendar of the site's plain form needs no icalendar at all."""
+    """`parse_events`; with no items, a calendar of the site's plain form needs no
+    icalendar at all."""
     if not items and plain_calendar(context):
         return [], []
-    pool = workers.parse_pool() if len(items) >= workers.MIN_EVENTS else None
-    if pool is None:
-        return parse_events(context, items)
-    first, second = items[: len(items) // 2], items[len(items) // 2 :]
-    try:
-        future = pool.submit(parse_events, context, second)
-    except Exception:  # the pool cannot start or is broken: parse here
-        return parse_events(context, items)
-    here = parse_events(context, first)
-    try:
-        there = future.result()
-    except Exception:
-        there = parse_events(context, second)
-    if here is None or there is None:
-        return None
-    return here[0] + there[0], here[1] + there[1]
+    return parse_events(context, items)
 
 
 def parse_events(context: bytes, items: list[Item]) -> Placed | None:
@@ -264,8 +248,7 @@ def parse_events(context: bytes, items: list[Item]) -> Placed | None:
     their positions, parsed by icalendar `CHUNK` at a time in the calendar `context` (the
     body without its VEVENT blocks); None when icalendar does not see exactly those events.
 
-    A top-level function: the worker process runs it too. With no items, icalendar still
-    checks the calendar's own lines.
+    With no items, icalendar still checks the calendar's own lines.
     """
     warnings: list[str] = []
     records = []

@@ -462,7 +462,6 @@ class _ChildResults:
 def _poll_in_child(
     open_db: Callable[[], Database], http: HttpSettings, targets: list[FeedTarget], fd: int
 ) -> NoReturn:
-    from harvester import workers
     from harvester.fetch import make_client
 
     code = 0
@@ -491,7 +490,6 @@ def _poll_in_child(
                 except Exception:  # not picklable: its text
                     send("error", RuntimeError(f"the second sync process failed: {exc!r}"))
     finally:
-        workers.shutdown()
         _flush_streams()  # its own log lines, if a handler buffers them
         os._exit(code)  # no atexit, no finalizers: they belong to the parent
 

@@ -600,33 +600,3 @@ def test_body_fingerprint_is_kept_only_when_it_can_vouch(tmp_path: Path) -> None
     assert stored == body_fingerprint(check_calendar_bytes(body_of(talks, T0))).fingerprint
     feed = store.load_feed(db, 1)
     assert feed.body_fingerprint == stored
-
-
-def test_many_new_events_are_parsed_on_two_cores_alike(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harvester import workers
-
-    pool = workers.parse_pool()
-    if pool is None:
-        pytest.skip("one core: no worker process")
-    ready = pool
-    handed: list[int] = []
-
-    class Spy:
-        def submit(self, fn: Any, calendar: bytes, items: list[Any]) -> Any:
-            handed.append(len(items))
-            return ready.submit(fn, calendar, items)
-
-    monkeypatch.setattr(workers, "parse_pool", lambda: Spy())
-    talks = make_talks(random.Random(14), 2 * (workers.MIN_EVENTS + 20))
-    talks[8].start = talks[8].start.replace(tzinfo=None)  # a floating time, parsed alike
-    head, blocks, tail = events_of(body_of(talks, T0))
-    # every other event is not in the site's plain form: icalendar's, between the lexer's
-    blocks = [with_parameter(b) if n % 2 else b for n, b in enumerate(blocks)]
-    body = no_uid(rebuild(head, blocks, tail), random.Random(1))  # one skipped with a warning
-    left = sum(parse.talk_from_block(b) is None for b in events_of(body)[1])
-    fast = parse_fast(check_calendar_bytes(body), lambda uids: {})
-    full = parse_feed(body)
-    assert workers.MIN_EVENTS <= left < len(talks)
-    assert handed == [left - left // 2]
-    assert fast is not None
-    assert fast.talks == full.talks and fast.warnings == full.warnings and full.warnings
