@@ -2,17 +2,12 @@
 
 Fetching and parsing happen outside any transaction; the diff and every write of a poll
 happen inside one `BEGIN IMMEDIATE` transaction that re-reads the archive state first.
-`sync_feeds` polls many feeds on threads, `sync_in_processes` on two processes as well.
+`sync_feeds` polls many feeds on threads.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pickle
 import queue
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 
@@ -124,8 +119,8 @@ def poll_feed(
 
 # One body is archived at a time in a process; downloads still overlap. The GIL runs one
 # thread's Python at a time anyway, but a thread holding the archive's write lock (which
-# every other process waits for) would share it with a sibling's block scan: a changed
-# poll then held the lock 10 ms instead of 6–8 (two processes, two threads each).
+# every other process, the daemon or a cron sync, waits for) would share it with a
+# sibling's block scan: a changed poll then held the lock 10 ms instead of 6–8.
 ARCHIVING = threading.Lock()
 
 
@@ -261,7 +256,6 @@ def sync_feeds(
     concurrency: int = 4,
     on_result: Callable[[PollResult], None] | None = None,
     fast: bool = True,
-    feeds_added: bool = False,
 ) -> list[PollResult]:
     """Poll `targets` with up to `concurrency` feeds at once; the results in target order.
 
@@ -269,11 +263,9 @@ def sync_feeds(
     (`open_db()`; SQLite connections belong to one thread), so every feed is still one
     `BEGIN IMMEDIATE` transaction, and memory holds at most `concurrency` feeds. The
     client's host limits keep the requests polite whatever the concurrency.
-    `on_result` is called (one call at a time) as each feed finishes. `feeds_added`: the
-    caller already added every target's row (`sync_in_processes`, before it deals them out).
+    `on_result` is called (one call at a time) as each feed finishes.
     """
-    if not feeds_added:  # in order: feed ids do not depend on which poll ends first
-        _add_feeds(open_db, targets)
+    _add_feeds(open_db, targets)  # in order: feed ids do not depend on which poll ends first
     results: list[PollResult | None] = [None] * len(targets)
     jobs: queue.SimpleQueue[tuple[int, FeedTarget]] = queue.SimpleQueue()
     for job in enumerate(targets):
@@ -316,188 +308,25 @@ def sync_feeds(
     return [r for r in results if r is not None]
 
 
-# --- a sync on both cores ------------------------------------------------------------------
-#
-# A poll is mostly Python (HTTP parsing, the block scan, the diff), so threads share one
-# core. A large sync forks once, before any connection or thread exists, and the child
-# polls every other feed with its own client; the two clients' limits add up to [http]'s.
-
-PROCESSES_ENV = "HARVESTER_SYNC_PROCESSES"  # "1": one process whatever the machine
-MIN_FEEDS_PER_PROCESS = 8  # fewer feeds than this each are polled in one process
-
-
-def process_shares(http: HttpSettings, feeds: int, cores: int | None = None) -> list[HttpSettings]:
-    """The settings of each process a sync of `feeds` feeds runs in: one, or two whose
-    `per_host` and `concurrency` add up to `http`'s. `min_gap` spaces requests across
-    every poll of a host, which two processes could not keep: such a config keeps one."""
-    cores = (os.cpu_count() or 1) if cores is None else cores
-    two = (
-        cores >= 2
-        and hasattr(os, "fork")
-        and os.environ.get(PROCESSES_ENV) != "1"
-        and feeds >= 2 * MIN_FEEDS_PER_PROCESS
-        and http.min_gap == 0
-        and http.per_host >= 2
-        and http.concurrency >= 2
-    )
-    if not two:
-        return [http]
-    return [
-        replace(
-            http,
-            per_host=http.per_host - http.per_host // 2,
-            concurrency=http.concurrency - http.concurrency // 2,
-        ),
-        replace(http, per_host=http.per_host // 2, concurrency=http.concurrency // 2),
-    ]
-
-
-def sync_in_processes(
+def sync_with_client(
     open_db: Callable[[], Database],
     http: HttpSettings,
     targets: Sequence[FeedTarget],
     *,
     on_result: Callable[[PollResult], None] | None = None,
 ) -> list[PollResult]:
-    """`sync_feeds` with a client of `http`'s, on two processes when `process_shares` says
-    so and this process has no other thread; the results in target order.
-
-    The caller must hold no SQLite connection open: a forked child inherits SQLite's
-    record of the locks its parent holds, which would be false there.
-    """
+    """`sync_feeds` with a client of `http`'s settings (the CLI's `sync`)."""
     from harvester.fetch import make_client  # httpx: not for `harvester import`
 
-    shares = process_shares(http, len(targets))
-    if len(shares) == 1 or threading.active_count() > 1:
-        with make_client(http) as client:
-            return sync_feeds(
-                open_db,
-                client,
-                targets,
-                http.max_bytes,
-                concurrency=http.concurrency,
-                on_result=on_result,
-            )
-    _add_feeds(open_db, targets)  # in config order, before the feeds are dealt out
-    ours, theirs = list(targets[0::2]), list(targets[1::2])
-    report_lock = threading.Lock()
-
-    def report(result: PollResult) -> None:
-        if on_result is not None:
-            with report_lock:
-                on_result(result)
-
-    log.debug("sync.processes", processes=2, feeds=[len(ours), len(theirs)])
-    _flush_streams()  # else what this process buffered would be written twice
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(read_end)
-        _poll_in_child(open_db, shares[1], theirs, write_end)
-    os.close(write_end)
-    child = _ChildResults(read_end, report)
-    try:
-        with make_client(shares[0]) as client:
-            mine = sync_feeds(
-                open_db,
-                client,
-                ours,
-                http.max_bytes,
-                concurrency=shares[0].concurrency,
-                on_result=report,
-                feeds_added=True,
-            )
-        theirs_done = child.wait(pid)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        with contextlib.suppress(Exception):
-            child.wait(pid)
-        raise
-    merged: list[PollResult | None] = [None] * len(targets)
-    merged[0::2], merged[1::2] = mine, theirs_done
-    return [r for r in merged if r is not None]
-
-
-class _ChildResults:
-    """The child's results, read from its pipe by a thread: each one reported as it comes,
-    then the whole list in the child's target order."""
-
-    def __init__(self, fd: int, report: Callable[[PollResult], None]) -> None:
-        self.results: list[PollResult] | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._read, args=(fd, report), name="sync-child", daemon=True
+    with make_client(http) as client:
+        return sync_feeds(
+            open_db,
+            client,
+            targets,
+            http.max_bytes,
+            concurrency=http.concurrency,
+            on_result=on_result,
         )
-        self._thread.start()
-
-    def _read(self, fd: int, report: Callable[[PollResult], None]) -> None:
-        with os.fdopen(fd, "rb") as pipe:
-            while True:
-                try:
-                    kind, value = pickle.load(pipe)  # noqa: S301 (our own child's pipe)
-                except EOFError:
-                    return
-                except Exception as exc:  # a child that died mid-message
-                    self.error = RuntimeError(f"the second sync process sent garbage: {exc!r}")
-                    return
-                if kind == "result":
-                    report(value)
-                elif kind == "done":
-                    self.results = value
-                else:
-                    self.error = value
-
-    def wait(self, pid: int) -> list[PollResult]:
-        self._thread.join()
-        _, status = os.waitpid(pid, 0)
-        if self.error is not None:
-            raise self.error
-        if self.results is None:
-            code = os.waitstatus_to_exitcode(status)
-            raise RuntimeError(f"the second sync process ended early (exit status {code})")
-        return self.results
-
-
-def _poll_in_child(
-    open_db: Callable[[], Database], http: HttpSettings, targets: list[FeedTarget], fd: int
-) -> NoReturn:
-    from harvester.fetch import make_client
-
-    code = 0
-    try:
-        with os.fdopen(fd, "wb") as pipe, make_client(http) as client:
-
-            def send(kind: str, value: object) -> None:
-                pickle.dump((kind, value), pipe)
-                pipe.flush()
-
-            try:
-                results = sync_feeds(
-                    open_db,
-                    client,
-                    targets,
-                    http.max_bytes,
-                    concurrency=http.concurrency,
-                    on_result=partial(send, "result"),
-                    feeds_added=True,
-                )
-                send("done", results)
-            except BaseException as exc:  # a bug: the parent raises it
-                code = 1
-                try:
-                    send("error", exc)
-                except Exception:  # not picklable: its text
-                    send("error", RuntimeError(f"the second sync process failed: {exc!r}"))
-    finally:
-        _flush_streams()  # its own log lines, if a handler buffers them
-        os._exit(code)  # no atexit, no finalizers: they belong to the parent
-
-
-def _flush_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
 
 
 def _add_feeds(open_db: Callable[[], Database], targets: Sequence[FeedTarget]) -> None:

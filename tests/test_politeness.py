@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from itertools import pairwise
@@ -25,11 +23,9 @@ from harvester.config import HttpSettings, parse_config
 from harvester.errors import ConfigError, FetchError
 from harvester.fetch import FetchPolicy, fetch, make_client, parse_retry_after
 from harvester.sync import (
-    PROCESSES_ENV,
     FeedTarget,
     PollResult,
     poll_feed,
-    process_shares,
     sync_feeds,
 )
 from tests.conftest import closed_after_test, write_config
@@ -327,38 +323,34 @@ def test_one_bad_feed_does_not_stop_the_others(
     assert results[3].error == "HTTP 404 Not Found"
 
 
-def test_a_large_sync_polls_on_two_processes_within_each_hosts_limit(
+def test_a_large_sync_polls_every_feed_once_within_each_hosts_limit(
     tmp_path: Path, two_sites: tuple[Site, Site]
 ) -> None:
-    """`harvester sync` in a process of its own (one thread: it may fork) over 16 feeds:
-    two processes poll, every feed once, never more than `per_host` requests per host,
-    and a failed feed of the child's half is reported like any other."""
+    """`harvester sync` in a process of its own over 16 feeds of two hosts: every feed
+    once, never more than `per_host` requests per host, a failed feed reported like any
+    other, and feed ids in config order whichever poll ends first."""
     counters = Counting(two_sites[0]), Counting(two_sites[1])
     targets = [t for s, c in zip(two_sites, counters, strict=True) for t in watch(s, c)]
     del two_sites[1].series["B3"]  # the 12th feed: every other feed is the child's
     config = write_config(
         tmp_path, [t.url for t in targets], "per_host = 2\nconcurrency = 4\nretries = 0\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != PROCESSES_ENV}
     command = [sys.executable, "-m", "harvester", "--config", str(config)]
     done = subprocess.run(
         [*command, "--log-format", "json", "-v", "sync"],
         cwd=tmp_path,
-        env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    split = [e for e in events if e["event"] == "sync.processes"]
-    assert split and split[0]["feeds"] == [8, 8], done.stderr[-2000:]
     polled = [e for e in events if e["event"] == "feed.polled"]
     assert sorted(e["feed"] for e in polled) == sorted(t.name or "" for t in targets)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "16 feeds: 15 new, 0 changed" in done.stdout
     assert "error: B3: HTTP 404 Not Found" in done.stderr
-    assert [c.most for c in counters] == [2, 2]  # both processes at one host, never more
+    assert [c.most for c in counters] == [2, 2]  # two at a time at each host, never more
     db = open_archive(tmp_path / "archive.db")
     assert db.execute(
         "SELECT count(*), count(DISTINCT fetch_id) FROM talk_versions"
@@ -366,48 +358,6 @@ def test_a_large_sync_polls_on_two_processes_within_each_hosts_limit(
     # feed ids follow the config, whichever process polled a feed first
     urls = [row[0] for row in db.execute("SELECT url FROM feeds ORDER BY id")]
     assert urls == [t.url for t in targets]
-
-
-CHILD_DIES = """
-import os, sys
-from harvester import sync
-from harvester.archive import open_archive
-from harvester.config import HttpSettings
-sync._poll_in_child = lambda *args: os._exit(3)  # the second process dies at once
-targets = [sync.FeedTarget(f"http://127.0.0.1:9/{n}.ics", str(n)) for n in range(16)]
-settings = HttpSettings(allow_private=True, retries=0)
-try:
-    sync.sync_in_processes(lambda: open_archive(sys.argv[1]), settings, targets)
-except RuntimeError as exc:
-    print(exc)
-"""
-
-
-def test_a_second_process_that_dies_fails_the_sync_loudly(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != PROCESSES_ENV}
-    command = [sys.executable, "-c", CHILD_DIES, str(tmp_path / "a.db")]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-    last = done.stdout.strip().splitlines()[-1]  # after the parent's own feeds' log lines
-    assert last == "the second sync process ended early (exit status 3)", done.stdout
-    db = open_archive(tmp_path / "a.db")  # the parent's half is archived, whole
-    outcomes = db.execute("SELECT outcome, count(*) FROM fetches GROUP BY 1").fetchall()
-    assert outcomes == [("error", 8)] and db.execute("PRAGMA quick_check").fetchone() == ("ok",)
-
-
-def test_the_processes_share_the_limits_between_them() -> None:
-    http = HttpSettings(per_host=3, concurrency=5)
-    first, second = process_shares(http, 16, cores=2)
-    assert (first.per_host + second.per_host, first.concurrency + second.concurrency) == (3, 5)
-    assert min(first.per_host, second.per_host, first.concurrency, second.concurrency) >= 1
-    assert process_shares(http, 15, cores=2) == [http]  # too few feeds to be worth a fork
-    assert process_shares(http, 16, cores=1) == [http]
-    assert process_shares(replace(http, per_host=1), 64, cores=2) == [replace(http, per_host=1)]
-    assert process_shares(replace(http, min_gap=0.5), 64, cores=2) == [replace(http, min_gap=0.5)]
-
-
-def test_one_process_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PROCESSES_ENV, "1")
-    assert process_shares(HttpSettings(), 100, cores=8) == [HttpSettings()]
 
 
 # --- config --------------------------------------------------------------------------------------

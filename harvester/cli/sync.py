@@ -33,7 +33,7 @@ from harvester.sync import (
     FeedTarget,
     PollResult,
     archive_body,
-    sync_in_processes,
+    sync_with_client,
     utc_now,
 )
 
@@ -149,10 +149,10 @@ def _sync(app: App, targets: list[FeedTarget]) -> list[PollResult]:
     with archive_errors():  # a damaged archive is reported before any poll (once a day)
         check_when_due(db, utc_now())
     register_targets(app, db)
-    db.conn.close()  # no connection open while the sync may fork (see sync_in_processes)
+    db.conn.close()
     path = app.config.archive_path
     with archive_errors(), _progress(app, len(targets)) as advance:
-        results = sync_in_processes(
+        results = sync_with_client(
             lambda: open_archive(path, file_mode=app.config.archive_file_mode),
             app.config.http,
             targets,
