@@ -726,7 +726,6 @@ def record_success(
         outcome,
         body_fingerprint if changes else feed.body_fingerprint,
         now,
-        vouched=None if changes is None else False,  # a 304 changes no membership
     )
     return fetch_id
 
@@ -816,8 +815,7 @@ _MARK_SUCCESS_SQL = """
         consecutive_failures = iif(coalesce(last_fetched_at, '') <= :at, 0, consecutive_failures),
         last_error = iif(coalesce(last_fetched_at, '') <= :at, NULL, last_error),
         etag = :etag, last_modified = :last_modified, body_fingerprint = :body,
-        gone_since = NULL, last_seen_at = :seen, last_dtstamp = :stamp,
-        vouched_seq = CASE :vouched WHEN 1 THEN state_seq WHEN 0 THEN NULL ELSE vouched_seq END
+        gone_since = NULL, last_seen_at = :seen, last_dtstamp = :stamp
     WHERE id = :feed
 """
 _MARK_FAILURE_SQL = """
@@ -837,12 +835,8 @@ def _mark_success(
     outcome: str,
     body_fingerprint: str | None,
     vouch: Vouch,
-    *,
-    vouched: bool | None,
 ) -> None:
-    """The feed's row after a successful poll. `vouched`: True when the poll found every
-    talk of the feed as the feed left it (`vouched_seq` becomes `state_seq`), False when it
-    may have changed memberships (cleared), None to keep it."""
+    """The feed's row after a successful poll."""
     db.execute(
         _MARK_SUCCESS_SQL,
         {
@@ -855,14 +849,13 @@ def _mark_success(
             "body": body_fingerprint,
             "seen": vouch.seen_at,
             "stamp": vouch.dtstamp,
-            "vouched": vouched,
             "feed": feed.id,
         },
     )
 
 
 # The feed's present talks, and those of them still active with the fingerprint the feed
-# gave them (migration 0016: `feeds.vouched_seq` records that this held, at `state_seq`).
+# gave them: the body shortcut holds only while the two counts are equal.
 _VOUCHED_SQL = (
     "SELECT count(*), count(s.uid) FROM feed_talk_state ft LEFT JOIN talk_state s"
     " ON s.uid = ft.uid AND s.status = 'active' AND s.fingerprint = ft.fingerprint"
@@ -893,16 +886,9 @@ def record_unchanged_body(
     last = db.execute(f"SELECT events {_LAST_SUCCESS_SQL}", [feed.id]).fetchone()
     if not last or last[0] is None:
         return None
-    query = "SELECT state_seq IS vouched_seq FROM feeds WHERE id = ?"
-    vouched = db.execute(query, [feed.id]).fetchone()[0]
-    if vouched:  # none of the feed's talks changed since a poll found them all as it left them
-        present = db.execute(
-            "SELECT count(*) FROM feed_talk_state WHERE feed_id = ? AND present = 1", [feed.id]
-        ).fetchone()[0]
-    else:
-        present, still = db.execute(_VOUCHED_SQL, [feed.id]).fetchone()
-        if still != present:  # another poll changed one of them: the full path must decide
-            return None
+    present, still = db.execute(_VOUCHED_SQL, [feed.id]).fetchone()
+    if still != present:  # another poll changed one of them: the full path must decide
+        return None
     before = _last_vouch(db, feed.id)
     # What the full path would find: every talk carries the body's one DTSTAMP.
     now = Vouch(now_iso(observed_at), dtstamp if present else before.dtstamp)
@@ -910,7 +896,7 @@ def record_unchanged_body(
     counts = dict.fromkeys(("new", "changed", "removed", "restored", "stale"), 0)
     counts["unchanged"] = present
     insert_fetch(db, feed.id, facts, "unchanged", {"events": last[0]} | counts, None)
-    _mark_success(db, feed, facts, "unchanged", body_fingerprint, now, vouched=True)
+    _mark_success(db, feed, facts, "unchanged", body_fingerprint, now)
     return counts, int(last[0])
 
 
@@ -943,7 +929,6 @@ def apply_gone(
 ) -> None:
     """The removals of a feed confirmed gone, recorded against the failed poll that did it."""
     apply_changes(db, feed_id, changes, observed_at, fetch_id)
-    db.execute("UPDATE feeds SET vouched_seq = NULL WHERE id = ?", [feed_id])
     db.execute(
         "UPDATE fetches SET overrides = json_set(coalesce(overrides, '{}'), '$.removed', ?)"
         " WHERE id = ?",

@@ -237,9 +237,8 @@ SERIES_FEED = FeedTarget("https://researchseminars.org/seminar/AlgGeo/ics", "Alg
 TALK_FEED = FeedTarget("https://researchseminars.org/talk/AlgGeo/2/ics", "AlgGeo/2")
 
 
-# The fast path's own bookkeeping, NULL after a full parse: the raw blocks' keys, and the
-# talks' change count at which the body shortcut last confirmed them (0016).
-CACHES = {"raw_key", "vouched_seq"}
+# The fast path's own bookkeeping, NULL after a full parse: the raw blocks' keys.
+CACHES = {"raw_key"}
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
