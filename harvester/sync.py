@@ -111,17 +111,7 @@ def poll_feed(
     )
     if result.body is None:
         return _not_modified(db, target, facts, t0)
-    with ARCHIVING:
-        return archive_body(
-            db, target, result.body, facts, facts.finished_at, t0, fast=fast, feed=feed
-        )
-
-
-# One body is archived at a time in a process; downloads still overlap. The GIL runs one
-# thread's Python at a time anyway, but a thread holding the archive's write lock (which
-# every other process, the daemon or a cron sync, waits for) would share it with a
-# sibling's block scan: a changed poll then held the lock 10 ms instead of 6–8.
-ARCHIVING = threading.Lock()
+    return archive_body(db, target, result.body, facts, facts.finished_at, t0, fast=fast, feed=feed)
 
 
 def archive_body(

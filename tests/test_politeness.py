@@ -17,14 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from harvester import sync
 from harvester.archive import open_archive
 from harvester.config import HttpSettings, parse_config
 from harvester.errors import ConfigError, FetchError
 from harvester.fetch import FetchPolicy, fetch, make_client, parse_retry_after
 from harvester.sync import (
     FeedTarget,
-    PollResult,
     poll_feed,
     sync_feeds,
 )
@@ -251,45 +249,6 @@ def test_at_most_two_requests_in_flight_per_host(
     assert db.execute(
         "SELECT count(*), count(DISTINCT fetch_id) FROM talk_versions"
     ).fetchone() == (16, 16)
-
-
-def test_downloads_overlap_but_a_process_archives_one_body_at_a_time(
-    tmp_path: Path, two_sites: tuple[Site, Site], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """sync.ARCHIVING: a thread in its transaction does not share the GIL with a sibling's
-    block scan, so the write lock, which other processes wait for, is held shorter."""
-    site = two_sites[0]
-    counter = Counting(site, delay=0.05)
-    targets = watch(site, counter)
-    guard = threading.Lock()
-    inside = most = entered = 0
-    another_came_in = threading.Event()
-    archive = sync.archive_body
-
-    def watched(*args: Any, **kwargs: Any) -> PollResult:
-        nonlocal inside, most, entered
-        with guard:
-            inside, entered = inside + 1, entered + 1
-            most, first = max(most, inside), entered == 1
-            if inside > 1:
-                another_came_in.set()
-        try:
-            if first:  # the other downloads finish meanwhile: would any body come in?
-                another_came_in.wait(0.5)
-            return archive(*args, **kwargs)
-        finally:
-            with guard:
-                inside -= 1
-
-    monkeypatch.setattr(sync, "archive_body", watched)
-    open_archive(tmp_path / "a.db").conn.close()
-    with make_client(HttpSettings(per_host=4, allow_private=True)) as client:
-        results = sync_feeds(
-            lambda: open_archive(tmp_path / "a.db"), client, targets, 10**6, concurrency=4
-        )
-    assert [r.outcome for r in results] == ["changed"] * 8
-    assert counter.most >= 2  # downloads at once
-    assert most == 1 and not another_came_in.is_set()  # bodies archived one at a time
 
 
 def test_minimum_gap_between_requests_to_one_host(
