@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -72,3 +73,16 @@ def test_a_sync_that_reaches_no_server_points_to_the_offline_path(workdir: Path)
         "hint: no feed's server could be reached (offline?); `harvester import"
         " data/samples/PhysicsMeetsML.ics` archives the sample feed that ships here"
     ]
+
+
+def test_a_talk_moved_by_a_day_is_moved_by_one_day(workdir: Path, site: Site) -> None:
+    h = Harvester(write_config(workdir, [site.feed_url("AlgGeom")]))
+    assert h("sync").exit_code == 0
+    talks = site.series["AlgGeom"].talks
+    talks[2].start += timedelta(days=1)
+    talks[3].start -= timedelta(days=1)
+    assert h("sync").exit_code == 0
+    with sqlite3.connect(h.db_path) as conn:
+        moved = dict(conn.execute("SELECT uid, moved_by FROM rescheduled_talks").fetchall())
+    conn.close()
+    assert moved == {"AlgGeom/2": "+1 day", "AlgGeom/3": "-1 day"}
