@@ -691,3 +691,40 @@ def test_a_short_password_is_masked_in_urls_only_and_a_comment_teaches_nothing(
     assert "masked inside URLs only" in caplog.text
     assert redact("Message passing, commented code") == "Message passing, commented code"
     assert "pass@" not in redact("failed: json://user:pass@hooks.example.org/x (HTTP 500)")
+
+
+def one_talk(title: str, stamp: str = "20261201T000000Z") -> bytes:
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:researchseminars.org\r\nBEGIN:VEVENT\r\n"
+        "SUMMARY:Ada Lovelace (Engines)\r\nDTSTART:20270105T160000Z\r\n"
+        f'DTSTAMP:{stamp}\r\nUID:Clock/1\r\nDESCRIPTION:Title: <a href="https://'
+        f'researchseminars.org/talk/Clock/1/">{title}</a>\\nby Ada Lovelace (Engines) as part'
+        " of Clock\\n\\n\\nAbstract\\nTicks.\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    ).encode()
+
+
+def test_a_retitle_seen_as_stale_is_said_on_the_terminal(workdir: Path) -> None:
+    """The feed's DTSTAMP never moves and this machine's clock went a day back: the new
+    title is a stale copy by rule 4, and the run says so instead of a silent 'unchanged'."""
+    feed = workdir / "clock.ics"
+    h = Harvester(write_config(workdir, []))
+    url = "https://researchseminars.org/seminar/Clock/ics"
+    feed.write_bytes(one_talk("First title"))
+    assert h("import", str(feed), "--feed", url, "--observed-at", "2026-12-05T00:00").exit_code == 0
+    feed.write_bytes(one_talk("A real retitle"))
+    behind = h("import", str(feed), "--feed", url, "--observed-at", "2026-12-04T00:00")
+    assert behind.exit_code == 0
+    assert "1 event(s) ignored as older than the archive's copy" in behind.output
+    assert "Clock/1" in behind.output and "clock is behind" in behind.output
+
+
+def test_an_exported_csv_cell_with_a_formula_behind_a_byte_order_mark_is_quoted(
+    workdir: Path,
+) -> None:
+    feed = workdir / "bom.ics"
+    feed.write_bytes(one_talk("\ufeff=1+1"))
+    h = Harvester(write_config(workdir, []))
+    assert h("import", str(feed)).exit_code == 0
+    exported = h("export", "--format", "csv")
+    assert exported.exit_code == 0
+    assert "'\ufeff=1+1" in exported.output
