@@ -25,6 +25,7 @@ from harvester.archive import open_archive
 from harvester.cli import cli
 from harvester.config import HttpSettings
 from harvester.fetch import make_client
+from harvester.humane import human_time
 from harvester.sync import FeedTarget, PollResult, poll_feed
 from tests import legacy_schema
 from tests.conftest import ROOT, SAMPLE
@@ -164,7 +165,8 @@ def test_bounds_reach_back_over_failed_polls(world: World) -> None:
     world.poll_at(T0 + 25 * HOUR)
     last = world.versions()[-1]
     assert last["previous_seen_at"] == good
-    assert f"changed between {good} and {last['observed_at']}" in world.cli("history", "AlgGeom/7")
+    shown = f"changed between {human_time(good)} and {human_time(last['observed_at'])}"
+    assert shown in world.cli("history", "AlgGeom/7")
 
 
 def test_a_talk_feed_gone_twice_across_gone_after_is_removed(world: World) -> None:

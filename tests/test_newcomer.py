@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -86,3 +88,18 @@ def test_a_talk_moved_by_a_day_is_moved_by_one_day(workdir: Path, site: Site) ->
         moved = dict(conn.execute("SELECT uid, moved_by FROM rescheduled_talks").fetchall())
     conn.close()
     assert moved == {"AlgGeom/2": "+1 day", "AlgGeom/3": "-1 day"}
+
+
+def test_history_prints_times_as_people_read_them_and_json_keeps_iso(
+    workdir: Path, site: Site
+) -> None:
+    h = Harvester(write_config(workdir, [site.feed_url("AlgGeom")]))
+    assert h("sync").exit_code == 0
+    site.series["AlgGeom"].talks[2].start += timedelta(days=1)
+    assert h("sync").exit_code == 0
+    shown = h("history", "AlgGeom/2").output
+    assert re.search(r"  v1  \w{3} \d{1,2} \w{3} \d{4}, \d\d:\d\d UTC  new", shown), shown
+    assert re.search(r"dtstart: \w{3} .* UTC → \w{3} .* UTC", shown), shown
+    assert "+00:00" not in shown
+    versions = json.loads(h("history", "AlgGeom/2", "--json").output)
+    assert versions[0]["observed_at"].endswith("+00:00")

@@ -13,6 +13,7 @@ from harvester import archive as query
 from harvester import health
 from harvester.cli._app import EXIT_FAILED, App, IsoTime, fail
 from harvester.export import FORMATS, render
+from harvester.humane import human_time
 from harvester.kinds import word_diff
 from harvester.redact import escape_controls
 
@@ -69,17 +70,18 @@ def history(app: App, uid: str, as_json: bool, show_all: bool) -> None:
 # Fields shown as a word-level diff rather than old → new; raw ones the parsed fields explain.
 _LONG_FIELDS = frozenset({"abstract", "comments"})
 _RAW_FIELDS = frozenset({"description", "summary"})
+_TIME_FIELDS = frozenset({"dtstart", "dtend"})  # shown as people read times; --json keeps ISO
 
 
 def _echo_version(version: dict[str, Any], previous: dict[str, Any]) -> None:
-    _say(f"  v{version['version']}  {version['observed_at']}  {version['change']}")
+    _say(f"  v{version['version']}  {human_time(version['observed_at'])}  {version['change']}")
     if version["change"] == "new":
         return
     facts = [", ".join(version["kinds"])]
     if version["automatic"]:
         facts.append(f"automatic ({version['automatic_reason']})")
     if seen := version.get("previous_seen_at"):
-        facts.append(f"changed between {seen} and {version['observed_at']}")
+        facts.append(f"changed between {human_time(seen)} and {human_time(version['observed_at'])}")
     _say("      " + "; ".join(fact for fact in facts if fact))
     for name in version["changed_fields"]:
         if name not in previous or name == "status":
@@ -88,6 +90,8 @@ def _echo_version(version: dict[str, Any], previous: dict[str, Any]) -> None:
             continue  # the parsed fields above say what changed in it
         if name in _LONG_FIELDS or name in _RAW_FIELDS:
             _say(f"      {name}: {word_diff(previous[name], version[name])}")
+        elif name in _TIME_FIELDS:
+            _say(f"      {name}: {human_time(previous[name])} → {human_time(version[name])}")
         else:
             _say(f"      {name}: {_short(previous[name])} → {_short(version[name])}")
 
@@ -96,7 +100,7 @@ def _echo_reschedule(latest: dict[str, Any], links: dict[str, Any]) -> None:
     if links["old_slot_of"]:
         _say(
             f"  old slot of a reschedule: {links['old_slot_of']} moved from"
-            f" {latest['dtstart']} to {links['moved_to_dtstart']}"
+            f" {human_time(latest['dtstart'])} to {human_time(links['moved_to_dtstart'])}"
         )
     elif (latest.get("counter") or 0) < 0:
         _say("  old slot of a reschedule (the archive cannot tell which talk moved)")
