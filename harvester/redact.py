@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 # A personal token also appears in error messages from httpx, so it is masked inside any text.
@@ -186,30 +186,38 @@ def redact(text: str) -> str:
     if pattern is not None:
         text = pattern.sub(lambda m: known[m.group(0)], text)
     if _in_urls:
-        for url in set(urls_in(text)):
-            masked = url
-            for form in sorted(_in_urls, key=len, reverse=True):
-                masked = masked.replace(form, _in_urls[form])
-            if masked != url:
-                text = text.replace(url, masked)
+        text = _in_each_url(text, _mask_url_only_secrets)
     return text
+
+
+def _in_each_url(text: str, mask: Callable[[str], str]) -> str:
+    """`text` with each URL in it replaced by `mask(url)`."""
+    for url in set(urls_in(text)):
+        masked = mask(url)
+        if masked != url:
+            text = text.replace(url, masked)
+    return text
+
+
+def _mask_url_only_secrets(url: str) -> str:
+    for form in sorted(_in_urls, key=len, reverse=True):
+        url = url.replace(form, _in_urls[form])
+    return url
 
 
 def redact_query_secrets(text: str) -> str:
     """`text` with the secret-looking query values of every URL in it masked, remembered or
     not (a token a server put in a redirect's Location, say), as `remember_url` judges
     them. For log lines: a feed's own text keeps its links as they are."""
-    for url in set(urls_in(text)):
-        _, query_mark, query = url.partition("?")
-        if not query_mark:
-            continue
-        masked = url
-        for name, value in parse_qsl(query.partition("#")[0], keep_blank_values=False):
-            if _secret_param(name, value):
-                masked = masked.replace(value, "…").replace(quote(value, safe=""), "…")
-        if masked != url:
-            text = text.replace(url, masked)
-    return text
+    return _in_each_url(text, _mask_query_secrets)
+
+
+def _mask_query_secrets(url: str) -> str:
+    query = url.partition("?")[2].partition("#")[0]
+    for name, value in parse_qsl(query, keep_blank_values=False):
+        if _secret_param(name, value):
+            url = url.replace(value, "…").replace(quote(value, safe=""), "…")
+    return url
 
 
 def _secret_param(name: str, value: str) -> bool:
