@@ -136,6 +136,9 @@ SHIPPED = {
     "0015_talk_state_keys": "a74457722bcdc5af",
     "0016_vouch_seq": "c2f62847c06025e8",
     "0017_talk_state_version_id": "39b3556d103870df",
+    "0018_plain_raw": "02863105a7afa824",
+    "0019_no_vouch_seq": "d4e4e086b474c5bb",
+    "0020_moved_by_one_day": "db048bd590a2d983",
 }
 
 
