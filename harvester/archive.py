@@ -445,19 +445,6 @@ def active_fingerprints(db: Database, uids: list[str]) -> dict[str, str]:
     )
 
 
-def carried_blocks(db: Database, feed_id: int) -> dict[str, tuple[str, str]]:
-    """raw_key → (uid, fingerprint) of the talks the feed carried, as the fast path read them."""
-    return {
-        raw_key: (uid, fingerprint)
-        for raw_key, uid, fingerprint in db.execute(
-            "SELECT raw_key, uid, fingerprint FROM feed_talk_state"
-            " WHERE feed_id = ? AND present = 1 AND raw_key IS NOT NULL"
-            " AND fingerprint IS NOT NULL",
-            [feed_id],
-        )
-    }
-
-
 # What the diff compares (not `raw`: it would be decompressed for nothing).
 _STORED_TALKS_SQL = (
     "SELECT uid, fingerprint, dtstamp, status, version, last_seen, "  # noqa: S608 (schema names)
@@ -538,18 +525,20 @@ def insert_fetch(
     error: str | None,
 ) -> int:
     duration = (facts.finished_at - facts.started_at).total_seconds() * 1000
-    row = {
-        "feed_id": feed_id,
-        "started_at": now_iso(facts.started_at),
-        "finished_at": now_iso(facts.finished_at),
-        "duration_ms": round(duration),
-        "http_status": facts.http_status,
-        "bytes": facts.bytes,
-        "outcome": outcome,
-        "error": None if error is None else redact(error),
-    } | counts
-    stored = stored_fetch(row)
-    return int(db.execute(_insert_sql("fetches", list(stored)), stored).lastrowid or 0)
+    return write_fetch(
+        db,
+        {
+            "feed_id": feed_id,
+            "started_at": now_iso(facts.started_at),
+            "finished_at": now_iso(facts.finished_at),
+            "duration_ms": round(duration),
+            "http_status": facts.http_status,
+            "bytes": facts.bytes,
+            "outcome": outcome,
+            "error": None if error is None else redact(error),
+        }
+        | counts,
+    )
 
 
 # What a `fetches` row reads as (besides its id), in the table's order.
@@ -571,7 +560,8 @@ FETCH_COLUMNS = (
     "error",
 )
 # `fetches` stores a few small columns; the others are generated from them (see
-# migrations/0014_compact_fetches.sql, whose SQL the functions below mirror exactly).
+# migrations/0014_compact_fetches.sql), and `overrides` keeps, verbatim, any value that the
+# generated columns would read otherwise. Only the SQL knows what they read.
 FETCH_STORED = (
     "feed_id",
     "http_status",
@@ -584,19 +574,40 @@ FETCH_STORED = (
     "outcome_code",
     "overrides",
 )
-OUTCOME_CODES = {"unchanged": 0, "not_modified": 1, "changed": 2, "error": 3}
-_OUTCOME_NAMES = {code: name for name, code in OUTCOME_CODES.items()}
-_COUNTED = frozenset({0, 2})
-_RARE_COUNTS = (
-    "new",
-    "changed",
-    "removed",
-    "restored",
-    "stale",
-)  # outcome codes whose counts are 0 unless overridden
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = 1_000_000
-_UNMIRRORED = object()  # a value these mirrors do not compute: always overridden
+_INSERT_FETCH = """
+    INSERT INTO fetches (feed_id, http_status, bytes, events, error, started_unix,
+                         started_microsecond, finished_after_us, outcome_code, overrides)
+    SELECT :feed_id, :http_status, :bytes, :events, :error, s, us,
+           (CAST(strftime('%s', :finished_at) AS INTEGER) - s) * 1000000 + fus - us,
+           code, CASE WHEN code IS NULL THEN json_object('outcome', :outcome) END
+    FROM (SELECT CASE :outcome WHEN 'unchanged' THEN 0 WHEN 'not_modified' THEN 1
+                               WHEN 'changed' THEN 2 WHEN 'error' THEN 3 END AS code,
+                 CAST(strftime('%s', :started_at) AS INTEGER) AS s,
+                 CASE WHEN substr(:started_at, 20, 1) = '.'
+                      THEN CAST(substr(:started_at, 21, 6) AS INTEGER) ELSE 0 END AS us,
+                 CASE WHEN substr(:finished_at, 20, 1) = '.'
+                      THEN CAST(substr(:finished_at, 21, 6) AS INTEGER) ELSE 0 END AS fus)
+"""
+# The generated columns as read: every one but `unchanged`, then `unchanged`, which the SQL
+# computes from the other counts as read.
+_READ_GENERATED = (
+    (
+        (
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "outcome",
+            "new",
+            "changed",
+            "removed",
+            "restored",
+            "stale",
+        ),
+        "SELECT started_at, finished_at, duration_ms, outcome, new, changed, removed,"
+        " restored, stale FROM fetches WHERE id = ?",
+    ),
+    (("unchanged",), "SELECT unchanged FROM fetches WHERE id = ?"),
+)
 # Latest start first: the stored columns in the index, for `ORDER BY started_at DESC`.
 LATEST_FIRST = "ORDER BY started_unix DESC, started_microsecond DESC, id DESC"
 _LAST_SUCCESS_SQL = (
@@ -604,81 +615,34 @@ _LAST_SUCCESS_SQL = (
 )
 
 
-def stored_fetch(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored columns of a `fetches` row that reads back exactly as `values`.
+def write_fetch(db: Database, values: Mapping[str, Any]) -> int:
+    """Insert a `fetches` row that reads back exactly as `values` (the readable columns,
+    times as ISO text; any missing is NULL); returns its id.
 
-    `values` has the readable columns (times as ISO text); any of them missing is NULL.
-    What the compact columns cannot imply goes verbatim into `overrides` (JSON).
+    The stored columns are taken from `values`; whatever the generated columns then read
+    otherwise goes into `overrides`.
     """
-    started = _utc_parts(values.get("started_at"))
-    finished = _utc_parts(values.get("finished_at"))
-    after = None
-    if started and finished:
-        after = (finished[0] - started[0]) * _US + finished[1] - started[1]
-        if started[1] + after < 0:  # SQLite's integer division truncates: not mirrored
-            after = None
-    code = OUTCOME_CODES.get(values.get("outcome"))  # type: ignore[arg-type]
-    stored: dict[str, Any] = {name: values.get(name) for name in FETCH_STORED[:5]}
-    stored |= {
-        "started_unix": started and started[0],
-        "started_microsecond": started and started[1],
-        "finished_after_us": after,
-        "outcome_code": code,
-    }
-    # What the generated columns read without overrides (the migration's SQL, mirrored):
-    # the times themselves when stored, since they were checked to read back as given.
-    implied = {
-        "started_at": values.get("started_at") if started else None,
-        "finished_at": values.get("finished_at") if after is not None else None,
-        "duration_ms": None if after is None else _sql_int_div(after + 500, 1000),
-        "outcome": _OUTCOME_NAMES.get(code),  # type: ignore[arg-type]
-    } | dict.fromkeys(_RARE_COUNTS, 0 if code in _COUNTED else None)
-    overrides = {name: values.get(name) for name in implied if values.get(name) != implied[name]}
-    read = implied | overrides
-    unchanged = _implied_unchanged(code, values.get("events"), read)
-    if values.get("unchanged") != unchanged:
-        overrides["unchanged"] = values.get("unchanged")
-    stored["overrides"] = json.dumps(overrides, separators=(",", ":")) if overrides else None
-    return stored
-
-
-def _utc_parts(text: Any) -> tuple[int, int] | None:
-    """(whole seconds since 1970, microsecond) of an ISO time in the harvester's own UTC
-    format, None for anything else (NULL, another offset, no offset, before 1970)."""
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None or moment < _EPOCH:
-        return None
-    since = moment - _EPOCH
-    parts = (since.days * 86400 + since.seconds, since.microseconds)
-    return parts if _utc_text(*parts) == text else None
-
-
-def _utc_text(seconds: int, microsecond: int) -> str:
-    """The SQL of the generated time columns, in Python."""
-    return (_EPOCH + timedelta(seconds=seconds, microseconds=microsecond)).isoformat()
-
-
-def _implied_unchanged(code: int | None, events: Any, read: Mapping[str, Any]) -> object:
-    # A removed talk is not among a poll's events: every other event is counted once.
-    if code not in _COUNTED:
-        return None
-    terms = [events, *(read[name] for name in ("new", "changed", "restored", "stale"))]
-    if any(term is None for term in terms):
-        return None  # NULL arithmetic
-    if not all(type(term) is int for term in terms):
-        return _UNMIRRORED
-    return int(terms[0] - sum(terms[1:]))
-
-
-def _sql_int_div(numerator: int, denominator: int) -> int:
-    """SQLite's integer division, which truncates toward zero (Python's floors)."""
-    quotient = abs(numerator) // denominator
-    return quotient if numerator >= 0 else -quotient
+    values = {name: values.get(name) for name in FETCH_COLUMNS}
+    fetch_id = int(db.execute(_INSERT_FETCH, values).lastrowid or 0)
+    overrides = json.loads(
+        db.execute(
+            "SELECT coalesce(overrides, '{}') FROM fetches WHERE id = ?", [fetch_id]
+        ).fetchone()[0]
+    )  # an outcome with no code: the INSERT keeps it there
+    for names, sql in _READ_GENERATED:
+        read = db.execute(sql, [fetch_id])
+        wrong = {
+            name: values[name]
+            for name, got in zip(names, read.fetchone(), strict=True)
+            if got != values[name] or type(got) is not type(values[name])
+        }
+        if wrong:
+            overrides |= wrong
+            db.execute(
+                "UPDATE fetches SET overrides = ? WHERE id = ?",
+                [json.dumps(overrides, separators=(",", ":")), fetch_id],
+            )
+    return fetch_id
 
 
 def record_success(
@@ -691,14 +655,12 @@ def record_success(
     observed_at: datetime,
     *,
     body_fingerprint: str | None = None,
-    raw_keys: Mapping[str, str] | None = None,
     texts: PreparedTexts | None = None,
 ) -> int:
     """Write one successful poll (inside the caller's transaction); returns the fetch id.
 
     With `changes` (a body was archived) the feed's body fingerprint becomes
-    `body_fingerprint`; a 304 keeps the one of the body it confirms. `raw_keys` are the
-    fast path's keys of the events it read with certainty, by UID; `texts` what
+    `body_fingerprint`; a 304 keeps the one of the body it confirms. `texts` is what
     `prepare_texts` made of the poll's records before its transaction.
     """
     counts = {"events": events} | (changes.counts if changes else {})
@@ -714,7 +676,6 @@ def record_success(
             changes,
             observed_at,
             fetch_id,
-            raw_keys or {},
             per_talk_dtstamps=now.dtstamp is None,
             vouched=feed.vouched,
             texts=texts,
@@ -937,12 +898,11 @@ def apply_gone(
 
 
 _CARRY = """
-    INSERT INTO feed_talk_state (feed_id, uid, first_seen, last_seen, present, fingerprint,
-                                 raw_key)
-    SELECT :feed, p.value ->> 0, :at, NULL, 1, p.value ->> 1, p.value ->> 2
+    INSERT INTO feed_talk_state (feed_id, uid, first_seen, last_seen, present, fingerprint)
+    SELECT :feed, p.value ->> 0, :at, NULL, 1, p.value ->> 1
     FROM json_each(:given) AS p WHERE true
     ON CONFLICT (feed_id, uid) DO UPDATE SET last_seen = NULL, present = 1,
-        fingerprint = excluded.fingerprint, raw_key = excluded.raw_key
+        fingerprint = excluded.fingerprint
     WHERE present IS NOT 1 OR last_seen IS NOT NULL OR fingerprint IS NOT excluded.fingerprint
 """
 
@@ -953,7 +913,6 @@ def apply_changes(
     changes: Changes,
     observed_at: datetime,
     fetch_id: int,
-    raw_keys: Mapping[str, str] | None = None,
     *,
     per_talk_dtstamps: bool = False,
     vouched: Mapping[str, str | None] | None = None,
@@ -983,18 +942,15 @@ def apply_changes(
     present = sorted(changes.present)
     carried = {v.uid: v.record.fingerprint for v in changes.versions if v.record is not None}
     carried |= {t.uid: t.fingerprint for t in (*changes.unchanged, *changes.refingerprinted)}
-    raw_keys = raw_keys or {}
     vouched = vouched or {}
     given = [
-        [u, carried.get(u), raw_keys.get(u) if u in carried else None]
-        for u in present
-        if u not in vouched or vouched[u] != carried.get(u)
+        [u, carried.get(u)] for u in present if u not in vouched or vouched[u] != carried.get(u)
     ]
     # The fingerprint this feed gave each talk (none for a stale copy), written only where
-    # it or the membership changes; a row that is written gets this poll's raw key.
+    # it or the membership changes.
     db.execute(_CARRY, {"feed": feed_id, "at": at, "given": json.dumps(given)})
     db.conn.executemany(
-        "UPDATE feed_talk_state SET present = 0, raw_key = NULL,"
+        "UPDATE feed_talk_state SET present = 0,"
         " last_seen = coalesce(last_seen, ?) WHERE feed_id = ? AND uid = ?",
         [(before.seen_at, feed_id, uid) for uid in sorted(changes.left)],
     )

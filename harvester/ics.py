@@ -1,7 +1,8 @@
 """The iCalendar lexer: content lines, folds, components, DTSTAMP and fingerprints (bytes).
 
 Every rule about how an .ics body is cut into lines and components lives here, so that the
-full parse (parse.py) and the fast path (fastpath.py) read a body the same way:
+full parse (parse.py) and the fast path (fastpath.py) cut a body the same way. It reads no
+property but what the fast path needs (UID, DTSTAMP): icalendar is the one parser.
 
 - **unfolding** (RFC 5545 §3.1) happens on bytes, before decoding: a fold may split a
   multi-byte UTF-8 character. `unfold` is the rule icalendar applies; `fingerprint_lines`
@@ -16,7 +17,6 @@ Pure functions; no icalendar.
 from __future__ import annotations
 
 import codecs
-import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -134,83 +134,6 @@ def clean_text(text: str) -> str:
     return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
 
 
-# --- plain properties and their values ---------------------------------------------------
-
-
-def plain_properties(
-    block: bytes, names: frozenset[bytes], component: bytes = b"VEVENT"
-) -> dict[bytes, list[bytes]] | None:
-    """The raw values of a component's properties, by name, when its block is its BEGIN
-    line, lines `NAME:value` with a name of `names` (upper case, no parameters) or empty,
-    and its END line (no other component inside); None otherwise.
-
-    Such a line is what icalendar reads with certainty: its name ends at the first colon,
-    which is also where its value starts (no parameters, quotes or backslashes before it).
-    The values are as in the block, unfolded, not decoded: see `plain_text` and `utc_time`.
-    """
-    lines = unfolded_lines(block)
-    if (
-        lines is None
-        or len(lines) < 2
-        or lines[0] != b"BEGIN:" + component
-        or lines[-1] != b"END:" + component
-    ):
-        return None
-    found: dict[bytes, list[bytes]] = {}
-    for index in range(1, len(lines) - 1):
-        line = lines[index]
-        if not line:  # icalendar skips empty lines
-            continue
-        name, colon, value = line.partition(b":")
-        if not colon or name not in names:
-            return None
-        values = found.get(name)
-        if values is None:
-            found[name] = [value]
-        else:
-            values.append(value)
-    return found
-
-
-# The escapes RFC 5545 defines for TEXT (§3.3.11). icalendar also unescapes `\:` and keeps
-# any other backslash as it is: a value with either is left to icalendar.
-_TEXT_ESCAPE = re.compile(r"\\([\\,;nN])")
-
-
-def plain_text(value: bytes) -> str | None:
-    """A TEXT value decoded (UTF-8) and unescaped exactly as icalendar does; None when it
-    is not valid UTF-8 or holds a backslash that is not one of RFC 5545's escapes."""
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if "\\" not in text:
-        return text
-    if "\\\\" not in text:  # every backslash starts its own escape: plain replacements do
-        text = (
-            text.replace("\\n", "\n").replace("\\N", "\n").replace("\\,", ",").replace("\\;", ";")
-        )
-        return None if "\\" in text else text
-    if "\\" in _TEXT_ESCAPE.sub("", text):
-        return None
-    return _TEXT_ESCAPE.sub(_unescaped, text)
-
-
-def _unescaped(match: re.Match[str]) -> str:
-    char = match.group(1)
-    return "\n" if char in "nN" else char
-
-
-_UTC_TIME = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
-
-
-@functools.lru_cache(maxsize=4096)  # a download stamps all alike; many talks share times
-def utc_time(value: bytes) -> str | None:
-    """The parse's ISO form of a DATE-TIME value in UTC (`20200506T160000Z`); None for any
-    other form (a date, a floating or TZID time, a period) or an impossible time."""
-    return _iso_moment(_UTC_TIME.fullmatch(value))
-
-
 def _iso_moment(match: re.Match[bytes] | None) -> str | None:
     """The ISO form of a matched year, month, day, hour, minute and second in UTC; None
     for no match or an impossible time."""
@@ -321,26 +244,6 @@ def stamps_uniform(text: bytes) -> bool:
     """Whether every DTSTAMP line of `text` is the same plain line (or there is none)."""
     lines = dtstamp_lines(text)
     return len(lines) == 0 or (len(lines) == 1 and plain_dtstamp(lines.pop()) is not None)
-
-
-def raw_key(text: bytes, view: memoryview, start: int, end: int) -> tuple[str, bytes | bool | None]:
-    """A hash of the raw block `text[start:end]` with its DTSTAMP line masked, and that line.
-
-    The line is None when there is none, False when it is not one plain line (folded,
-    or several): such a block is then always read in full.
-    """
-    where = plain_dtstamp_line(text, start, end)
-    if where is None:
-        return hashlib.sha256(view[start:end]).hexdigest(), None
-    at, line_end = where.start, where.stop
-    if line_end < 0 or continues(text, line_end):
-        return hashlib.sha256(view[start:end]).hexdigest(), False
-    digest = hashlib.sha256(view[start:at])
-    digest.update(DTSTAMP_MARK)
-    digest.update(view[line_end:end])
-    if text.find(_PLAIN_START, line_end, end) >= 0:
-        return digest.hexdigest(), False
-    return digest.hexdigest(), text[at + 1 : line_end].removesuffix(b"\r")
 
 
 # --- components ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from harvester.errors import ParseError
 from harvester.model import KnownTalk, Speaker, TalkRecord
 from harvester.site import http_url
 
-if TYPE_CHECKING:  # icalendar is imported when a body needs it: the lexer reads most
+if TYPE_CHECKING:  # icalendar is imported when a body needs it: most polls need none
     import icalendar
 
 T = TypeVar("T")
@@ -32,10 +32,8 @@ class ParsedFeed:
     talks: list[TalkRecord]
     warnings: list[str] = field(default_factory=list)
     events: int = 0  # VEVENTs in the body, including skipped ones
-    # The fast path's events that the archive already has, unparsed (see fastpath.py),
-    # and the raw keys of the events it read with certainty, by UID.
+    # The fast path's events that the archive already has, unparsed (see fastpath.py).
     known: list[KnownTalk] = field(default_factory=list)
-    raw_keys: dict[str, str] = field(default_factory=dict)
 
 
 # --- the whole body ----------------------------------------------------------------------
@@ -69,7 +67,7 @@ def parse_feed(body: bytes) -> ParsedFeed:
     counted = _Counted()
     try:
         talks = records_in_order(_events_in_chunks(text, counted), warnings)
-    except _MisreadError:  # the reference way, with a tree of the whole calendar
+    except MisreadError:  # the reference way, with a tree of the whole calendar
         warnings = list(head)
         talks = records_in_order(_events_at_once(text, counted, warnings), warnings)
     return ParsedFeed(talks=talks, warnings=warnings, events=counted.events)
@@ -83,7 +81,7 @@ class _Counted:
     events: int = 0
 
 
-class _MisreadError(Exception):
+class MisreadError(Exception):
     """icalendar does not see exactly the VEVENT blocks the lexer cut."""
 
 
@@ -128,22 +126,30 @@ def _events_alone(
 
 
 def _events_in_chunks(text: bytes, counted: _Counted) -> Iterator[Event]:
-    """The events of `text`, parsed `CHUNK` at a time; _MisreadError when that is not sure."""
+    """The events of `text`, parsed `CHUNK` at a time; MisreadError when that is not sure."""
     spans = ics.plain_vevent_spans(text)
     context = ics.cut(text, spans) if spans else b""
     if not spans or ics.unfolded_lines(context) is None:
-        raise _MisreadError  # no events, or lines the lexer and icalendar may read apart
+        raise MisreadError  # no events, or lines the lexer and icalendar may read apart
     counted.events = len(spans)
-    items = ((n, text[start:end]) for n, (start, end) in enumerate(spans, start=1))
-    for chunk in _batched(items, CHUNK):
+    yield from read_events(context, ((n, text[s:e]) for n, (s, e) in enumerate(spans, start=1)))
+
+
+def read_events(context: bytes, blocks: Iterable[tuple[int, bytes]]) -> Iterator[Event]:
+    """icalendar's event of each block (position, raw VEVENT), read `CHUNK` at a time in
+    the calendar `context` (a body with its VEVENT blocks cut out); MisreadError when
+    icalendar does not see exactly those blocks. With no blocks, it still reads `context`.
+    """
+    chunks = _batched(blocks, CHUNK)
+    for chunk in itertools.chain([next(chunks, ())], chunks):
         try:
-            events = calendar_events(calendar_of(context, [b for _, b in chunk]))
+            events = calendar_events(calendar_of(context, [raw for _, raw in chunk]))
         except ParseError:
-            raise _MisreadError from None
+            raise MisreadError from None
         if len(events) != len(chunk):
-            raise _MisreadError
-        for event, (position, block) in zip(events, chunk, strict=True):
-            yield event, block, position
+            raise MisreadError
+        for event, (position, raw) in zip(events, chunk, strict=True):
+            yield event, raw, position
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
@@ -242,71 +248,6 @@ def talk_from_event(
     )
 
 
-# The properties of the site's VEVENTs (and all they have): a block with only these, without
-# parameters, is read by the lexer alone (`talk_from_block`).
-_TEXT_NAMES = (b"SUMMARY", b"UID", b"DESCRIPTION", b"LOCATION")
-_TIME_NAMES = (b"DTSTART", b"DTEND", b"DTSTAMP")
-_SITE_NAMES = frozenset((*_TEXT_NAMES, *_TIME_NAMES, b"URL"))
-
-
-# The calendar's own properties on researchseminars.org.
-_CALENDAR_NAMES = frozenset((b"VERSION", b"PRODID", b"CALSCALE", b"X-WR-CALNAME"))
-
-
-def plain_calendar(context: bytes) -> bool:
-    """Whether `context` (a body without its VEVENTs) is the site's plain VCALENDAR: TEXT
-    properties without parameters, which icalendar reads without fail (so it need not)."""
-    return ics.plain_properties(context, _CALENDAR_NAMES, b"VCALENDAR") is not None
-
-
-def talk_from_block(block: bytes, fingerprint: str | None = None) -> TalkRecord | None:
-    """What `talk_from_event` makes of a VEVENT block in the site's regular form, read by
-    the lexer without icalendar; None whenever that is not certain (parse it with icalendar).
-
-    Certain means: every line is one of the site's properties (`_SITE_NAMES`) with no
-    parameters, none but URL given twice, UID and DTSTART present, times in UTC `…Z` form,
-    TEXT in UTF-8 with only RFC 5545's escapes. Such a block is never skipped with a warning.
-    """
-    found = ics.plain_properties(block, _SITE_NAMES)
-    if found is None or any(len(found[name]) > 1 for name in found if name != b"URL"):
-        return None
-    texts: dict[bytes, str | None] = {}
-    for name in _TEXT_NAMES:
-        raw = found.get(name)
-        if raw is not None:
-            text = ics.plain_text(raw[0])
-            if text is None:
-                return None
-            texts[name] = _clean(text)
-    times: dict[bytes, str | None] = {}
-    for name in _TIME_NAMES:
-        raw = found.get(name)
-        if raw is not None:
-            if (moment := ics.utc_time(raw[0])) is None:
-                return None
-            times[name] = moment
-    urls = []
-    for value in found.get(b"URL", ()):
-        if (url := ics.plain_text(value)) is None:
-            return None
-        urls.append(url)
-    uid, dtstart = texts.get(b"UID"), times.get(b"DTSTART")
-    if uid is None or dtstart is None:
-        return None
-    return _talk(
-        uid=uid,
-        dtstart=dtstart,
-        dtend=times.get(b"DTEND"),
-        dtstamp=times.get(b"DTSTAMP"),
-        summary=texts.get(b"SUMMARY"),
-        description=texts.get(b"DESCRIPTION"),
-        location=texts.get(b"LOCATION"),
-        urls=[url.strip() for url in urls if url.strip()],
-        block=block,
-        fingerprint=fingerprint,
-    )
-
-
 def _talk(
     *,
     uid: str,
@@ -320,7 +261,7 @@ def _talk(
     block: bytes,
     fingerprint: str | None,
 ) -> TalkRecord:
-    """The record of an event's values, however they were read (icalendar or the lexer)."""
+    """The record of an event's values, as icalendar read them."""
     site = parse_site_description(description) if description else None
     series_id, counter = _split_uid(uid)
     common: dict[str, Any] = {

@@ -163,8 +163,7 @@ def archive_body(
         texts: store.PreparedTexts = {}
         if fast:
             lookup = partial(store.active_fingerprints, db)
-            carried = store.carried_blocks(db, feed.id) if feed is not None else {}
-            fast_parsed = parse_fast(text, lookup, carried)
+            fast_parsed = parse_fast(text, lookup)
             parsed = None if fast_parsed is None else _masked(fast_parsed)
         if parsed is not None:  # its talks are those the archive lacks: all to be written
             texts = store.prepare_texts(parsed.talks)
@@ -231,7 +230,6 @@ def _store(
             parsed.events,
             observed_at,
             body_fingerprint=body_print.fingerprint if vouches else None,
-            raw_keys=parsed.raw_keys,
             texts=texts,
         )
     return outcome, changes

@@ -193,7 +193,8 @@ def test_a_stop_within_a_batch_leaves_the_rest_for_the_next_run(tmp_path: Path) 
 
 
 def test_a_poll_in_another_time_format_is_compacted_by_its_text(tmp_path: Path) -> None:
-    # Stored verbatim (not in the harvester's UTC format), decided as before: on started_at.
+    # Its text is kept verbatim (not in the harvester's UTC format), its instant in
+    # started_unix: compacted by that instant, into its UTC day.
     db = open_archive(tmp_path / "a.db")
     counts = ZERO | {"events": 3, "unchanged": 3}
     with immediate_transaction(db):
@@ -203,8 +204,8 @@ def test_a_poll_in_another_time_format_is_compacted_by_its_text(tmp_path: Path) 
             insert_fetch(db, feed_id, FetchFacts(at, at, 200, 10), "unchanged", counts, None)
             for at in (old, START + timedelta(days=40), START + timedelta(days=41))
         ]
-    row = db.execute("SELECT started_unix, overrides FROM fetches WHERE id = ?", [ids[0]])
-    assert row.fetchone()[0] is None
+    row = db.execute("SELECT started_unix, started_at FROM fetches WHERE id = ?", [ids[0]])
+    assert row.fetchone() == (int(START.timestamp()), old.isoformat())
     done = compact_polls(db, START + timedelta(days=45), 30 * 86400.0)
     assert done.polls == 1
     assert [r[0] for r in db.execute("SELECT id FROM fetches ORDER BY id")] == ids[1:]

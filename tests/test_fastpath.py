@@ -25,7 +25,7 @@ from harvester.archive import FetchFacts, open_archive
 from harvester.errors import StaleKnowledgeError
 from harvester.fastpath import parse_fast, scan
 from harvester.ics import body_fingerprint, fingerprint_block, split_vevents
-from harvester.model import KnownTalk, TalkRecord
+from harvester.model import KnownTalk
 from harvester.parse import calendar_events as fastpath_calendar_events
 from harvester.parse import check_calendar_bytes, parse_feed
 from harvester.sync import FeedTarget, PollResult, archive_body
@@ -237,10 +237,6 @@ SERIES_FEED = FeedTarget("https://researchseminars.org/seminar/AlgGeo/ics", "Alg
 TALK_FEED = FeedTarget("https://researchseminars.org/talk/AlgGeo/2/ics", "AlgGeo/2")
 
 
-# The fast path's own bookkeeping, NULL after a full parse: the raw blocks' keys.
-CACHES = {"raw_key"}
-
-
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     conn = sqlite3.connect(path)
     try:
@@ -249,7 +245,7 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         for table in tables:
             columns = [r[1] for r in conn.execute(f"PRAGMA table_info([{table}])")]
             # url_hash is keyed by each archive's own random salt: equal URLs, other keys.
-            kept = ", ".join(f"[{c}]" for c in columns if c not in CACHES and c != "url_hash")
+            kept = ", ".join(f"[{c}]" for c in columns if c != "url_hash")
             out[table] = conn.execute(f"SELECT {kept} FROM [{table}] ORDER BY 1, 2").fetchall()
         return out
     finally:
@@ -279,7 +275,7 @@ def test_fast_path_and_full_parse_make_the_same_archive(
         calls.append(len(events))
         return events
 
-    monkeypatch.setattr(fastpath, "calendar_events", counting)
+    monkeypatch.setattr(parse, "calendar_events", counting)
     try:
         for seed in range(30):
             rng = random.Random(seed)
@@ -297,11 +293,12 @@ def test_fast_path_and_full_parse_make_the_same_archive(
                     calls.clear()
                     facts = FetchFacts(moment, moment + timedelta(seconds=1), 200, len(feed_body))
                     fast = archive_body(fast_db, target, feed_body, facts, moment)
+                    fast_calls = list(calls)
                     full = archive_body(full_db, target, feed_body, facts, moment, fast=False)
                     assert summary(fast) == summary(full), (seed, step, target.name)
                     assert dump(fast_path) == dump(full_path), (seed, step, target.name)
-                    shortcuts += fast.outcome == "unchanged" and not calls
-                    parsed_events += sum(calls)
+                    shortcuts += fast.outcome == "unchanged" and not fast_calls
+                    parsed_events += sum(fast_calls)
                 # a re-poll with nothing changed but the stamp
                 later = moment + timedelta(minutes=30)
                 body = body.replace(
@@ -311,12 +308,13 @@ def test_fast_path_and_full_parse_make_the_same_archive(
                 calls.clear()
                 facts = FetchFacts(later, later, 200, len(body))
                 fast = archive_body(fast_db, SERIES_FEED, body, facts, later)
+                fast_calls = list(calls)
                 full = archive_body(full_db, SERIES_FEED, body, facts, later, fast=False)
                 assert summary(fast) == summary(full), (seed, step, "re-poll")
                 assert dump(fast_path) == dump(full_path), (seed, step, "re-poll")
-                shortcuts += fast.outcome == "unchanged" and not calls
+                shortcuts += fast.outcome == "unchanged" and not fast_calls
     finally:
-        monkeypatch.setattr(fastpath, "calendar_events", original)
+        monkeypatch.setattr(parse, "calendar_events", original)
     # The comparison means something only if the fast path did its job most of the time.
     assert shortcuts > 100
     fetches = full_db.execute("SELECT sum(events) FROM fetches").fetchone()[0]
@@ -392,40 +390,22 @@ def test_folded_component_line_is_doubted() -> None:
     assert scan(check_calendar_bytes(nested)) is None
 
 
-def with_parameter(block: bytes) -> bytes:
-    """The block with a parameter on DTSTART: the same event, not in the site's plain form."""
-    return block.replace(b"DTSTART:", b"DTSTART;VALUE=DATE-TIME:", 1)
-
-
-@pytest.mark.parametrize("plain", [True, False], ids=["site form", "with a parameter"])
-def test_only_new_events_are_read(monkeypatch: pytest.MonkeyPatch, plain: bool) -> None:
-    """Only the new event is read: by the lexer in the site's form, else by icalendar."""
+def test_only_new_events_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """icalendar reads the one new event, in the calendar around it; the others are known."""
     rng = random.Random(6)
     talks = make_talks(rng, 20)
     before = parse_feed(body_of(talks, T0))
     archived = {r.uid: r.fingerprint for r in before.talks}
     talks[4].title = "A new title"
     parsed: list[bytes] = []
-    original = fastpath_calendar_events
-    monkeypatch.setattr(fastpath, "calendar_events", recording(parsed, original))
-    lexed: list[bytes] = []
-
-    def reader(block: bytes, fingerprint: str) -> TalkRecord | None:
-        lexed.append(block)
-        return parse.talk_from_block(block, fingerprint)
-
-    monkeypatch.setattr(fastpath, "talk_from_block", reader)
+    monkeypatch.setattr(parse, "calendar_events", recording(parsed, fastpath_calendar_events))
     body = body_of(talks, T0 + timedelta(hours=1))
-    if not plain:
-        head, blocks, tail = events_of(body)
-        blocks[4] = with_parameter(blocks[4])
-        body = rebuild(head, blocks, tail)
     result = parse_fast(check_calendar_bytes(body), lambda uids: archived)
     assert result is not None
     assert [r.uid for r in result.talks] == ["AlgGeo/5"]
     assert len(result.known) == 19 and result.events == 20
-    assert len(lexed) == 1 and b"UID:AlgGeo/5\r\n" in lexed[0]
-    assert [text.count(b"BEGIN:VEVENT") for text in parsed] == ([] if plain else [1])
+    assert [text.count(b"BEGIN:VEVENT") for text in parsed] == [1]
+    assert b"UID:AlgGeo/5\r\n" in parsed[0]
     full = parse_feed(body)
     assert result.talks == [r for r in full.talks if r.uid == "AlgGeo/5"]
 
@@ -465,7 +445,6 @@ def no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(_text: bytes) -> Any:
         raise AssertionError("icalendar was asked to parse")
 
-    monkeypatch.setattr(fastpath, "calendar_events", refuse)
     monkeypatch.setattr(parse, "calendar_events", refuse)
     monkeypatch.setattr(fastpath, "scan", lambda _text: pytest.fail("the body was split"))
 
@@ -487,22 +466,20 @@ def test_unchanged_body_is_archived_without_any_parse(
     assert {r[0] for r in db.execute("SELECT last_seen FROM feed_talks")} == {later.isoformat()}
 
 
-def test_refolded_body_costs_no_icalendar_parse(
+def test_refolded_body_costs_no_event_parse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = open_archive(tmp_path / "a.db")
     talks = make_talks(random.Random(10), 5)
     poll(db, body_of(talks, T0), T0)
     seen: list[bytes] = []
-    original = fastpath_calendar_events
-    monkeypatch.setattr(fastpath, "calendar_events", recording(seen, original))
-    monkeypatch.setattr(parse, "calendar_events", lambda _t: pytest.fail("full parse"))
+    monkeypatch.setattr(parse, "calendar_events", recording(seen, fastpath_calendar_events))
     later = T0 + timedelta(hours=1)
     for body in (lf_endings(body_of(talks, later), None), refold(body_of(talks, later), 44)):
         result = poll(db, body, later)
         assert (result.outcome, result.counts["unchanged"]) == ("unchanged", 5)
-    # not even the calendar's own lines: they are the site's plain ones
-    assert not seen
+    # icalendar read the calendar's own lines, once a poll, and no event
+    assert len(seen) == 2 and not any(b"BEGIN:VEVENT" in text for text in seen)
 
 
 def test_body_shortcut_stands_back_when_another_feed_changed_a_talk(tmp_path: Path) -> None:

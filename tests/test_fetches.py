@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlite_utils import Database
 
 from harvester import _schema
 from harvester.archive import (
@@ -22,7 +23,7 @@ from harvester.archive import (
     immediate_transaction,
     insert_fetch,
     open_archive,
-    stored_fetch,
+    write_fetch,
 )
 from harvester.diff import Changes
 
@@ -79,14 +80,7 @@ def _events_left(row: dict[str, Any]) -> int | None:
 
 
 def insert_stored(conn: sqlite3.Connection, values: dict[str, Any]) -> int:
-    stored = stored_fetch(values)
-    names = ", ".join(FETCH_STORED)
-    marks = ", ".join("?" * len(FETCH_STORED))
-    cursor = conn.execute(
-        f"INSERT INTO fetches ({names}) VALUES ({marks})",
-        [stored[n] for n in FETCH_STORED],
-    )
-    return int(cursor.lastrowid or 0)
+    return write_fetch(Database(conn), values)
 
 
 def read_back(conn: sqlite3.Connection, fetch_id: int) -> dict[str, Any]:

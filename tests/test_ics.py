@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from icalendar.parser.content_line import UFOLD
-from icalendar.parser.property import unescape_backslash
 
 from harvester import ics
 from tests.sitesim import refold_octets
@@ -95,22 +91,7 @@ def test_body_fingerprint_masks_the_stamp() -> None:
     assert not folded.usable and folded.dtstamp is None
 
 
-def test_raw_key_masks_one_plain_stamp_line() -> None:
-    view = memoryview(BODY)
-    spans = ics.vevent_spans(BODY)
-    assert spans is not None
-    (s, e) = spans[0]
-    key, line = ics.raw_key(BODY, view, s, e)
-    assert line == b"DTSTAMP:20260101T000000Z"
-    other = BODY.replace(b"20260101T000000Z", b"20270101T000000Z")
-    assert ics.raw_key(other, memoryview(other), s, e) == (key, b"DTSTAMP:20270101T000000Z")
-    folded = EVENT.replace(b"DTSTAMP:2026", b"DTSTAMP:2026\r\n ")
-    assert ics.raw_key(folded, memoryview(folded), 0, len(folded))[1] is False
-    bare = EVENT.replace(b"DTSTAMP:20260101T000000Z\r\n", b"")
-    assert ics.raw_key(bare, memoryview(bare), 0, len(bare))[1] is None
-
-
-# --- unfolding as icalendar does, and the values of plain properties -------------------------
+# --- unfolding as icalendar does ---------------------------------------------------------
 
 FOLD_PIECES = [b"\r\n", b"\n", b"\r", b" ", b"\t", b"A:", b"x", b"\xc3", b"\xa9", b"\xff"]
 
@@ -128,81 +109,3 @@ def test_unfold_is_icalendars_unfolding(pieces: list[bytes]) -> None:
 def test_a_fold_inside_a_character_is_valid_utf8_once_unfolded() -> None:
     assert ics.unfolds_to_utf8("SUMMARY:é".encode()[:-1] + b"\r\n " + "é".encode()[-1:])
     assert not ics.unfolds_to_utf8(b"SUMMARY:\xc3\r\n x")
-
-
-NAMES = frozenset({b"SUMMARY", b"UID", b"URL"})
-
-
-def test_plain_properties_are_the_lines_of_a_plain_block_by_name() -> None:
-    block = b"BEGIN:VEVENT\r\nSUMMARY:a\r\n b:c\r\n\r\nURL:x\r\nURL:y\r\nUID:u\r\nEND:VEVENT\r"
-    assert ics.plain_properties(block, NAMES) == {
-        b"SUMMARY": [b"ab:c"],
-        b"URL": [b"x", b"y"],
-        b"UID": [b"u"],
-    }
-    assert ics.plain_properties(block.replace(b"\r\n", b"\n"), NAMES) is not None
-
-
-@pytest.mark.parametrize(
-    "line",
-    [
-        b"SUMMARY;LANGUAGE=en:a",  # a parameter
-        b"summary:a",  # icalendar reads it, not the lexer
-        b"SUMMARY :a",
-        b"DTSTART:20300101T150000Z",  # not one of the names asked for
-        b"SUMMARY",  # no value
-        b"BEGIN:VALARM",
-        b" SUMMARY:a",  # a continuation line right after BEGIN
-        b"SUM\rMARY:a",  # a stray CR
-    ],
-)
-def test_plain_properties_refuse_any_other_line(line: bytes) -> None:
-    block = b"BEGIN:VEVENT\r\n" + line + b"\r\nUID:u\r\nEND:VEVENT"
-    assert ics.plain_properties(block, NAMES) is None
-    assert ics.plain_properties(b"BEGIN:VEVENT\r\nUID:u", NAMES) is None  # cut short
-
-
-@pytest.mark.parametrize(
-    ("raw", "text"),
-    [
-        (b"plain", "plain"),
-        (b"a\\, b\\; c\\nd\\Ne", "a, b; c\nd\ne"),
-        (b"back\\\\slash\\\\n", "back\\slash\\n"),
-        (b"\\\\\\,", "\\,"),
-        ("∂ é".encode(), "∂ é"),
-        (b'a:b"c', 'a:b"c'),
-    ],
-)
-def test_plain_text_unescapes_like_icalendar(raw: bytes, text: str) -> None:
-    assert ics.plain_text(raw) == text == unescape_backslash(raw.decode())
-
-
-@pytest.mark.parametrize("raw", [b"a\\:b", b"a\\xb", b"trailing\\", b"\\\\\\", b"\xff", b"\\t"])
-def test_plain_text_leaves_odd_escapes_and_bad_bytes_to_icalendar(raw: bytes) -> None:
-    assert ics.plain_text(raw) is None
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.text(alphabet='\\\\\\,;:nNt a"é', max_size=20))
-def test_plain_text_is_icalendars_unescaping_or_nothing(text: str) -> None:
-    value = ics.plain_text(text.encode())
-    assert value is None or value == unescape_backslash(text)
-    only_rfc_escapes = "\\" not in re.sub(r"\\[\\,;nN]", "", text)
-    assert (value is not None) == only_rfc_escapes
-
-
-def test_utc_time_reads_only_utc_date_times() -> None:
-    assert ics.utc_time(b"20200506T160000Z") == "2020-05-06T16:00:00+00:00"
-    assert ics.utc_time(b"00010101T000000Z") == "0001-01-01T00:00:00+00:00"
-    for other in [
-        b"20200506T160000",  # floating
-        b"20200506",  # a date
-        b"20200230T160000Z",  # no such day
-        b"20200506T240000Z",
-        b"2020-05-06T16:00:00Z",
-        b"20200506T160000Z/PT1H",
-        b"2020_506T160000Z",  # int() would take it, icalendar too: not the lexer
-        "２０２００５０６T160000Z".encode(),
-        b" 20200506T160000Z",
-    ]:
-        assert ics.utc_time(other) is None, other

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from harvester.errors import ParseError
 from harvester.ics import fingerprint_block, split_vevents
 from harvester.model import Speaker
-from harvester.parse import parse_feed, parse_speakers, plain_calendar
+from harvester.parse import parse_feed, parse_speakers
 from tests.conftest import SAMPLE
 
 
@@ -197,59 +195,3 @@ def test_raw_keeps_the_event_text(tmp_path: Path) -> None:
     talk = parse_feed(SAMPLE.read_bytes()).talks[0]
     assert talk.raw.startswith("BEGIN:VEVENT") and talk.raw.rstrip().endswith("END:VEVENT")
     assert "UID:PhysicsMeetsML/1" in talk.raw
-
-
-# --- what needs icalendar, and what the lexer reads alone ------------------------------------
-
-SITE_CONTEXT = (
-    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:researchseminars.org\r\nCALSCALE:GREGORIAN\r\n"
-    b"X-WR-CALNAME:researchseminars.org\r\n\n\nEND:VCALENDAR"
-)
-
-
-def test_plain_calendar_is_the_sites_own_calendar_lines_only() -> None:
-    assert plain_calendar(SITE_CONTEXT)
-    assert plain_calendar(SITE_CONTEXT.replace(b"\r\n", b"\n"))
-    for other in [
-        SITE_CONTEXT.replace(b"VERSION:", b"VERSION;X=1:"),
-        SITE_CONTEXT.replace(b"CALSCALE", b"METHOD"),
-        SITE_CONTEXT.replace(b"PRODID", b"BEGIN:VTODO\r\nEND:VTODO\r\nPRODID"),
-        SITE_CONTEXT.replace(b"VERSION", b"version"),
-        SITE_CONTEXT + b"\r\nX-WR-CALNAME:after",
-        SITE_CONTEXT.replace(b"\n\n", b"\n\n "),  # a blank line before a continuation
-    ]:
-        assert not plain_calendar(other), other
-
-
-FIRST_SYNC = """
-import sys
-from datetime import UTC, datetime
-from pathlib import Path
-from harvester.archive import FetchFacts, open_archive
-from harvester.sync import FeedTarget, archive_body
-body = Path(sys.argv[1]).read_bytes()
-db = open_archive(Path(sys.argv[2]))
-now = datetime.now(UTC)
-target = FeedTarget("https://researchseminars.org/seminar/PhysicsMeetsML/ics", "P")
-result = archive_body(db, target, body, FetchFacts(now, now, 200, len(body)), now)
-print(result.counts["new"], "icalendar" in sys.modules)
-"""
-
-
-@pytest.mark.parametrize(
-    ("edit", "icalendar"), [(b"DTSTART:", False), (b"DTSTART;VALUE=DATE-TIME:", True)]
-)
-def test_a_first_sync_of_the_sites_feed_needs_no_icalendar(
-    tmp_path: Path, edit: bytes, icalendar: bool
-) -> None:
-    """The site's own form is read by the lexer alone; any other takes icalendar."""
-    feed = tmp_path / "feed.ics"
-    feed.write_bytes(SAMPLE.read_bytes().replace(b"DTSTART:", edit, 1))
-    done = subprocess.run(
-        [sys.executable, "-c", FIRST_SYNC, str(feed), str(tmp_path / "a.db")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert done.stdout.splitlines()[-1].split() == ["4", str(icalendar)]

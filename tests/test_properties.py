@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harvester import parse
 from harvester.archive import FetchFacts, open_archive
 from harvester.errors import ParseError
 from harvester.fastpath import parse_fast
@@ -110,7 +109,7 @@ def test_a_poll_of_a_mutated_feed_is_archived_whole_or_not_at_all(
     db.close()
 
 
-# --- the lexer's reading of the site's events (parse.talk_from_block) against icalendar's ---
+# --- the fast path's first reading of the site's events against the full parse ------------
 
 CALENDAR_HEAD = (
     b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:researchseminars.org\r\n"
@@ -142,13 +141,13 @@ def compared(record: TalkRecord | None) -> dict[str, Any] | None:
 @pytest.mark.parametrize(
     ("name", "body"), site_bodies(), ids=lambda v: v if isinstance(v, str) else ""
 )
-def test_the_lexer_reads_every_site_event_as_icalendar_does(name: str, body: bytes) -> None:
+def test_a_first_fast_reading_of_every_site_feed_is_the_full_parse(name: str, body: bytes) -> None:
     blocks = split_vevents(check_calendar_bytes(body))
     full = parse_feed(body)
     assert blocks and not full.warnings and len(full.talks) == len(blocks)
-    lexed = [parse.talk_from_block(block) for block in blocks]
-    assert all(record is not None for record in lexed), "the site's form is read by the lexer"
-    assert [compared(r) for r in lexed] == [compared(r) for r in full.talks]
+    fast = parse_fast(check_calendar_bytes(body), lambda uids: {})
+    assert fast is not None, "the site's form takes the fast path"
+    assert [compared(r) for r in fast.talks] == [compared(r) for r in full.talks]
 
 
 # Values as they are written in a file: text escaped as RFC 5545 says, and hostile text.
@@ -277,19 +276,14 @@ def hostile_events(draw: st.DrawFn) -> bytes:
 
 @settings(max_examples=1500, deadline=None)
 @given(hostile_events())
-def test_the_lexer_reads_an_event_as_icalendar_does_or_leaves_it(event: bytes) -> None:
+def test_the_fast_path_reads_an_event_as_the_full_parse_does_or_leaves_it(event: bytes) -> None:
     body = CALENDAR_HEAD + event + b"\r\nEND:VCALENDAR\r\n"
     try:
         full = parse_feed(body)
     except ParseError:
         full = None
     text = check_calendar_bytes(body)
-    blocks = split_vevents(text)
-    record = parse.talk_from_block(blocks[0]) if blocks and len(blocks) == 1 else None
-    if record is not None:
-        assert full is not None and not full.warnings
-        assert [compared(r) for r in full.talks] == [compared(record)]
-    fast = parse_fast(text, lambda uids: {})  # a first sync: the lexer, then icalendar
+    fast = parse_fast(text, lambda uids: {})  # a first sync: every event is parsed
     if fast is not None:
         assert full is not None
         assert [compared(r) for r in fast.talks] == [compared(r) for r in full.talks]

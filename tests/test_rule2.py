@@ -219,7 +219,7 @@ OLD_TALKS = (
     " fingerprint, version, status, first_seen, last_seen, changed_at, removed_at,"
     " removed_reason"
 )
-OLD_FEED_TALKS = "feed_id, uid, first_seen, last_seen, present, fingerprint, raw_key"
+OLD_FEED_TALKS = "feed_id, uid, first_seen, last_seen, present, fingerprint"  # raw_key: 0025
 
 
 def old_archive(path: Path) -> None:

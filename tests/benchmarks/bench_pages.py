@@ -34,7 +34,9 @@ from pathlib import Path
 # Run as a script: make the checkout importable (`tests.benchmarks.*`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harvester.archive import FETCH_STORED, open_archive, stored_fetch
+from sqlite_utils import Database
+
+from harvester.archive import open_archive, write_fetch
 from harvester.cli.serve import build_datasette, load_metadata, shipped_metadata
 from tests.benchmarks.common import machine, print_table
 
@@ -79,19 +81,12 @@ def build(path: Path, talks: int, series: int, changes: int) -> None:
         " 'unchanged', 0)",
         [(*f, now.isoformat(), now.isoformat()) for f in feeds],
     )
-    fetches = []
     for n in range(series):
         for k in range(100):  # a poll every 7 hours for a month
             at = (now - timedelta(hours=7 * k)).isoformat()
             poll = {"feed_id": n + 1, "started_at": at, "finished_at": at, "duration_ms": 120}
             poll |= {"outcome": "unchanged", "events": 250, "new": 0, "changed": 0, "removed": 0}
-            stored = stored_fetch(poll)
-            fetches.append([stored[name] for name in FETCH_STORED])
-    conn.executemany(
-        f"INSERT INTO fetches ({', '.join(FETCH_STORED)})"
-        f" VALUES ({', '.join('?' * len(FETCH_STORED))})",
-        fetches,
-    )
+            write_fetch(Database(conn), poll)
     talk_rows, version_rows, feed_talks = [], [], []
     changed = set(rng.sample(range(talks), changes))
     for n in range(talks):

@@ -5,7 +5,7 @@
 
 Writes the `fetches` rows of --feeds series feeds (talk counts spread as on the site)
 polled every 30 minutes for --days days straight into a fresh archive (plain SQL of the
-columns `archive.stored_fetch` gives, no HTTP): 1% of all talks change each week (each
+rows `archive.write_fetch` writes, no HTTP): 1% of all talks change each week (each
 change is one `changed` poll of its feed), and --error-rate of the polls fail. Then runs `archive.compact_polls` as the daemon does
 (`[archive] keep_polls`, default 30 days) while another process plays a poll: every 20 ms
 it takes the write lock with `BEGIN IMMEDIATE`, writes a `fetches` row and commits, and
@@ -35,7 +35,9 @@ from typing import Any
 # Run as a script: make the checkout importable (`tests.benchmarks.*`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harvester.archive import FETCH_COLUMNS, FETCH_STORED, compact_polls, open_archive, stored_fetch
+from sqlite_utils import Database
+
+from harvester.archive import FETCH_COLUMNS, compact_polls, open_archive, write_fetch
 from tests.benchmarks.common import machine, megabytes, print_table, table_sizes
 from tests.benchmarks.sitegen import site_sizes
 
@@ -45,9 +47,6 @@ FETCH_TABLES = ("fetches", "idx_fetches_feed_id_started_unix")
 SIZE_TARGET = 50e6
 WAIT_TARGET = 1.0
 COLUMNS = list(FETCH_COLUMNS)
-INSERT = (
-    f"INSERT INTO fetches ({', '.join(FETCH_STORED)}) VALUES ({', '.join('?' * len(FETCH_STORED))})"
-)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +79,8 @@ def run(path: Path, args: argparse.Namespace) -> int:
     written = {"polls": 0, "error": 0, "changed": 0}
     for day in simulate(talks, args.days, args.error_rate, written):
         db.conn.execute("BEGIN")
-        db.conn.executemany(INSERT, [stored_row(row) for row in day])
+        for row in day:
+            write_fetch(db, dict(zip(COLUMNS, row, strict=True)))
         db.conn.execute("COMMIT")
     wrote_s = time.perf_counter() - start
     db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -215,6 +215,7 @@ def poisson(rng: random.Random, mean: float) -> int:
 def poll_concurrently(path: str, now: datetime, stop: Any, results: Any) -> None:
     """Another process's polls: the wait for the write lock of each, until told to stop."""
     conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+    db = Database(conn)
     waits = []
     results.put("ready")
     while not stop.is_set():
@@ -223,18 +224,12 @@ def poll_concurrently(path: str, now: datetime, stop: Any, results: Any) -> None
         waits.append(time.perf_counter() - start)
         at = now.isoformat()
         row = (1, at, at, 0, 200, 1000, "unchanged", 1, 0, 0, 0, 0, 1, 0, None)
-        conn.execute(INSERT, stored_row(row))
+        write_fetch(db, dict(zip(COLUMNS, row, strict=True)))
         conn.execute("UPDATE feeds SET last_fetched_at = ? WHERE id = 1", [at])
         conn.execute("COMMIT")
         time.sleep(0.02)
     conn.close()
     results.put(waits)
-
-
-def stored_row(row: tuple[Any, ...]) -> list[Any]:
-    """What the archive stores for a `fetches` row given in COLUMNS order."""
-    stored = stored_fetch(dict(zip(COLUMNS, row, strict=True)))
-    return [stored[name] for name in FETCH_STORED]
 
 
 def fetch_bytes(conn: sqlite3.Connection) -> int:
