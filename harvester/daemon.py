@@ -20,6 +20,9 @@
   second SIGTERM/SIGINT stops at once.
 - A heartbeat in the archive's `daemon` table (see `harvester.health`) lets
   `harvester status` tell a running daemon from a dead one.
+- The steps around the polls are a sync's (`harvester.run`): the outbox is sent after
+  each poll, and `run.upkeep` (integrity check, series metadata, compaction, statistics,
+  each at most daily) runs hourly.
 """
 
 from __future__ import annotations
@@ -41,14 +44,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
-from harvester import health, outbox
+from harvester import health, run
 from harvester.archive import consecutive_failures, open_archive
 from harvester.config import Config, HttpSettings, load_config
 from harvester.errors import ConfigError
 from harvester.fetch import FetchPolicy, make_client
 from harvester.logs import get_logger
 from harvester.site import url_hash  # the job id only: the archive keys feeds itself
-from harvester.sync import FeedTarget, maintain_quietly, poll_feed, utc_now
+from harvester.sync import FeedTarget, poll_feed, utc_now
 
 log = get_logger("harvester.daemon")
 
@@ -58,8 +61,8 @@ DEFAULT_GRACE_S = 10.0
 FIRST_POLL_GAP_S = 1.0  # the first polls after a start or a reload: one a second at most
 JITTER_SHARE = 0.25  # jitter is at most this share of a feed's interval
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-COMPACT_EVERY_S = 3600.0  # how often the daemon asks; the archive marker makes it daily
-COMPACT_FIRST_S = 300.0  # the first ask, once the first polls are done
+UPKEEP_EVERY_S = 3600.0  # how often the daemon asks; the archive markers make it daily
+UPKEEP_FIRST_S = 300.0  # the first ask, once the first polls are done
 
 
 class PollAbandonedError(Exception):
@@ -151,7 +154,7 @@ class Daemon:
             executors={
                 "default": ThreadPoolExecutor(workers),
                 "heartbeat": ThreadPoolExecutor(1),  # never starved by slow polls
-                "upkeep": ThreadPoolExecutor(1),  # compaction: never delays a heartbeat
+                "upkeep": ThreadPoolExecutor(1),  # never delays a heartbeat
             },
             job_defaults={"coalesce": True, "max_instances": 1},
         )
@@ -166,7 +169,6 @@ class Daemon:
             feeds=len(plans_for(self.config)),
             config=str(self.config.path) if self.config.path else None,
         )
-        self._register_notify_targets(self.config)
         self.scheduler.start()
         with self.lock:
             self._apply(plans_for(self.config))
@@ -179,12 +181,12 @@ class Daemon:
             executor="heartbeat",
         )
         self.scheduler.add_job(  # hourly; the steps themselves do their work at most daily
-            self._compact,
-            IntervalTrigger(seconds=COMPACT_EVERY_S, timezone=UTC),
-            id="compact",
-            name="compact",
+            self._upkeep,
+            IntervalTrigger(seconds=UPKEEP_EVERY_S, timezone=UTC),
+            id="upkeep",
+            name="upkeep",
             executor="upkeep",
-            next_run_time=datetime.now(UTC) + timedelta(seconds=COMPACT_FIRST_S),
+            next_run_time=datetime.now(UTC) + timedelta(seconds=UPKEEP_FIRST_S),
         )
         log.info(
             "daemon.started",
@@ -343,7 +345,7 @@ class Daemon:
         db: Database | None = None
         try:
             db = open_archive(config.archive_path)
-            outbox.send_pending(db, config, utc_now())
+            run.send(db, config, utc_now())
         except Exception as exc:  # logged; the polls go on
             log.exception("notify.send_crashed", error=str(exc))
         finally:
@@ -354,7 +356,7 @@ class Daemon:
         db: Database | None = None
         try:
             db = open_archive(config.archive_path)
-            outbox.register(db, config, utc_now())
+            run.prepare(db, config, utc_now())
         except Exception as exc:
             log.exception("notify.register_failed", error=str(exc))
         finally:
@@ -379,20 +381,14 @@ class Daemon:
         else:
             log.info("feed.recovered", feed=plan.name, next_poll_in_s=interval)
 
-    def _compact(self) -> None:
-        """Old unchanged polls into poll_days, in short batches, and the planner's statistics
-        (each at most daily); stops when the daemon does."""
+    def _upkeep(self) -> None:
+        """`run.upkeep` (its steps at most daily); stops when the daemon does."""
         if self.stopping.is_set():
             return
         try:
-            maintain_quietly(
-                self.config.archive_path,
-                utc_now(),
-                self.config.archive_keep_polls,
-                should_stop=self.stopping.is_set,
-            )
+            run.upkeep(self.config, utc_now(), should_stop=self.stopping.is_set)
         except Exception as exc:  # a bug: this thread must not die silently
-            log.error("daemon.compact_failed", error=str(exc))
+            log.error("daemon.upkeep_failed", error=str(exc))
 
     def _heartbeat(self) -> None:
         if not self.stopping.is_set():

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
 from harvester.archive import compact_polls
 from harvester.cli._app import App, archive_errors
-from harvester.sync import maintain_quietly
 
 
 @click.command()
@@ -26,8 +24,3 @@ def compact(app: App) -> None:
     with archive_errors():
         done = compact_polls(db, datetime.now(UTC), app.config.archive_keep_polls, force=True)
     app.say(f"{done.polls} unchanged polls before {done.before[:10]} compacted")
-
-
-def maintain_after_run(path: Path, keep_s: float, file_mode: int = 0o600) -> None:
-    """What a writing run does last: compaction and statistics, each at most once a day."""
-    maintain_quietly(path, datetime.now(UTC), keep_s, file_mode=file_mode)

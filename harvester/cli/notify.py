@@ -5,9 +5,8 @@ from __future__ import annotations
 import click
 from sqlite_utils import Database
 
-from harvester import outbox
+from harvester import outbox, run
 from harvester.cli._app import EXIT_FAILED, App, archive_errors, warn
-from harvester.errors import ArchiveError
 from harvester.logs import get_logger
 from harvester.sync import utc_now
 
@@ -61,24 +60,25 @@ def notify(app: App, test: bool, retry: bool) -> None:
 
 
 def register_targets(app: App, db: Database) -> None:
-    """Before a run's polls: which targets they queue notifications for (never fails the run)."""
-    try:
-        outbox.register(db, app.config, utc_now())
-    except ArchiveError as exc:
-        log.error("notify.register_failed", error=str(exc))
-        warn(f"notifications: cannot record the [[notify]] targets: {exc}")
+    """Before a run's polls (`run.prepare`): the integrity check when due (a damaged
+    archive fails the run) and which targets the polls queue notifications for (a problem
+    there is only a warning)."""
+    with archive_errors():
+        problem = run.prepare(db, app.config, utc_now())
+    if problem is not None:
+        warn(problem)
 
 
 def send_after_run(app: App, db: Database) -> None:
     """After a run's polls: deliver what they queued. Errors are logged, and a warning line
     says so; they never change the run's exit code."""
-    if not app.config.notify:
-        return
     try:
-        report = outbox.send_pending(db, app.config, utc_now())
+        report = run.send(db, app.config, utc_now())
     except Exception as exc:  # archiving is done and stays done, whatever happens here
         log.exception("notify.send_crashed", error=str(exc))
         warn(f"notifications not sent: {exc}; `harvester notify --retry` tries again")
+        return
+    if report is None:
         return
     if report.sent:
         app.say(f"notifications: {report.sent} sent")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 
 import click
 
 from harvester.archive import open_archive
-from harvester.cli._app import EXIT_LOCKED, App, Duration, UsageProblem, fail
+from harvester.cli._app import EXIT_LOCKED, App, Duration, UsageProblem, fail, warn
 from harvester.daemon import (
     DEFAULT_GRACE_S,
     DEFAULT_MAX_BACKOFF_S,
@@ -18,6 +19,7 @@ from harvester.daemon import (
 )
 from harvester.errors import ArchiveError, LockBusyError
 from harvester.lock import hold
+from harvester.run import prepare
 
 
 @click.command()
@@ -57,11 +59,15 @@ def run(app: App, workers: int, max_backoff: float, grace: float) -> None:
     if not plans_for(config):
         raise UsageProblem(f"no feeds to poll: add [[feeds]] to {config.path or 'a config file'}")
     try:
-        open_archive(
-            config.archive_path, file_mode=config.archive_file_mode
-        ).conn.close()  # create and migrate up front
+        db = open_archive(config.archive_path, file_mode=config.archive_file_mode)
+        try:  # create, migrate and check up front
+            problem = prepare(db, config, datetime.now(UTC))
+        finally:
+            db.conn.close()
     except ArchiveError as exc:
         fail(str(exc))
+    if problem is not None:
+        warn(problem)
     daemon = Daemon(
         config,
         config_path=app.config_path,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from harvester import ics
-from harvester.archive import FetchFacts, check_when_due, open_archive
+from harvester import ics, run
+from harvester.archive import FetchFacts, open_archive
 from harvester.cli._app import (
     EXIT_FAILED,
     EXIT_LOCKED,
@@ -23,7 +23,6 @@ from harvester.cli._app import (
     archive_errors,
     fail,
 )
-from harvester.cli.maintain import maintain_after_run
 from harvester.cli.notify import register_targets, send_after_run
 from harvester.config import Config
 from harvester.errors import LockBusyError
@@ -143,12 +142,8 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
 
 
 def _sync(app: App, targets: list[FeedTarget]) -> list[PollResult]:
-    from harvester.series import refresh_followed_series
-
     db = app.archive()
-    with archive_errors():  # a damaged archive is reported before any poll (once a day)
-        check_when_due(db, utc_now())
-    register_targets(app, db)
+    register_targets(app, db)  # a damaged archive is reported before any poll (once a day)
     db.conn.close()
     path = app.config.archive_path
     with archive_errors(), _progress(app, len(targets)) as advance:
@@ -158,9 +153,7 @@ def _sync(app: App, targets: list[FeedTarget]) -> list[PollResult]:
             targets,
             on_result=advance,
         )
-    db = app.archive()
-    refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
-    maintain_after_run(path, app.config.archive_keep_polls, app.config.archive_file_mode)
+    run.upkeep(app.config, utc_now())
     return results
 
 
@@ -236,9 +229,7 @@ def import_(
         facts = FetchFacts(started, utc_now(), bytes=len(body))
         with archive_errors():
             results.append(archive_body(db, target, body, facts, observed_at or facts.finished_at))
-    maintain_after_run(
-        app.config.archive_path, app.config.archive_keep_polls, app.config.archive_file_mode
-    )
+    run.upkeep(app.config, utc_now(), online=False)
     send_after_run(app, db)
     _report(app, results)
 

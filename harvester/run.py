@@ -1,0 +1,79 @@
+"""The steps of a run around its polls, defined once for `harvester sync`, `import` and
+the daemon.
+
+- `prepare`, before any poll: the archive's integrity check (when a day old: a damaged
+  archive is reported before a poll writes to it), then the notify targets the polls
+  queue notifications for.
+- the polls: `sync.sync_with_client` for a sync, one scheduled job per feed for the daemon.
+- `send`: the notification outbox, after the polls (a `sync --lock` sends after its lock).
+- `upkeep`, after the polls, each step at most daily and none failing the run: the
+  followed series' metadata, the compaction of old polls, the planner's statistics.
+
+A sync runs them once, in that order; the daemon prepares when it starts, sends after each
+poll and runs `upkeep` every hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlite_utils import Database
+
+from harvester import archive as store
+from harvester import outbox
+from harvester.config import Config
+from harvester.errors import ArchiveError
+from harvester.logs import get_logger
+from harvester.series import refresh_followed_series
+from harvester.sync import maintain_quietly
+
+log = get_logger("harvester.run")
+
+
+def prepare(db: Database, config: Config, now: datetime) -> str | None:
+    """Before the polls. Raises ArchiveError for a damaged archive; returns the problem
+    with the notify targets, if any (logged; it never fails the run)."""
+    store.check_when_due(db, now)
+    try:
+        outbox.register(db, config, now)
+    except ArchiveError as exc:
+        log.error("notify.register_failed", error=str(exc))
+        return f"notifications: cannot record the [[notify]] targets: {exc}"
+    return None
+
+
+def send(db: Database, config: Config, now: datetime) -> outbox.SendReport | None:
+    """The outbox after the polls; None when there are no targets."""
+    return outbox.send_pending(db, config, now) if config.notify else None
+
+
+def upkeep(
+    config: Config,
+    now: datetime,
+    *,
+    online: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    """After the polls: the integrity check (a daemon runs for months), the followed
+    series' metadata (unless not `online`: an import asks no server), then compaction and
+    statistics. Problems are only logged."""
+    try:
+        db = store.open_archive(config.archive_path, file_mode=config.archive_file_mode)
+        try:
+            store.check_when_due(db, now)
+            if online:
+                refresh_followed_series(db, config, now)
+        finally:
+            db.conn.close()
+    except ArchiveError as exc:
+        log.error("archive.upkeep_failed", error=str(exc))
+        return
+    if should_stop is None or not should_stop():
+        maintain_quietly(
+            config.archive_path,
+            now,
+            config.archive_keep_polls,
+            file_mode=config.archive_file_mode,
+            should_stop=should_stop,
+        )
