@@ -458,7 +458,7 @@ def load_state(
 ) -> ArchiveState:
     """Everything the diff needs, read inside the poll's transaction.
 
-    Known talks (unparsed, see fastpath.py) are only checked: still active with the same
+    Known talks (unparsed, see parse.py) are only checked: still active with the same
     fingerprint, else StaleKnowledgeError (the caller then takes the full parse).
     """
     known = list(known)

@@ -1,8 +1,8 @@
 """The iCalendar lexer: content lines, folds, components, DTSTAMP and fingerprints (bytes).
 
 Every rule about how an .ics body is cut into lines and components lives here, so that the
-full parse (parse.py) and the fast path (fastpath.py) cut a body the same way. It reads no
-property but what the fast path needs (UID, DTSTAMP): icalendar is the one parser.
+full parse and the fast path (parse.py) cut a body the same way. It reads no property but
+what the fast path needs (UID, DTSTAMP: `scan`): icalendar is the one parser.
 
 - **unfolding** (RFC 5545 §3.1) happens on bytes, before decoding: a fold may split a
   multi-byte UTF-8 character. `unfold` is the rule icalendar applies; `fingerprint_lines`
@@ -366,3 +366,88 @@ def uids(body: bytes) -> list[str]:
                 found.append(line.partition(b":")[2].decode("utf-8", "replace").strip())
                 break
     return found
+
+
+# --- the blocks of a body, as the fast path sees them ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One VEVENT of the body as the scan sees it."""
+
+    start: int
+    end: int  # text[start:end] is the block `split_vevents` gives
+    fingerprint: str
+    uid: str | None  # None when only icalendar can tell (then the block is parsed)
+    dtstamp: str | None
+
+
+def scan(text: bytes) -> list[Block] | None:
+    """The VEVENT blocks of `text` with fingerprint, UID and DTSTAMP; None when in doubt.
+
+    Two views of the body must agree: its raw component lines (where `split_vevents`
+    cuts, all of them plain) and its unfolded lines (what icalendar reads).
+    """
+    spans = plain_vevent_spans(text)
+    if spans is None:
+        return None
+    stamps_seen: dict[bytes, str | None] = {}
+    blocks: list[Block] = []
+    for start, end in spans:
+        block = _scan_block(text[start:end], start, end, stamps_seen)
+        if block is None:
+            return None
+        blocks.append(block)
+    if not only_calendar_components(cut(text, spans)):
+        return None
+    return blocks
+
+
+def _scan_block(
+    raw: bytes, start: int, end: int, stamps_seen: dict[bytes, str | None]
+) -> Block | None:
+    lines = unfolded_lines(raw)
+    if lines is None:
+        return None
+    kept = []
+    uid: str | None = None
+    uids = stamps = 0
+    dtstamp = None
+    last = len(lines) - 1
+    for index, line in enumerate(lines):
+        if line.startswith(_PLAIN_NAMES):
+            kept.append(line)
+            continue
+        if not line.strip():
+            continue
+        if is_dtstamp_name(line):
+            stamps += 1
+            if line not in stamps_seen:  # one download usually stamps all alike
+                stamps_seen[line] = plain_dtstamp(line)
+            dtstamp = stamps_seen[line]
+        elif property_name(line) == b"UID":
+            uids += 1
+            uid = _plain_uid(line)
+        elif is_component_line(line) and 0 < index < last:
+            return None  # a nested component, or one hidden by folding
+        if not is_dtstamp(line):  # exactly what `fingerprint_block` keeps
+            kept.append(line)
+    fingerprint = fingerprint_of(kept)
+    sure = uids == 1 and (stamps == 0 or (stamps == 1 and dtstamp is not None))
+    return Block(start, end, fingerprint, uid if sure else None, dtstamp)
+
+
+# Lines whose property name is surely none of UID, DTSTAMP, BEGIN, END: kept as they are.
+_PLAIN_NAMES = (b"SUMMARY", b"DTSTART", b"DTEND", b"DESCRIPTION", b"LOCATION", b"URL", b"X-")
+
+
+def _plain_uid(line: bytes) -> str | None:
+    """The UID as the parse gives it, for a line without parameters or escapes."""
+    colon = line.find(b":")
+    if colon != 3 or b"\\" in line:
+        return None
+    try:
+        uid = clean_text(line[4:].decode("utf-8")).strip()
+    except UnicodeDecodeError:
+        return None
+    return uid or None

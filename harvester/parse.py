@@ -1,8 +1,30 @@
-"""Parse stage: an iCalendar body → talk records (pure, no I/O).
+"""Parse stage: an iCalendar body → talk records (pure, no I/O). icalendar is the one parser.
 
 researchseminars.org puts the speakers in SUMMARY and everything else (title, talk page,
 series name, livestream, room, abstract, comments) in DESCRIPTION; other calendars still
 archive, with the title taken from SUMMARY.
+
+**The fast path** (`parse_body`). researchseminars.org rewrites DTSTAMP on every download
+and sends no validators, so every poll brings a body whose bytes differ from the last one.
+Two levels find what did not change, and icalendar reads only what did:
+
+1. **The body.** `ics.body_fingerprint` hashes the body with its DTSTAMP line masked
+   wherever it occurs (a few ms for 2 MB; the site stamps every event of a download
+   alike). Equal to the last successful poll's, and the archive still as that poll left
+   it, the poll is `unchanged` with no parse at all (the sync asks the archive first).
+2. **The events.** Otherwise `parse_fast` splits the body into its VEVENT blocks
+   (`ics.scan`: where `ics.split_vevents` cuts, each block fingerprinted without its
+   DTSTAMP, folding, line endings and blank lines, and its UID and DTSTAMP read from its
+   unfolded lines). A block whose UID and fingerprint the archive has (active) is a
+   `KnownTalk`; icalendar parses only the others, a few hundred at a time, in the
+   calendar around them. A body that differs from the last only in folding or line
+   endings costs no event parse either.
+
+The result is exactly what `parse_feed` and the diff would make of the body. Whenever that
+is not certain, the body takes the full parse (`parse_feed`) instead: any component other
+than VCALENDAR and VEVENT, a BEGIN/END line that is not plain (lower case, trailing blanks,
+folded or hidden by folding), invalid UTF-8, stray CRs, a UID seen twice, or an icalendar
+result that does not line up with the blocks.
 """
 
 from __future__ import annotations
@@ -11,7 +33,7 @@ import html
 import itertools
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,8 +54,9 @@ class ParsedFeed:
     talks: list[TalkRecord]
     warnings: list[str] = field(default_factory=list)
     events: int = 0  # VEVENTs in the body, including skipped ones
-    # The fast path's events that the archive already has, unparsed (see fastpath.py).
+    # The fast path's events that the archive already has, unparsed (`parse_fast`).
     known: list[KnownTalk] = field(default_factory=list)
+    skimmed: bool = False  # by the fast path: `talks` are only the events the archive lacks
 
 
 # --- the whole body ----------------------------------------------------------------------
@@ -199,6 +222,79 @@ def records_in_order(events: Iterable[Event], warnings: list[str]) -> list[TalkR
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+# --- the fast path ----------------------------------------------------------------------
+
+Lookup = Callable[[list[str]], Mapping[str, str]]
+"""UIDs → the fingerprints the archive holds for those of them that are active."""
+
+
+def parse_fast(text: bytes, lookup: Lookup) -> ParsedFeed | None:
+    """`parse_feed` for a body after `check_calendar_bytes`, parsing only unknown events.
+
+    None when the body must take the full parse instead (see the module's doc).
+    """
+    blocks = ics.scan(text)
+    if blocks is None:
+        return None
+    uids = [b.uid for b in blocks if b.uid is not None]
+    if len(set(uids)) != len(uids):
+        return None  # duplicate UIDs: the full parse decides which one wins
+    archived = lookup(uids)
+    known = [b for b in blocks if _is_in(b, archived)]
+    unknown = [(i, b) for i, b in enumerate(blocks, start=1) if not _is_in(b, archived)]
+    # Known blocks are valid UTF-8 once unfolded: their fingerprints came from parsed
+    # text. Anything else takes the full parse, which replaces it with a warning.
+    spans = [(b.start, b.end) for b in blocks]
+    if not ics.unfolds_to_utf8(ics.cut(text, [(b.start, b.end) for b in known])):
+        return None
+    parsed = _parse_unknown(text, ics.cut(text, spans), unknown)
+    if parsed is None:
+        return None
+    records, warnings = parsed
+    present = [r.uid for r in records] + [b.uid for b in known if b.uid is not None]
+    if len(set(present)) != len(present):
+        return None  # a parsed event repeats a UID: the full parse decides which one wins
+    return ParsedFeed(
+        talks=records,
+        warnings=warnings,
+        events=len(blocks),
+        known=[KnownTalk(b.uid, b.fingerprint, b.dtstamp) for b in known if b.uid],
+        skimmed=True,
+    )
+
+
+def _parse_unknown(
+    text: bytes, context: bytes, unknown: list[tuple[int, ics.Block]]
+) -> tuple[list[TalkRecord], list[str]] | None:
+    """icalendar's records of the unknown blocks in body order, read in the calendar
+    `context` around them; None when icalendar does not see exactly those blocks.
+
+    With no unknown block, icalendar still reads the calendar's own lines.
+    """
+    fingerprints = {position: block.fingerprint for position, block in unknown}
+    items = ((position, text[block.start : block.end]) for position, block in unknown)
+    warnings: list[str] = []
+    records = []
+    try:
+        for event, raw, position in read_events(context, items):
+            record = talk_from_event(event, raw, position, warnings, fingerprints[position])
+            if record is not None:
+                records.append(record)
+    except MisreadError:
+        return None
+    return records, warnings
+
+
+def _is_in(block: ics.Block, archived: Mapping[str, str]) -> bool:
+    return block.uid is not None and archived.get(block.uid) == block.fingerprint
+
+
+def parse_body(text: bytes, lookup: Lookup) -> ParsedFeed:
+    """The fast path's reading of a body after `check_calendar_bytes`, or the full parse
+    when the fast path is not certain of it."""
+    return parse_fast(text, lookup) or parse_feed(text)
 
 
 # --- one event ---------------------------------------------------------------------------

@@ -24,11 +24,10 @@ from harvester.config import HttpSettings, ScheduleSettings
 from harvester.diff import Changes, diff
 from harvester.diff import gone as feed_gone
 from harvester.errors import ArchiveError, FetchError, ParseError, StaleKnowledgeError
-from harvester.fastpath import parse_fast
 from harvester.ics import BodyPrint, body_fingerprint, stamps_uniform
 from harvester.logs import get_logger
 from harvester.model import masked
-from harvester.parse import ParsedFeed, check_calendar_bytes, parse_feed
+from harvester.parse import ParsedFeed, check_calendar_bytes, parse_body, parse_feed
 from harvester.redact import redact
 from harvester.site import FeedKind
 
@@ -127,7 +126,7 @@ def archive_body(
 ) -> PollResult:
     """Parse a body and, in one transaction, diff it against the archive and store it.
 
-    Unchanged work is skipped (see fastpath.py): a body that is the last one again is
+    Unchanged work is skipped (see parse.py): a body that is the last one again is
     archived without a parse, and otherwise only events the archive lacks are parsed.
     """
     t0 = time.monotonic() if t0 is None else t0
@@ -159,20 +158,15 @@ def archive_body(
             )
             return _logged(result, t0)
     try:
-        parsed = None
-        texts: store.PreparedTexts = {}
-        if fast:
-            lookup = partial(store.active_fingerprints, db)
-            fast_parsed = parse_fast(text, lookup)
-            parsed = None if fast_parsed is None else _masked(fast_parsed)
-        if parsed is not None:  # its talks are those the archive lacks: all to be written
-            texts = store.prepare_texts(parsed.talks)
-        parsed = parsed or _masked(parse_feed(body))
+        lookup = partial(store.active_fingerprints, db)
+        parsed = _masked(parse_body(text, lookup) if fast else parse_feed(text))
+        # After the fast path, its talks are those the archive lacks: all to be written.
+        texts = store.prepare_texts(parsed.talks) if parsed.skimmed else {}
         store_it = partial(_store, db, target, facts, observed_at, text=text, texts=texts)
         try:
             outcome, changes = store_it(parsed, body_print)
         except StaleKnowledgeError:  # another poll changed one of the known talks meanwhile
-            parsed = _masked(parse_feed(body))  # outside the write lock; nothing was written
+            parsed = _masked(parse_feed(text))  # outside the write lock; nothing was written
             outcome, changes = store_it(parsed, body_print)
     except ParseError as exc:
         return _failed(db, target, facts, str(exc), t0)

@@ -112,7 +112,7 @@ def initial(db: Database) -> None:
 
 @migrations(name="0002_fast_path")
 def fast_path(db: Database) -> None:
-    """What the fast path compares a poll with (see harvester/fastpath.py).
+    """What the fast path compares a poll with (see harvester/parse.py).
 
     `feeds.body_fingerprint`: the last successful body without its DTSTAMP values (NULL when
     that body cannot vouch for the next one). `feed_talks.fingerprint`: the fingerprint of
