@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
+import yaml
+from click.testing import CliRunner
 
 from harvester import config as config_module
 from harvester.archive import open_archive
 from harvester.cli import cli
+from harvester.config import parse_config
+from harvester.errors import ConfigError
 from tests.conftest import ROOT
 
 DOCS = ROOT / "docs"
@@ -93,6 +99,38 @@ def test_every_command_and_option_is_in_docs_cli() -> None:
     assert not missing, missing
     stale = set(n for n in documented if n.startswith("harvester")) - {p for p, _, _ in walked}
     assert not stale, f"docs/cli.md documents commands the app does not have: {stale}"
+
+
+def example_invocations(markdown: str) -> list[list[str]]:
+    """The arguments of each `harvester ...` call in the shell examples of `markdown`, up
+    to a pipe, a redirection or the next command."""
+    calls = []
+    for block in re.findall(r"```sh\n(.*?)\n```", markdown, re.DOTALL):
+        for line in block.splitlines():
+            words = shlex.split(line.split("#", 1)[0].replace("$(", " ").replace(")", " "))
+            while words:
+                if words[0] in ("harvester", ".venv/bin/harvester"):
+                    end = next(
+                        (i for i, w in enumerate(words) if w in ("|", "||", "&&", ">", ";")),
+                        len(words),
+                    )
+                    calls.append(words[1:end])
+                    words = words[end:]
+                words = words[1:]
+    return calls
+
+
+def test_the_examples_of_docs_cli_use_real_commands_and_options() -> None:
+    """Each example is parsed by the app (then `--help` stops it before it runs): a renamed
+    command or option leaves no stale example behind."""
+    calls = example_invocations((DOCS / "cli.md").read_text(encoding="utf-8"))
+    assert len(calls) > 25
+    wrong = []
+    for args in calls:
+        done = CliRunner().invoke(cli, [*args, "--help"])
+        if done.exit_code != 0 or not done.output.startswith("Usage:"):
+            wrong.append((args, done.output[-300:]))
+    assert not wrong, wrong
 
 
 # --- docs/config.md ---------------------------------------------------------------------
@@ -173,6 +211,27 @@ def test_every_config_key_the_loader_accepts_is_in_docs_config(
     assert not missing, missing
 
 
+def toml_examples() -> list[tuple[str, str]]:
+    pages = [ROOT / "README.md", DOCS / "config.md", DOCS / "running.md"]
+    return [
+        (page.name, block)
+        for page in pages
+        for block in re.findall(r"```toml\n(.*?)\n```", page.read_text(encoding="utf-8"), re.S)
+    ]
+
+
+def test_every_config_example_in_the_docs_loads(tmp_path: Path) -> None:
+    examples = toml_examples()
+    assert len(examples) >= 10
+    refused = []
+    for page, block in examples:
+        try:
+            parse_config(tomllib.loads(block), tmp_path / "harvester.toml")
+        except (ConfigError, tomllib.TOMLDecodeError) as exc:
+            refused.append((page, block[:60], str(exc)))
+    assert not refused, refused
+
+
 def test_docs_config_documents_no_key_the_loader_refuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,3 +294,13 @@ def test_every_table_view_and_column_of_the_archive_is_in_docs_schema(tmp_path: 
     stale = {h for h in documented if not set(h.split(" and ")) <= set(objects)}
     assert not stale, f"docs/schema.md describes objects a new archive lacks: {stale}"
     assert kept_aside <= set(objects), kept_aside - set(objects)
+
+
+def test_every_canned_query_of_the_metadata_is_named_in_docs_schema() -> None:
+    metadata = yaml.safe_load(
+        (ROOT / "harvester" / "datasette" / "metadata.yml").read_text(encoding="utf-8")
+    )
+    queries = metadata["databases"]["archive"]["queries"]
+    schema = (DOCS / "schema.md").read_text(encoding="utf-8")
+    assert queries
+    assert [q for q in queries if not in_backticks(q, schema)] == []
