@@ -30,12 +30,10 @@ def section(readme: str, heading: str) -> str:
 
 
 def test_every_way_the_readme_reads_the_archive_works(tmp_path: Path) -> None:
-    """The commands of "Read the archive with anything", run as given from a checkout whose
+    """The commands of "Reading the archive", run as given from a checkout whose
     `data/archive.db` the real CLI made (Datasette answers one request, `--get`, and exits)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    (block,) = re.findall(
-        r"```sh\n(.*?)\n```", section(readme, "Read the archive with anything"), re.DOTALL
-    )
+    (block,) = re.findall(r"```sh\n(.*?)\n```", section(readme, "Reading the archive"), re.DOTALL)
     commands = block.splitlines()
     assert [c.split()[0] for c in commands] == [
         "sqlite3",
@@ -98,3 +96,45 @@ def test_the_offline_example_with_the_shipped_config_prints_the_abstract_exactly
     assert abstract in outputs[1].replace("\r\n", "\n")  # the CSV
     assert outputs[2].startswith("PhysicsMeetsML/1: Natural Graph Networks")
     assert "…" not in "".join(outputs)
+
+
+def test_the_readme_stays_short_and_has_its_sections() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    headings = re.findall(r"^#+ (.+)$", readme, re.MULTILINE)
+    for heading in (
+        "Quick start",
+        "A background daemon",
+        "Cron: a one-off `sync`",
+        "Querying the archive with Datasette",
+        "Configuration",
+        "Notifications",  # config/harvester.toml points there
+        "Reading the archive",
+        "Architecture",
+        "Documentation",
+    ):
+        assert heading in headings, heading
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_between_the_docs_reaches_a_file_and_heading() -> None:
+    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, fragment = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.name}: {target}")
+            elif fragment and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), re.M)
+                if fragment not in {anchor(h) for h in headings}:
+                    broken.append(f"{page.name}: {target}")
+    assert not broken, broken
