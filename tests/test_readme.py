@@ -62,7 +62,7 @@ def test_every_way_the_readme_reads_the_archive_works(tmp_path: Path) -> None:
         assert outputs.pop(0).startswith("ok\nPhysicsMeetsML/")
     rows, counts, raw, page = outputs
     assert json.loads(rows.splitlines()[0])["uid"].startswith("PhysicsMeetsML/")
-    assert re.search(r"new\s+\d+", counts)
+    assert re.search(r"\('new', \d+\)", counts)
     assert raw.startswith("BEGIN:VEVENT") and "UID:PhysicsMeetsML/" in raw
     assert json.loads(page)["rows"]
 
