@@ -176,3 +176,18 @@ def test_history_prints_times_as_people_read_them_and_json_keeps_iso(
     assert "+00:00" not in shown
     versions = json.loads(h("history", "AlgGeom/2", "--json").output)
     assert versions[0]["observed_at"].endswith("+00:00")
+
+
+def test_compact_counts_one_poll_as_one_poll_and_says_the_day_as_people_read_it(
+    workdir: Path, site: Site
+) -> None:
+    h = Harvester(write_config(workdir, [site.feed_url("AlgGeom")]))
+    for _ in range(3):  # changed, unchanged, unchanged: the latest poll always stays
+        assert h("sync").exit_code == 0
+    with sqlite3.connect(h.db_path) as conn:  # every poll 60 days ago: past keep_polls (30d)
+        conn.execute("UPDATE fetches SET started_unix = started_unix - ?", [60 * 86400])
+    conn.close()
+    said = h("compact").output.splitlines()[-1]
+    assert re.fullmatch(
+        r"1 unchanged poll before \w{3} \d{1,2} \w{3} \d{4}, 00:00 UTC compacted", said
+    )

@@ -9,6 +9,7 @@ import click
 
 from harvester.archive import compact_polls
 from harvester.cli._app import App, archive_errors
+from harvester.humane import counted, human_time
 from harvester.sync import maintain_quietly
 
 
@@ -25,7 +26,7 @@ def compact(app: App) -> None:
     db = app.archive()
     with archive_errors():
         done = compact_polls(db, datetime.now(UTC), app.config.archive_keep_polls, force=True)
-    app.say(f"{done.polls} unchanged polls before {done.before[:10]} compacted")
+    app.say(f"{counted(done.polls, 'unchanged poll')} before {human_time(done.before)} compacted")
 
 
 def maintain_after_run(path: Path, keep_s: float, file_mode: int = 0o600) -> None:
