@@ -158,8 +158,10 @@ def export(app: App, as_of: datetime | None, fmt: str, output: Path | None) -> N
 )
 @click.pass_obj
 def status(app: App, as_json: bool, check: bool) -> None:
-    """A table of the feeds: last outcome, last poll, last success, talks, the last poll's
-    changes, and problems (consecutive failures, STALE).
+    """A table of the feeds: last outcome, last poll, last success, talks, changes, problems.
+
+    CHANGES counts what the feed's last poll changed; PROBLEMS says its consecutive
+    failures and whether it is STALE.
 
     A configured feed is STALE when its last success is older than 3 of its intervals.
     The first line tells whether the daemon (`harvester run`) is running, by its heartbeat.
