@@ -249,6 +249,21 @@ def test_list_shows_every_feed_with_personal_tokens_masked(h: Harvester, api: Ap
     assert token not in h("feeds", "list").output
 
 
+def test_list_lines_up_its_columns_as_shown_with_a_secret_masked(h: Harvester) -> None:
+    secret = "Pw0rdSecret99xyz"
+    pasted = f"https://me:{secret}@x.org/feed"  # a URL pasted into a name: masked
+    h.config.write_text(
+        h.config.read_text().replace('name = "alg"', f'name = "{pasted}"'), encoding="utf-8"
+    )
+    assert h("feeds", "add", "--no-check", "NumThy").exit_code == 0
+    shown = h("feeds", "list").stdout
+    assert secret not in shown and "https://me:…@x.org/feed  enabled" in shown
+    # Measured as shown (masked), not as the config has it.
+    assert [line.index("  enabled  ") for line in shown.splitlines()] == [
+        len("https://me:…@x.org/feed")
+    ] * 2, shown
+
+
 def test_add_creates_a_missing_config(workdir: Path, api: Api) -> None:
     path = workdir / "new" / "harvester.toml"
     h = Harvester(path)

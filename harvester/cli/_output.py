@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import click
 
-from harvester.redact import redact
+from harvester.redact import escape_controls, redact
 
 
 class _RedactingText:
@@ -84,7 +84,9 @@ def redacted_click_errors() -> Iterator[None]:
 def aligned(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> list[str]:
     """The rows as lines whose columns line up: two spaces between columns, each as wide
     as its widest cell on screen, the columns in `right` (numbers) aligned to the right,
-    no trailing spaces. The cells must be terminal-safe already (`escape_controls`)."""
+    no trailing spaces. Each cell is measured as it will show: masked (a secret is shorter
+    than its mask's input) and with its control characters escaped."""
+    rows = [[escape_controls(redact(cell)) for cell in row] for row in rows]
     widths = [max(map(_screen_width, column)) for column in zip(*rows, strict=True)]
     lines = []
     for row in rows:

@@ -26,7 +26,6 @@ from harvester.config import (
 from harvester.config_edit import ConfigFile, canonical_feed_url, series_feed_url
 from harvester.errors import ApiError, ArchiveError, ConfigEditError, ConfigError
 from harvester.fetch import make_client
-from harvester.redact import escape_controls
 from harvester.series import store_series
 from harvester.site import default_feed_name, series_shortname
 from harvester.site_api import SeriesInfo, SiteApi, Topic, select_series
@@ -308,12 +307,7 @@ def list_feeds(app: App, as_json: bool) -> None:
         click.echo(f"no feeds in {path}: add one with `harvester feeds add SHORTNAME`")
         return
     table = [
-        [
-            escape_controls(f.name),
-            "enabled" if f.enabled else "disabled",
-            escape_controls(f.url),
-            escape_controls(f"({name})" if name else ""),
-        ]
+        [f.name, "enabled" if f.enabled else "disabled", f.url, f"({name})" if name else ""]
         for f, name in zip(config.feeds, series, strict=True)
     ]
     for line in aligned(table):

@@ -210,7 +210,7 @@ def _status_table(feeds: list[dict[str, Any]], now: datetime) -> list[str]:
     """The feeds as a table under a header; a column empty for every feed is left out."""
     rows = [_status_row(feed, now) for feed in feeds]
     kept = [i for i in range(len(STATUS_HEADER)) if i < 5 or any(row[i] for row in rows)]
-    table = [[escape_controls(row[i]) for i in kept] for row in [list(STATUS_HEADER), *rows]]
+    table = [[row[i] for i in kept] for row in [list(STATUS_HEADER), *rows]]
     return aligned(table, right=frozenset({kept.index(4)}))
 
 
