@@ -126,12 +126,26 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 class AddressRefusedError(Exception):
-    """The policy refused where a connection would go (raised by `PinnedBackend`)."""
+    """The policy refused where a connection would go (raised by `PinnedBackend`).
 
-    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+    `unresolved`: the host name did not resolve (see `UnresolvedHostError`).
+    """
+
+    def __init__(self, reason: str, *, retryable: bool = False, unresolved: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        self.unresolved = unresolved
+
+    def as_fetch_error(self, url: str) -> FetchError:
+        error = UnresolvedHostError if self.unresolved else FetchError
+        return error(url, self.reason, retryable=self.retryable)
+
+
+class UnresolvedHostError(FetchError):
+    """The feed's host name did not resolve. A network failure like any other (retryable:
+    the next poll tries again), but one the next seconds do not cure: offline, or a name
+    that does not exist, so `fetch` does not retry it within the poll."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +180,7 @@ class UrlPolicy:
         try:
             self.connect_addresses(host)
         except AddressRefusedError as exc:
-            raise FetchError(url, exc.reason, retryable=exc.retryable) from None
+            raise exc.as_fetch_error(url) from None
 
     def check_target(self, url: str) -> httpx.URL:
         """Everything but the DNS lookup: parse, scheme, allowed hosts, an IP literal host."""
@@ -221,10 +235,14 @@ class UrlPolicy:
         except (OSError, UnicodeError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             # As a failed lookup by httpx itself would be: a network error, worth a retry.
-            raise AddressRefusedError(f"cannot resolve {host}: {reason}", retryable=True) from None
+            raise _unresolved(f"cannot resolve {host}: {reason}") from None
         if not found:
-            raise AddressRefusedError(f"cannot resolve {host}: no addresses", retryable=True)
+            raise _unresolved(f"cannot resolve {host}: no addresses")
         return found
+
+
+def _unresolved(reason: str) -> AddressRefusedError:
+    return AddressRefusedError(reason, retryable=True, unresolved=True)
 
 
 def _ip_literal(host: str) -> IPAddress | None:
@@ -338,8 +356,7 @@ class GuardedTransport(httpx.BaseTransport):
         except FetchError as exc:
             raise UrlRefusedError(exc, url, request=request) from None
         except AddressRefusedError as exc:
-            error = FetchError(url, exc.reason, retryable=exc.retryable)
-            raise UrlRefusedError(error, url, request=request) from None
+            raise UrlRefusedError(exc.as_fetch_error(url), url, request=request) from None
 
     def close(self) -> None:
         self.inner.close()

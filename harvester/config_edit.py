@@ -103,10 +103,7 @@ class ConfigFile:
         except tomlkit.exceptions.TOMLKitError as exc:
             raise ConfigEditError(f"{path}: not valid TOML: {exc}") from None
         if tomlkit.dumps(self.doc) != text:
-            raise ConfigEditError(
-                f"{path}: this file's layout cannot be edited without changing other lines"
-                " (are its [[feeds]] entries split by other tables?); edit it by hand"
-            )
+            raise ConfigEditError(f"{path}: {_why_not_editable(text)}")
 
     @classmethod
     def open(cls, path: Path, base_url: str, *, create: bool = False) -> ConfigFile:
@@ -355,6 +352,39 @@ class ConfigFile:
             return
         self.validate()
         _atomic_write(self.path, self.text)
+
+
+# A table header line, `[name]` or `[[name]]`, alone on its line but for a comment.
+_HEADER = re.compile(r"^[ \t]*(\[\[?[^\]\n]+\]\]?)[ \t]*(#.*)?$")
+
+
+def _why_not_editable(text: str) -> str:
+    """Why tomlkit cannot give the file back line for line, and what to do about it.
+
+    The one known cause: `[[feeds]]` entries with another table between them. tomlkit
+    keeps an array of tables in one place, so saving would move lines the user wrote
+    (the file itself is valid: sync and run read it as it is).
+    """
+    headers = []  # (line number, first key, the header as written)
+    for number, line in enumerate(text.splitlines(), 1):
+        if match := _HEADER.match(line):
+            written = match.group(1)
+            key = written.strip("[]").split(".")[0].strip().strip("\"'")
+            headers.append((number, key, written))
+    feeds = [number for number, key, _ in headers if key == "feeds"]
+    for number, key, written in headers:
+        if key == "feeds" or not feeds or number < feeds[0]:
+            continue
+        later = next((line for line in feeds if line > number), None)
+        if later is not None:
+            return (
+                f"cannot edit: {written} at line {number} splits the [[feeds]] entries, and"
+                " saving would move lines you wrote (sync and run read the file as it is);"
+                f" put every [[feeds]] entry together (move the one at line {later}, and any"
+                f" after it, above line {number}), then run the command again, or edit the"
+                " file by hand"
+            )
+    return "this file's layout cannot be edited without changing other lines; edit it by hand"
 
 
 def _split_trailing(container: Container) -> list[Item]:

@@ -3,7 +3,7 @@
 - conditional requests (If-None-Match / If-Modified-Since; 304 is `not_modified`);
 - retries of connect errors, timeouts, 429 and 5xx with exponential backoff and jitter,
   honouring Retry-After (seconds or HTTP-date), within a time budget per poll
-  (tenacity); any other 4xx fails at once;
+  (tenacity); any other 4xx fails at once, and so does a host name that does not resolve;
 - at most N requests in flight per host and a minimum gap between them (`HostLimiter`);
 - redirects followed hop by hop, each hop counted against the host limits; a hop the URL
   policy refuses fails the poll with "redirected to <target>: <why>";
@@ -40,6 +40,7 @@ from harvester._http import (
     URL_ERRORS,
     GuardedTransport,
     HostLimiter,
+    UnresolvedHostError,
     UrlCheck,
     UrlPolicy,
     UrlRefusedError,
@@ -188,7 +189,7 @@ def fetch(
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(policy.retries + 1) | _OutOfTime(policy.clock, deadline),
         wait=_Wait(policy),
-        retry=tenacity.retry_if_exception(lambda exc: getattr(exc, "retryable", False)),
+        retry=tenacity.retry_if_exception(_worth_retrying),
         sleep=policy.sleep,
         before_sleep=lambda state: _log_retry(url, state),
         reraise=True,
@@ -201,6 +202,12 @@ def fetch(
                 result = _attempt(client, url, max_bytes, headers, policy, deadline)
                 return dataclasses.replace(result, attempts=attempts)
     raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """A retryable failure, unless the host name did not resolve: a name that does not
+    resolve now will not in the next seconds either (offline, or no such name)."""
+    return getattr(exc, "retryable", False) and not isinstance(exc, UnresolvedHostError)
 
 
 class _OutOfTime(tenacity.stop.stop_base):
@@ -300,7 +307,7 @@ def _refused(url: str, exc: UrlRefusedError, hop: int) -> FetchError:
     error = exc.error
     if hop == 0:
         return error
-    return FetchError(
+    return type(error)(
         url, f"redirected to {exc.url}: {error.reason}", error.status, retryable=error.retryable
     )
 

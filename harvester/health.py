@@ -24,6 +24,7 @@ from harvester import __version__
 from harvester import archive as store
 from harvester.archive import now_iso
 from harvester.config import Config
+from harvester.humane import counted, human_time
 
 STALE_AFTER = 3  # intervals (feeds) or heartbeats (the daemon)
 HEARTBEAT_EVERY_S = 30.0
@@ -132,11 +133,14 @@ def daemon_status(db: Database, now: datetime) -> DaemonStatus | None:
     heartbeat_at, every, stopped_at = row["heartbeat_at"], row["heartbeat_every"], row["stopped_at"]
     age = _age(heartbeat_at, now) or 0.0
     if stopped_at:
-        return DaemonStatus("stopped", f"daemon: stopped at {stopped_at} (pid {pid} on {host})")
+        return DaemonStatus(
+            "stopped", f"daemon: stopped at {human_time(stopped_at)} (pid {pid} on {host})"
+        )
     if age > STALE_AFTER * (every or HEARTBEAT_EVERY_S):
         return DaemonStatus(
             "dead",
-            f"daemon: NOT RUNNING: last heartbeat {human_duration(age)} ago ({heartbeat_at},"
+            f"daemon: NOT RUNNING: last heartbeat {human_duration(age)} ago"
+            f" ({human_time(heartbeat_at)},"
             f" pid {pid} on {host}) and no clean stop",
         )
     if host == socket.gethostname() and not _alive(pid):  # killed: no need to wait for a beat
@@ -145,7 +149,7 @@ def daemon_status(db: Database, now: datetime) -> DaemonStatus | None:
         )
     return DaemonStatus(
         "running",
-        f"daemon: running (pid {pid} on {host} since {started_at},"
+        f"daemon: running (pid {pid} on {host} since {human_time(started_at)},"
         f" heartbeat {human_duration(age)} ago)",
     )
 
@@ -168,13 +172,14 @@ def check(feeds: list[dict[str, Any]], daemon: DaemonStatus | None) -> tuple[int
         problems.append(
             "STALE: "
             + ", ".join(
-                f"{f['name']} (last success {f['last_success_at'] or 'never'})" for f in stale
+                f"{f['name']} (last success {human_time(f['last_success_at'], missing='never')})"
+                for f in stale
             )
         )
     if daemon is not None and daemon.state == "dead":
         problems.append("DAEMON " + daemon.text.removeprefix("daemon: "))
     if not problems:
         judged = sum(1 for f in feeds if f["configured"])
-        summary = f"OK: {judged} feed{'' if judged == 1 else 's'} healthy"
+        summary = f"OK: {counted(judged, 'feed')} healthy"
         return CHECK_OK, summary + (f"; {daemon.text}" if daemon else "")
     return (CHECK_FAILING if failing else CHECK_STALE), "; ".join(problems)

@@ -25,7 +25,6 @@ from harvester import outbox
 from harvester.config import Config
 from harvester.errors import ArchiveError
 from harvester.logs import get_logger
-from harvester.series import refresh_followed_series
 from harvester.sync import maintain_quietly
 
 log = get_logger("harvester.run")
@@ -63,6 +62,8 @@ def upkeep(
         try:
             store.check_when_due(db, now)
             if online:
+                from harvester.series import refresh_followed_series  # httpx: not for import
+
                 refresh_followed_series(db, config, now)
         finally:
             db.conn.close()

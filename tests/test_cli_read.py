@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
+import unicodedata
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ import sqlite_utils
 
 from tests.conftest import SAMPLE, Harvester, write_config
 from tests.rows import talk_row
-from tests.sitesim import Site
+from tests.sitesim import Site, serve
 
 
 def sample_harvester(workdir: Path) -> Harvester:
@@ -148,9 +151,19 @@ def test_status_lines_and_exit_code(harvester: Harvester, site: Site) -> None:
     harvester("sync")
     result = harvester("status")
     assert result.exit_code == 0
-    lines = sorted(result.output.splitlines())
-    assert lines[0].startswith("AlgGeom  changed  last poll ")
-    assert "3 talks  (3 new)" in lines[0]
+    header, *rows = result.output.splitlines()
+    # No feed has a problem: no PROBLEMS column.
+    assert header.split() == [
+        "FEED",
+        "OUTCOME",
+        "LAST",
+        "POLL",
+        "LAST",
+        "SUCCESS",
+        "TALKS",
+        "CHANGES",
+    ]
+    assert rows[0].startswith("AlgGeom  changed  ") and rows[0].endswith("      3  3 new")
     del site.series["NumThy"]
     harvester("sync")
     result = harvester("status", "--json")
@@ -160,6 +173,56 @@ def test_status_lines_and_exit_code(harvester: Harvester, site: Site) -> None:
         feeds["NumThy"]["last_outcome"] == "error" and feeds["NumThy"]["consecutive_failures"] == 1
     )
     assert feeds["AlgGeom"]["last_outcome"] == "unchanged" and feeds["AlgGeom"]["unchanged"] == 3
+
+
+HUMAN_TIME = r"\w{3} \d{1,2} \w{3} \d{4}, \d\d:\d\d UTC"
+
+
+def on_screen(line: str) -> str:
+    """`line` as a terminal lays it out: a wide (CJK) character takes two columns."""
+    return "".join(c + "\0" * (unicodedata.east_asian_width(c) in "WF") for c in line)
+
+
+def test_status_is_a_table_whose_columns_line_up(workdir: Path) -> None:
+    sim = Site()
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+    sim.add_series("A", "One talk").add(1, start, [("Ada", None)])
+    many = sim.add_series("ALongerSeriesName", "A thousand talks")
+    for counter in range(1, 1001):
+        many.add(counter, start + timedelta(hours=counter), [("Bob", None)])
+    sim.add_series("W", "Wide").add(1, start, [("Chen", None)])
+    with serve(sim):
+        config = write_config(workdir, [sim.feed_url("A"), sim.feed_url("ALongerSeriesName")])
+        with config.open("a", encoding="utf-8") as file:
+            file.write(f'\n[[feeds]]\nname = "代数幾何"\nurl = "{sim.feed_url("W")}"\n')
+            file.write(f'\n[[feeds]]\nname = "Gone"\nurl = "{sim.base_url}/seminar/Gone/ics"\n')
+        h = Harvester(config)
+        h("sync")
+        result = h("status")
+    assert result.exit_code == 1  # Gone fails
+    header, *rows = [on_screen(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 4
+    starts = {name: header.index(name) for name in re.findall(r"[A-Z]+(?: [A-Z]+)?", header)}
+    columns = "FEED, OUTCOME, LAST POLL, LAST SUCCESS, TALKS, CHANGES, PROBLEMS"
+    assert list(starts) == columns.split(", ")
+    talks_end = starts["TALKS"] + len("TALKS")
+    for row in rows:
+        for name, column in starts.items():
+            if name == "TALKS":  # numbers: right-aligned under the header's end
+                assert row[talks_end - 1].isdigit() and row[talks_end] == " ", (row, header)
+            elif column < len(row) and row[column] != " ":
+                assert column == 0 or row[column - 1] == " ", (name, row, header)
+    cells = {row.split("  ")[0].replace("\0", ""): row.replace("\0", "") for row in rows}
+    assert re.search(rf"^A  +changed  {HUMAN_TIME}  {HUMAN_TIME}  +1  1 new$", cells["A"])
+    assert re.search(r"  1000  1000 new$", cells["ALongerSeriesName"])
+    assert re.search(
+        rf"^Gone  +error  +{HUMAN_TIME}  never  +0  +1 failure: HTTP 404", cells["Gone"]
+    )
+    assert "+00:00" not in result.stdout
+    feeds = {f["name"]: f for f in json.loads(h("status", "--json").stdout)}
+    assert feeds["ALongerSeriesName"]["talks"] == 1000 and feeds["A"]["talks"] == 1
+    assert datetime.fromisoformat(feeds["A"]["last_fetched_at"]).tzinfo is not None
+    assert feeds["Gone"]["last_success_at"] is None and feeds["Gone"]["consecutive_failures"] == 1
 
 
 def test_console_script_runs_and_reports_exit_codes(workdir: Path) -> None:

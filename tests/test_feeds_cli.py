@@ -14,6 +14,7 @@ import sqlite_utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harvester.config import load_config
 from harvester.config_edit import ConfigFile
 from tests.apisim import Api, serve_with_api
 from tests.conftest import Harvester
@@ -248,6 +249,21 @@ def test_list_shows_every_feed_with_personal_tokens_masked(h: Harvester, api: Ap
     assert token not in h("feeds", "list").output
 
 
+def test_list_lines_up_its_columns_as_shown_with_a_secret_masked(h: Harvester) -> None:
+    secret = "Pw0rdSecret99xyz"
+    pasted = f"https://me:{secret}@x.org/feed"  # a URL pasted into a name: masked
+    h.config.write_text(
+        h.config.read_text().replace('name = "alg"', f'name = "{pasted}"'), encoding="utf-8"
+    )
+    assert h("feeds", "add", "--no-check", "NumThy").exit_code == 0
+    shown = h("feeds", "list").stdout
+    assert secret not in shown and "https://me:…@x.org/feed  enabled" in shown
+    # Measured as shown (masked), not as the config has it.
+    assert [line.index("  enabled  ") for line in shown.splitlines()] == [
+        len("https://me:…@x.org/feed")
+    ] * 2, shown
+
+
 def test_add_creates_a_missing_config(workdir: Path, api: Api) -> None:
     path = workdir / "new" / "harvester.toml"
     h = Harvester(path)
@@ -369,3 +385,56 @@ def test_edits_change_only_their_own_lines_in_any_layout(
     else:
         assert (added, removed) == (["enabled = false\n"], [])
     assert tomllib.loads(disabled_file.text)["feeds"][victim]["enabled"] is False
+
+
+# --- a valid config the editor cannot edit: read as sync reads it, edits say why ----------
+
+SPLIT = """
+[[notify]]
+url = "json://notify.invalid/hook"  # never sent to: no test here syncs
+series = ["NumThy"]
+
+[[feeds]]
+url = "{base}/seminar/NumThy/ics"
+"""
+
+
+@pytest.fixture
+def split(h: Harvester, api: Api) -> Harvester:
+    """`h` with a [[notify]] between its two [[feeds]]: valid, but tomlkit would move it."""
+    text = h.config.read_text(encoding="utf-8") + SPLIT.format(base=api.site.base_url)
+    h.config.write_text(text, encoding="utf-8")
+    return h
+
+
+def test_list_reads_a_config_whose_feeds_a_notify_splits(split: Harvester) -> None:
+    loaded = load_config(split.config).feeds  # as sync and the daemon read it
+    assert [f.name for f in loaded] == ["alg", "NumThy"]
+    listed = split("feeds", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [(r["name"], r["url"]) for r in json.loads(listed.stdout)] == [
+        (f.name, f.url) for f in loaded
+    ]
+    lines = split("feeds", "list").stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["alg", "enabled"], ["NumThy", "enabled"]]
+
+
+def test_an_edit_of_a_split_config_says_which_line_to_move(split: Harvester) -> None:
+    before = split.config.read_text(encoding="utf-8")
+    lines = before.splitlines(keepends=True)
+    notify = lines.index("[[notify]]\n")
+    second = len(lines) - 1 - lines[::-1].index("[[feeds]]\n")
+    for command in (("feeds", "disable", "alg"), ("feeds", "remove", "alg")):
+        result = split(*command)
+        assert result.exit_code == 2
+        assert (
+            f"[[notify]] at line {notify + 1} splits the [[feeds]] entries" in result.stderr
+            and f"move the one at line {second + 1}, and any after it, above line {notify + 1}"
+            in result.stderr
+        ), result.stderr
+        assert split.config.read_text(encoding="utf-8") == before
+    # Done as said, the edit goes through.
+    moved = lines[:notify] + lines[second:] + ["\n"] + lines[notify:second]
+    split.config.write_text("".join(moved), encoding="utf-8")
+    assert split("feeds", "disable", "alg").exit_code == 0
+    assert [f.enabled for f in load_config(split.config).feeds] == [False, True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,6 +120,35 @@ def test_dead_daemon_is_visible(harvester: Harvester) -> None:
     set_daemon(harvester, heartbeat_at=ago(minutes=10), stopped_at=ago(minutes=10))
     assert harvester("status").output.startswith("daemon: stopped at ")
     assert harvester("status", "--check").exit_code == CHECK_OK  # a clean stop is no fault
+
+
+HUMAN_TIME = r"\w{3} \d{1,2} \w{3} \d{4}, \d\d:\d\d UTC"
+
+
+def test_status_says_times_as_people_read_them(harvester: Harvester) -> None:
+    harvester("sync")
+    set_daemon(harvester, heartbeat_at=ago(seconds=5))
+    running = harvester("status").output.splitlines()[0]
+    assert re.fullmatch(
+        rf"daemon: running \(pid 4242 on box since {HUMAN_TIME}, heartbeat \ds ago\)", running
+    ), running
+    set_daemon(harvester, heartbeat_at=ago(minutes=10))
+    dead = harvester("status").output.splitlines()[0]
+    assert re.fullmatch(
+        rf"daemon: NOT RUNNING: last heartbeat 10m ago \({HUMAN_TIME}, pid 4242 on box\)"
+        " and no clean stop",
+        dead,
+    ), dead
+    set_daemon(harvester, heartbeat_at=ago(minutes=10), stopped_at="2026-12-07T15:33:00+00:00")
+    stopped = harvester("status").output.splitlines()[0]
+    assert stopped == "daemon: stopped at Mon 7 Dec 2026, 15:33 UTC (pid 4242 on box)"
+    set_feed(harvester, "AlgGeom", last_success_at=ago(hours=2))
+    check = harvester("status", "--check").output
+    assert re.match(rf"STALE: AlgGeom \(last success {HUMAN_TIME}\)", check), check
+    set_feed(harvester, "AlgGeom", last_success_at=None, added_at=ago(hours=2))
+    assert harvester("status", "--check").output.startswith("STALE: AlgGeom (last success never)")
+    everything = harvester("status").output + check
+    assert "+00:00" not in everything and not re.search(r"\d\dT\d\d", everything)
 
 
 def test_status_without_a_daemon_says_nothing_of_one(harvester: Harvester) -> None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import icalendar
+import pytest
 
 from harvester.health import CHECK_STALE
 from tests.conftest import Harvester, write_config
@@ -77,6 +82,74 @@ def test_a_sync_that_reaches_no_server_points_to_the_offline_path(workdir: Path)
     ]
 
 
+NOWHERE = "researchseminars.invalid"  # RFC 2606: never resolves
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every name the test looks up; none resolves, and no lookup leaves this machine (an
+    IP address is no lookup: the socket layer parses it)."""
+    looked_up: list[str] = []
+    parse_address = socket.getaddrinfo
+
+    def no_such_name(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            looked_up.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+        return parse_address(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    return looked_up
+
+
+def test_a_name_that_does_not_resolve_fails_at_once_in_one_line_per_feed(
+    workdir: Path, lookups: list[str]
+) -> None:
+    timeout = 3.0
+    config = workdir / "harvester.toml"
+    config.write_text(
+        f'[archive]\npath = "archive.db"\n\n[http]\ntimeout = {timeout}\n\n'
+        f'[[feeds]]\nname = "Algebraic geometry"\nurl = "https://{NOWHERE}/seminar/AlgGeom/ics"\n',
+        encoding="utf-8",
+    )
+    started = time.monotonic()
+    result = Harvester(config)("sync")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    assert elapsed < timeout, f"{elapsed:.1f} s: the lookup was retried"
+    assert lookups == [NOWHERE]
+    said = [line for line in result.output.splitlines() if not line.startswith("{")]
+    assert said[0] == (
+        f"error: Algebraic geometry: cannot resolve {NOWHERE}: Name or service not known"
+    )
+    assert said[1].startswith("1 feed: ") and said[2].startswith("hint: no feed's server")
+    assert len(said) == 3 and "fetch.retry" not in result.output
+
+
+def test_a_redirect_to_a_name_that_does_not_resolve_is_not_retried(
+    workdir: Path, site: Site, lookups: list[str]
+) -> None:
+    feed = site.feed_url("AlgGeom")
+    path = feed.removeprefix(site.base_url)
+
+    def elsewhere(handler: BaseHTTPRequestHandler) -> bool:
+        handler.send_response(302)
+        handler.send_header("Location", f"https://{NOWHERE}{path}")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+
+    site.overrides[path] = elsewhere
+    result = Harvester(write_config(workdir, [feed]))("sync")
+    assert result.exit_code == 1
+    assert site.hits[path] == 1 and lookups == [NOWHERE]
+    assert f"error: AlgGeom: redirected to https://{NOWHERE}{path}: cannot resolve" in (
+        result.output
+    )
+
+
 def test_a_talk_moved_by_a_day_is_moved_by_one_day(workdir: Path, site: Site) -> None:
     h = Harvester(write_config(workdir, [site.feed_url("AlgGeom")]))
     assert h("sync").exit_code == 0
@@ -103,3 +176,18 @@ def test_history_prints_times_as_people_read_them_and_json_keeps_iso(
     assert "+00:00" not in shown
     versions = json.loads(h("history", "AlgGeom/2", "--json").output)
     assert versions[0]["observed_at"].endswith("+00:00")
+
+
+def test_compact_counts_one_poll_as_one_poll_and_says_the_day_as_people_read_it(
+    workdir: Path, site: Site
+) -> None:
+    h = Harvester(write_config(workdir, [site.feed_url("AlgGeom")]))
+    for _ in range(3):  # changed, unchanged, unchanged: the latest poll always stays
+        assert h("sync").exit_code == 0
+    with sqlite3.connect(h.db_path) as conn:  # every poll 60 days ago: past keep_polls (30d)
+        conn.execute("UPDATE fetches SET started_unix = started_unix - ?", [60 * 86400])
+    conn.close()
+    said = h("compact").output.splitlines()[-1]
+    assert re.fullmatch(
+        r"1 unchanged poll before \w{3} \d{1,2} \w{3} \d{4}, 00:00 UTC compacted", said
+    )

@@ -79,7 +79,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": (
         "harvester.cli.read",
         "status",
-        "One line per feed: last poll, last success, outcome, counts, consecutive failures.",
+        "A table of the feeds: last outcome, last poll, last success, talks, changes, problems.",
     ),
     "sync": (
         "harvester.cli.sync",

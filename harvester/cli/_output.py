@@ -1,17 +1,19 @@
 """The CLI's output choke point: `redacted_output` masks every write to stdout and stderr,
-`redacted_click_errors` every click error message. Cheap to import: `harvester --help`
-loads this and click, nothing of the pipeline."""
+`redacted_click_errors` every click error message; and `aligned`, the one table layout of
+the terminal. Cheap to import: `harvester --help` loads this and click, nothing of the
+pipeline."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import click
 
-from harvester.redact import redact
+from harvester.redact import escape_controls, redact
 
 
 class _RedactingText:
@@ -77,3 +79,28 @@ def redacted_click_errors() -> Iterator[None]:
         if isinstance(exc, click.FileError):
             exc.ui_filename = redact(exc.ui_filename)  # type: ignore[misc]
         raise
+
+
+def aligned(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> list[str]:
+    """The rows as lines whose columns line up: two spaces between columns, each as wide
+    as its widest cell on screen, the columns in `right` (numbers) aligned to the right,
+    no trailing spaces. Each cell is measured as it will show: masked (a secret is shorter
+    than its mask's input) and with its control characters escaped."""
+    rows = [[escape_controls(redact(cell)) for cell in row] for row in rows]
+    widths = [max(map(_screen_width, column)) for column in zip(*rows, strict=True)]
+    lines = []
+    for row in rows:
+        cells = []
+        for index, (cell, width) in enumerate(zip(row, widths, strict=True)):
+            padding = " " * (width - _screen_width(cell))
+            cells.append(padding + cell if index in right else cell + padding)
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _screen_width(text: str) -> int:
+    """Columns `text` takes on a terminal: wide (CJK) characters two, combining ones none."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )

@@ -15,6 +15,7 @@ import click
 
 from harvester.archive import open_archive, series_names
 from harvester.cli._app import App, UsageProblem, fail, warn
+from harvester.cli._output import aligned
 from harvester.config import (
     DEFAULT_CONFIG_PATH,
     HttpSettings,
@@ -285,30 +286,32 @@ def feeds_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the feeds as a JSON array.")
 @click.pass_obj
 def list_feeds(app: App, as_json: bool) -> None:
-    """The feeds of the config file: name, enabled or disabled, URL (personal tokens masked)."""
-    config_file = _config_file(app)
-    entries = config_file.entries()
+    """The feeds of the config: name, enabled or disabled, URL (personal tokens masked).
+
+    The config is read as `sync` reads it: any valid layout will do.
+    """
+    path = resolve_config_path(app.config_path) or DEFAULT_CONFIG_PATH
+    if not path.exists():
+        raise UsageProblem(f"{path}: no such config file (`harvester feeds add` creates one)")
+    config = app.config
     names = _series_names(app)
-    rows = [
-        {
-            "name": e.name,
-            "url": e.url,
-            "enabled": e.enabled,
-            "series_name": names.get(series_shortname(e.url, config_file.base_url) or ""),
-        }
-        for e in entries
-    ]
+    series = [names.get(series_shortname(f.url, config.site.base_url) or "") for f in config.feeds]
     if as_json:
+        rows = [
+            {"name": f.name, "url": f.url, "enabled": f.enabled, "series_name": name}
+            for f, name in zip(config.feeds, series, strict=True)
+        ]
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    if not rows:
-        click.echo(f"no feeds in {config_file.path}: add one with `harvester feeds add SHORTNAME`")
+    if not config.feeds:
+        click.echo(f"no feeds in {path}: add one with `harvester feeds add SHORTNAME`")
         return
-    width = min(max(len(e.name) for e in entries), 28)
-    for row in rows:
-        state = "enabled " if row["enabled"] else "disabled"
-        extra = f"  ({row['series_name']})" if row["series_name"] else ""
-        click.echo(f"{row['name']:<{width}}  {state}  {row['url']}{extra}")
+    table = [
+        [f.name, "enabled" if f.enabled else "disabled", f.url, f"({name})" if name else ""]
+        for f, name in zip(config.feeds, series, strict=True)
+    ]
+    for line in aligned(table):
+        click.echo(line)
 
 
 def _series_names(app: App) -> dict[str, str]:

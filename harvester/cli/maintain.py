@@ -8,6 +8,7 @@ import click
 
 from harvester.archive import compact_polls
 from harvester.cli._app import App, archive_errors
+from harvester.humane import counted, human_time
 
 
 @click.command()
@@ -23,4 +24,4 @@ def compact(app: App) -> None:
     db = app.archive()
     with archive_errors():
         done = compact_polls(db, datetime.now(UTC), app.config.archive_keep_polls, force=True)
-    app.say(f"{done.polls} unchanged polls before {done.before[:10]} compacted")
+    app.say(f"{counted(done.polls, 'unchanged poll')} before {human_time(done.before)} compacted")

@@ -7,6 +7,7 @@ from sqlite_utils import Database
 
 from harvester import outbox, run
 from harvester.cli._app import EXIT_FAILED, App, archive_errors, warn
+from harvester.humane import counted
 from harvester.logs import get_logger
 from harvester.sync import utc_now
 
@@ -48,10 +49,12 @@ def notify(app: App, test: bool, retry: bool) -> None:
         report = outbox.send_pending(db, app.config, utc_now(), retry=retry)
     for result in report.results:
         if result.ok:
-            app.say(f"{result.target}: sent {result.count} notifications in one message")
+            app.say(f"{result.target}: sent {counted(result.count, 'notification')} in one message")
         else:
             click.echo(
-                f"{result.target}: FAILED ({result.count} notifications): {result.error}", err=True
+                f"{result.target}: FAILED ({counted(result.count, 'notification')}):"
+                f" {result.error}",
+                err=True,
             )
     if not report.results:
         app.say("nothing to send")
@@ -83,8 +86,8 @@ def send_after_run(app: App, db: Database) -> None:
     if report.sent:
         app.say(f"notifications: {report.sent} sent")
     if report.failed:
-        targets = sum(1 for r in report.results if not r.ok)
+        targets = counted(sum(1 for r in report.results if not r.ok), "target")
         warn(
-            f"notifications: {report.failed} not delivered to {targets} target(s), kept for a"
+            f"notifications: {report.failed} not delivered to {targets}, kept for a"
             " retry (`harvester status` counts them)"
         )

@@ -12,8 +12,9 @@ import click
 from harvester import archive as query
 from harvester import health
 from harvester.cli._app import EXIT_FAILED, App, IsoTime, fail
+from harvester.cli._output import aligned
 from harvester.export import FORMATS, render
-from harvester.humane import human_time
+from harvester.humane import counted, human_time
 from harvester.kinds import word_diff
 from harvester.redact import escape_controls
 
@@ -157,7 +158,10 @@ def export(app: App, as_of: datetime | None, fmt: str, output: Path | None) -> N
 )
 @click.pass_obj
 def status(app: App, as_json: bool, check: bool) -> None:
-    """One line per feed: last poll, last success, outcome, counts, consecutive failures.
+    """A table of the feeds: last outcome, last poll, last success, talks, changes, problems.
+
+    CHANGES counts what the feed's last poll changed; PROBLEMS says its consecutive
+    failures and whether it is STALE.
 
     A configured feed is STALE when its last success is older than 3 of its intervals.
     The first line tells whether the daemon (`harvester run`) is running, by its heartbeat.
@@ -179,10 +183,8 @@ def status(app: App, as_json: bool, check: bool) -> None:
     else:
         if daemon is not None:
             _say(daemon.text)
-        for feed in feeds:
-            _say(_status_line(feed, now))
-        if not feeds:
-            click.echo("no feeds polled yet")
+        for line in _status_table(feeds, now) if feeds else ["no feeds polled yet"]:
+            click.echo(line)
         _say_notifications(db, app)
     if check and code:
         raise SystemExit(code)
@@ -200,23 +202,37 @@ def _say_notifications(db: Any, app: App) -> None:
         )
 
 
-def _status_line(feed: dict[str, Any], now: datetime) -> str:
-    counts = ", ".join(
-        f"{feed[k]} {k}" for k in ("new", "changed", "removed", "restored", "unchanged") if feed[k]
-    )
-    line = (
-        f"{feed['name']}  {feed['last_outcome'] or 'never'}"
-        f"  last poll {feed['last_fetched_at'] or '-'}"
-        f"  last success {feed['last_success_at'] or '-'}  {feed['talks']} talks"
-    )
-    if counts:
-        line += f"  ({counts})"
+STATUS_HEADER = ("FEED", "OUTCOME", "LAST POLL", "LAST SUCCESS", "TALKS", "CHANGES", "PROBLEMS")
+_COUNTS = ("new", "changed", "removed", "restored", "unchanged")
+
+
+def _status_table(feeds: list[dict[str, Any]], now: datetime) -> list[str]:
+    """The feeds as a table under a header; a column empty for every feed is left out."""
+    rows = [_status_row(feed, now) for feed in feeds]
+    kept = [i for i in range(len(STATUS_HEADER)) if i < 5 or any(row[i] for row in rows)]
+    table = [[row[i] for i in kept] for row in [list(STATUS_HEADER), *rows]]
+    return aligned(table, right=frozenset({kept.index(4)}))
+
+
+def _status_row(feed: dict[str, Any], now: datetime) -> list[str]:
+    counts = ", ".join(f"{feed[k]} {k}" for k in _COUNTS if feed[k])
+    problems = []
     if feed["consecutive_failures"]:
-        line += f"  {feed['consecutive_failures']} failures: {feed['last_error']}"
+        failures = feed["consecutive_failures"]
+        in_a_row = " in a row" if failures > 1 else ""
+        problems.append(f"{counted(failures, 'failure')}{in_a_row}: {feed['last_error']}")
     if feed["stale"]:
         since = feed["last_success_at"] or feed["added_at"]
         age = health.human_duration((now - datetime.fromisoformat(since)).total_seconds())
-        line += (
-            f"  STALE: no success for {age} (interval {health.human_duration(feed['interval_s'])})"
+        problems.append(
+            f"STALE: no success for {age} (interval {health.human_duration(feed['interval_s'])})"
         )
-    return line
+    return [
+        feed["name"],
+        feed["last_outcome"] or "never polled",
+        human_time(feed["last_fetched_at"], missing="never"),
+        human_time(feed["last_success_at"], missing="never"),
+        str(feed["talks"]),
+        counts,
+        "; ".join(problems),
+    ]

@@ -8,6 +8,7 @@ import click
 
 from harvester import archive
 from harvester.cli._app import App, archive_errors, fail
+from harvester.humane import counted
 
 
 @click.command()
@@ -37,4 +38,5 @@ def snapshot(app: App, out: Path, include_personal: bool, force: bool) -> None:
     with archive_errors():
         facts = archive.snapshot_archive(source, out, include_personal=include_personal)
     left_out = "" if include_personal else f", {facts.personal_talks_left_out} personal left out"
-    app.say(f"Snapshot {out}: {facts.talks} talks, {facts.versions} versions{left_out}")
+    talks, versions = counted(facts.talks, "talk"), counted(facts.versions, "version")
+    app.say(f"Snapshot {out}: {talks}, {versions}{left_out}")
