@@ -60,7 +60,8 @@ def followed_series(db: Database, config: Config) -> set[str]:
         for feed in config.feeds
         if feed.enabled and (name := series_shortname(feed.url, base)) is not None
     }
-    return followed | store.series_of_site_talks(db, base)
+    topics = {row["shortname"] for row in store.followed_series(db)}  # [[follow]] brought in
+    return followed | topics | store.series_of_site_talks(db, base)
 
 
 def due_for_refresh(
@@ -82,14 +83,21 @@ def refresh_series(db: Database, api: SiteApi, shortnames: Iterable[str], now: d
 
 
 def refresh_followed_series(
-    db: Database, config: Config, now: datetime | None = None, api: SiteApi | None = None
+    db: Database,
+    config: Config,
+    now: datetime | None = None,
+    api: SiteApi | None = None,
+    *,
+    force: bool = False,
 ) -> None:
-    """After a sync: refresh the metadata of followed series not refreshed today.
+    """After a sync: refresh the metadata of followed series not refreshed today (every
+    followed series with `force`: `sync --refresh`).
 
     Never raises for an API problem: the sync's result does not depend on it.
     """
     now = now or datetime.now(UTC)
-    due = due_for_refresh(db, followed_series(db, config), now)
+    every = timedelta(0) if force else REFRESH_EVERY
+    due = due_for_refresh(db, followed_series(db, config), now, every)
     if not due:
         return
     try:

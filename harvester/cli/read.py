@@ -183,6 +183,10 @@ def status(app: App, as_json: bool, check: bool) -> None:
             _say(_status_line(feed, now))
         if not feeds:
             click.echo("no feeds polled yet")
+        from harvester.follow import status_lines  # the series [[follow]] brought in
+
+        for line in status_lines(db, app.config):
+            _say(line)
         _say_notifications(db, app)
     if check and code:
         raise SystemExit(code)

@@ -113,8 +113,11 @@ def _unreachable(error: str | None) -> bool:
     is_flag=True,
     help="Skip this run (exit 3) while another `sync --lock` on the archive is running.",
 )
+@click.option(
+    "--refresh", is_flag=True, help="Search the followed topics and refresh series details now."
+)
 @click.pass_obj
-def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
+def sync(app: App, urls: tuple[str, ...], use_lock: bool, refresh: bool) -> None:
     """Poll every enabled feed of the config once (or only URLS) and archive the changes.
 
     URLS may be configured feed names or URLs; an unknown URL is polled ad hoc and
@@ -123,16 +126,16 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
     found another `sync --lock` still running (cron runs never pile up).
     """
     targets = _targets(app, urls)
-    if not targets:
+    if not targets and not app.config.follow:
         raise UsageProblem(
             f"no feeds to poll: add [[feeds]] to {app.config.path or 'a config file'}"
         )
     if not use_lock:
-        results = _sync(app, targets)
+        results = _sync(app, targets, refresh=refresh, followed=not urls)
     else:
         try:
             with hold(app.config.archive_path, "sync"):
-                results = _sync(app, targets)
+                results = _sync(app, targets, refresh=refresh, followed=not urls)
         except LockBusyError as exc:
             fail(f"another `harvester sync --lock` is still running ({exc}); skipped", EXIT_LOCKED)
     # After the lock: a slow receiver never keeps the next cron run out (the outbox's
@@ -142,12 +145,16 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
     _report(app, results)
 
 
-def _sync(app: App, targets: list[FeedTarget]) -> list[PollResult]:
+def _sync(
+    app: App, targets: list[FeedTarget], *, refresh: bool = False, followed: bool = False
+) -> list[PollResult]:
+    from harvester.follow import sync_targets
     from harvester.series import refresh_followed_series
 
     db = app.archive()
     with archive_errors():  # a damaged archive is reported before any poll (once a day)
         check_when_due(db, utc_now())
+        targets += sync_targets(db, app.config, force=refresh) if followed else []
     register_targets(app, db)
     db.conn.close()
     path = app.config.archive_path
@@ -159,7 +166,7 @@ def _sync(app: App, targets: list[FeedTarget]) -> list[PollResult]:
             on_result=advance,
         )
     db = app.archive()
-    refresh_followed_series(db, app.config)  # series metadata, at most daily; never fails
+    refresh_followed_series(db, app.config, force=refresh)  # at most daily; never fails
     maintain_after_run(path, app.config.archive_keep_polls, app.config.archive_file_mode)
     return results
 
