@@ -93,8 +93,10 @@ def label(index: int, url: str) -> str:
 
 
 def register(db: Database, config: Config, now: datetime) -> None:
-    """Before polling: tell the archive which targets its polls queue notifications for."""
-    store.register_notify_targets(db, targets(db, config), now)
+    """Before polling: tell the archive which targets its polls queue notifications for
+    (a weekly target gets its digest only)."""
+    per_change = [t for t in targets(db, config) if t.digest is None]
+    store.register_notify_targets(db, per_change, now)
 
 
 def send_pending(

@@ -6,8 +6,8 @@ import click
 from sqlite_utils import Database
 
 from harvester import outbox
-from harvester.cli._app import EXIT_FAILED, App, archive_errors, warn
-from harvester.errors import ArchiveError
+from harvester.cli._app import EXIT_FAILED, App, UsageProblem, archive_errors, warn
+from harvester.errors import ArchiveError, ConfigError
 from harvester.logs import get_logger
 from harvester.sync import utc_now
 
@@ -44,8 +44,8 @@ def notify(app: App, test: bool, retry: bool) -> None:
             raise SystemExit(EXIT_FAILED)
         return
     db = app.archive()
+    register_targets(app, db)
     with archive_errors():
-        outbox.register(db, app.config, utc_now())
         report = outbox.send_pending(db, app.config, utc_now(), retry=retry)
     for result in report.results:
         if result.ok:
@@ -64,6 +64,8 @@ def register_targets(app: App, db: Database) -> None:
     """Before a run's polls: which targets they queue notifications for (never fails the run)."""
     try:
         outbox.register(db, app.config, utc_now())
+    except ConfigError as exc:  # a `match` the archive's search cannot run
+        raise UsageProblem(f"bad config: {exc}") from None
     except ArchiveError as exc:
         log.error("notify.register_failed", error=str(exc))
         warn(f"notifications: cannot record the [[notify]] targets: {exc}")
