@@ -41,7 +41,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
-from harvester import health, outbox
+from harvester import follow, health, outbox
 from harvester.archive import consecutive_failures, open_archive
 from harvester.config import Config, HttpSettings, load_config
 from harvester.errors import ConfigError
@@ -79,7 +79,7 @@ class FeedPlan:
 
 def plans_for(config: Config) -> dict[str, FeedPlan]:
     plans = {}
-    for feed in config.feeds:
+    for feed in (*config.feeds, *follow.daemon_feeds(config)):  # [[follow]]: issue 23
         if not feed.enabled:
             continue
         interval = feed.interval_or(config.schedule.interval)
@@ -185,6 +185,13 @@ class Daemon:
             name="compact",
             executor="upkeep",
             next_run_time=datetime.now(UTC) + timedelta(seconds=COMPACT_FIRST_S),
+        )
+        self.scheduler.add_job(  # [[follow]]'s topics: searched at most daily (issue 23)
+            self._follow,
+            IntervalTrigger(seconds=COMPACT_EVERY_S, timezone=UTC),
+            id="follow",
+            name="follow",
+            executor="upkeep",
         )
         log.info(
             "daemon.started",
@@ -393,6 +400,12 @@ class Daemon:
             )
         except Exception as exc:  # a bug: this thread must not die silently
             log.error("daemon.compact_failed", error=str(exc))
+
+    def _follow(self) -> None:
+        if self.config.follow and not self.stopping.is_set():
+            plans = plans_for(self.config)  # the API is asked outside the lock
+            with self.lock:
+                self._apply(plans)
 
     def _heartbeat(self) -> None:
         if not self.stopping.is_set():

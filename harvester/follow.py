@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from sqlite_utils import Database
 
 from harvester import archive as store
-from harvester.config import Config
-from harvester.errors import ApiError
+from harvester.config import Config, FeedConfig
+from harvester.errors import ApiError, ArchiveError
 from harvester.fetch import make_client
 from harvester.logs import get_logger
 from harvester.series import store_series
@@ -142,3 +142,20 @@ def status_lines(db: Database, config: Config) -> list[str]:
             left = str(row["left_at"])[:10]
             lines.append(f"  {row['shortname']}  left the topic {left}, not polled (history kept)")
     return lines
+
+
+def daemon_feeds(config: Config) -> list[FeedConfig]:
+    """For the daemon's plans: the topic refresh when due, then the followed series' feeds
+    at the config's interval (an archive that cannot be opened is logged: none)."""
+    if not config.follow:
+        return []
+    try:
+        db = store.open_archive(config.archive_path, file_mode=config.archive_file_mode)
+        try:
+            targets = sync_targets(db, config)
+        finally:
+            db.conn.close()
+    except ArchiveError as exc:
+        log.warning("follow.archive_failed", error=str(exc))
+        return []
+    return [FeedConfig(url=t.url, name=t.name or t.url) for t in targets]

@@ -15,6 +15,7 @@ import pytest
 from tests.apisim import Api, api_error_override, serve_with_api
 from tests.conftest import Harvester
 from tests.sitesim import Site
+from tests.test_daemon import Daemon, wait_for
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 CONFIG = """\
@@ -182,3 +183,15 @@ def test_the_url_policy_applies_to_the_series_a_topic_brought_in(workdir: Path, 
     assert feed_hits(api, "NumThy") == hits  # refused before any request
     assert "error: NumThy:" in result.stderr and "allow_private" in result.stderr
     assert "follow.refresh_failed" in result.stderr  # the API call is refused as well
+
+
+def test_the_daemon_polls_the_series_a_topic_brings_in(workdir: Path, api: Api) -> None:
+    h = config(workdir, api, extra='\n[schedule]\ninterval = "0.5s"\njitter = 0\n')
+    daemon = Daemon(h.config)
+    try:
+        wait_for(lambda: len(daemon.fetches("NumThy")) >= 2, "two polls of the followed series")
+        assert daemon.fetches("AlgGeom") == []
+        assert daemon.stop()[0] == 0
+    finally:
+        daemon.close()
+    assert polled_series(h) == ["NumThy"]
