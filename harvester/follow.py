@@ -118,12 +118,13 @@ def followed_targets(db: Database, config: Config) -> list[FeedTarget]:
 def sync_targets(
     db: Database, config: Config, now: datetime | None = None, *, force: bool = False
 ) -> list[FeedTarget]:
-    """Before a sync's polls: the topic refresh when due, then the followed series' feeds."""
-    if not config.follow and not store.followed_series(db):
+    """Before a sync's polls: the topic refresh when due, then the followed series' feeds.
+    With no `[[follow]]` left, the series the topics brought in leave (their talks stay)."""
+    if not config.follow:
+        if store.followed_series(db):
+            store.record_followed(db, {}, [], now or datetime.now(UTC))
         return []
     refresh_when_due(db, config, now, force=force)
-    if not config.follow:
-        return []  # no [[follow]] left: the series it brought stay archived, unpolled
     return followed_targets(db, config)
 
 

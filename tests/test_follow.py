@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harvester.config import load_config
 from tests.apisim import Api, api_error_override, serve_with_api
 from tests.conftest import Harvester
 from tests.sitesim import Site
@@ -195,3 +196,50 @@ def test_the_daemon_polls_the_series_a_topic_brings_in(workdir: Path, api: Api) 
     finally:
         daemon.close()
     assert polled_series(h) == ["NumThy"]
+
+
+def test_without_follow_entries_the_series_they_brought_leave(h: Harvester, api: Api) -> None:
+    ok(h("sync"))
+    text = h.config.read_text().replace('[[follow]]\ntopic = "math_NT"\n', "")
+    h.config.write_text(text + f'\n[[feeds]]\nurl = "{api.site.feed_url("AlgGeom")}"\n')
+    hits = feed_hits(api, "NumThy")
+    ok(h("sync"))
+    assert feed_hits(api, "NumThy") == hits
+    assert "  NumThy  left the topic" in ok(h("status")).stdout
+    assert query(h, "SELECT count(*) FROM talks WHERE series_id = 'NumThy'") == [(6,)]
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ("[[follow]]\ninstitution = 'MIT'\n", "follow[0].topic: missing"),
+        ("[[follow]]\ntopic = 'math NT'\n", "follow[0].topic: not a name the site uses"),
+        ("[[follow]]\ntopic = 'x'\n[[follow]]\ntopic = 'x'\n", "follow[1]: same as follow[0]"),
+        ("[[follow]]\ntopic = 'x'\ntopics = ['y']\n", "follow[0].topics: unknown key"),
+        (
+            "[[notify]]\nurl = 'json://h/'\ndigest = 'daily'\n",
+            'notify[0].digest: expected "weekly"',
+        ),
+        ("[[notify]]\nurl = 'json://h/'\ntimezone = 'Mars/Olympus'\n", "unknown time zone"),
+        ("[[notify]]\nurl = 'json://h/'\nmatch = '  '\n", "notify[0].match: an empty query"),
+        ("[[notify]]\nurl = 'json://h/'\nspeakers = ['']\n", "notify[0].speakers: expected a list"),
+    ],
+)
+def test_bad_follow_and_notify_entries_are_refused(workdir: Path, entry: str, error: str) -> None:
+    path = workdir / "harvester.toml"
+    path.write_text('[archive]\npath = "archive.db"\n\n' + entry, encoding="utf-8")
+    result = Harvester(path)("status")
+    assert result.exit_code == 2
+    assert error in result.stderr
+
+
+def test_match_or_speakers_make_new_talks_a_default_kind(workdir: Path) -> None:
+    path = workdir / "harvester.toml"
+    path.write_text(
+        "[[notify]]\nurl = 'json://a/'\nspeakers = ['Noether']\n"
+        "[[notify]]\nurl = 'json://b/'\n"
+        "[[notify]]\nurl = 'json://c/'\nmatch = 'x'\nkinds = ['retitled']\n",
+        encoding="utf-8",
+    )
+    kinds = [entry.kinds for entry in load_config(path).notify]
+    assert "new" in kinds[0] and "new" not in kinds[1] and kinds[2] == {"retitled"}
