@@ -5,7 +5,9 @@ module delivers them later: one digest per target per run, then marks each row s
 failed with its attempts, its masked error and when to try again (exponential backoff);
 after `[notifications] max_attempts` a row is given up (`failed`). Rows are leased while
 they are being sent, so two processes on one archive never send a row twice; a process
-killed before it sends leaves the rows pending for the next run.
+killed before it sends leaves the rows pending for the next run. Weekly digests
+(harvester.digest) are queued here, committed before any send, and go out the same way,
+one message per row.
 
 Nothing here raises for a target that cannot be reached: archiving never fails because of
 a notification.

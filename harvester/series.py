@@ -3,7 +3,8 @@
 `series` is a plain table (shortname, name, institutions, topics, timezone, refreshed_at)
 that joins to `talks` on `talks.series_id = series.shortname`, so Datasette can facet
 talks by topic and institution. It is refreshed at most once a day per series, after a
-sync; a failing API only logs a warning and never fails the sync.
+sync (every followed series with `sync --refresh`); a failing API only logs a warning and
+never fails the sync. The series `[[follow]]` brings in (harvester.follow) are followed too.
 """
 
 from __future__ import annotations
