@@ -128,23 +128,6 @@ def sync_targets(
     return followed_targets(db, config)
 
 
-def status_lines(db: Database, config: Config) -> list[str]:
-    """`status`'s account of the followed topics: one line per series they brought in."""
-    rows = store.followed_series(db, with_left=True)
-    if not rows and not config.follow:
-        return []
-    polled = [r for r in rows if r["left_at"] is None]
-    lines = [f"following: {', '.join(_entries(config)) or 'nothing'}; {len(polled)} series polled"]
-    for row in rows:
-        since = str(row["followed_since"])[:10]
-        if row["left_at"] is None:
-            lines.append(f"  {row['shortname']}  since {since}  ({row['followed_by']})")
-        else:
-            left = str(row["left_at"])[:10]
-            lines.append(f"  {row['shortname']}  left the topic {left}, not polled (history kept)")
-    return lines
-
-
 def daemon_feeds(config: Config) -> list[FeedConfig]:
     """For the daemon's plans: the topic refresh when due, then the followed series' feeds
     at the config's interval (an archive that cannot be opened is logged: none)."""

@@ -183,7 +183,7 @@ def status(app: App, as_json: bool, check: bool) -> None:
             _say(_status_line(feed, now))
         if not feeds:
             click.echo("no feeds polled yet")
-        from harvester.follow import status_lines  # the series [[follow]] brought in
+        from harvester.follow_status import status_lines  # what [[follow]] brought in
 
         for line in status_lines(db, app.config):
             _say(line)
