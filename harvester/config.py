@@ -20,7 +20,7 @@ from harvester import user_agent as default_user_agent
 from harvester.errors import ConfigError
 from harvester.model import DEFAULT_NOTIFY_KINDS, NOTIFY_KINDS
 from harvester.redact import redact, remember_url, remember_urls_in, url_only_secrets
-from harvester.site import default_feed_name, normalize_url, split_url
+from harvester.site import default_feed_name, is_shortname, normalize_url, split_url
 
 DEFAULT_CONFIG_PATH = Path("config/harvester.toml")
 DAY_S = 86400.0
@@ -74,9 +74,32 @@ class NotifyConfig:
     kinds: frozenset[str] = frozenset(DEFAULT_NOTIFY_KINDS)
     upcoming_only: bool = True
     allow_private: bool = False  # a webhook on loopback or a private network (else [http]'s)
+    match: str | None = None  # a full-text query over every archived talk (talks_fts syntax)
+    speakers: tuple[str, ...] = ()  # names followed in every archived series
+    digest: str | None = None  # "weekly": one message a week instead of one per run
+    timezone: str = "UTC"  # of the digest's times and weeks
+
+    @property
+    def filtered(self) -> bool:
+        """Whether the target follows words or speakers (then new talks are a default kind)."""
+        return self.match is not None or bool(self.speakers)
 
     def __repr__(self) -> str:  # a stray repr in a traceback never shows the URL
         return f"NotifyConfig(url={redact(self.url)!r}, series={self.series!r})"
+
+
+@dataclass(frozen=True)
+class FollowConfig:
+    """One `[[follow]]` entry: every public series of a topic (at an institution, if given)."""
+
+    topic: str
+    institution: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """How the archive records why a series joined (`series.followed_by`)."""
+        at = f" institution={self.institution}" if self.institution else ""
+        return f"topic={self.topic}{at}"
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,7 @@ class Config:
     feeds: tuple[FeedConfig, ...] = ()
     notify: tuple[NotifyConfig, ...] = ()
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    follow: tuple[FollowConfig, ...] = ()
 
     def with_archive(self, path: Path) -> Config:
         return replace(self, archive_path=path)
@@ -265,6 +289,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     notifications = _parse_notifications(
         _Table(top.get("notifications", dict, {}), path, "notifications")
     )
+    follow = _parse_follows(top.get("follow", list, []), path)
     top.refuse_unknown()
     parsed = [_parse_feed(raw, path, f"feeds[{i}]") for i, raw in enumerate(raw_feeds)]
     feeds = _unique_names(parsed)
@@ -282,6 +307,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         feeds=feeds,
         notify=notify,
         notifications=notifications,
+        follow=follow,
     )
 
 
@@ -371,7 +397,12 @@ def _parse_notify(data: object, path: Path, prefix: str) -> NotifyConfig:
     series = table.get("series", list, None)
     if series is not None and not all(isinstance(s, str) and s for s in series):
         raise ConfigError(path, table.key("series"), "expected a list of series shortnames")
-    kinds = table.get("kinds", list, list(DEFAULT_NOTIFY_KINDS))
+    match = _match_query(table)
+    speakers = _speaker_names(table)
+    default_kinds = list(DEFAULT_NOTIFY_KINDS)
+    if match is not None or speakers:
+        default_kinds.append("new")  # a target that follows words or people hears of new talks
+    kinds = table.get("kinds", list, default_kinds)
     unknown = [k for k in kinds if k not in NOTIFY_KINDS]
     if unknown or not kinds:
         shown = ", ".join(sorted(NOTIFY_KINDS))
@@ -388,9 +419,72 @@ def _parse_notify(data: object, path: Path, prefix: str) -> NotifyConfig:
         kinds=frozenset(kinds),
         upcoming_only=table.get("upcoming_only", bool, True),
         allow_private=table.get("allow_private", bool, False),
+        match=match,
+        speakers=speakers,
+        digest=_digest(table),
+        timezone=_timezone(table),
     )
     table.refuse_unknown()
     return entry
+
+
+def _match_query(table: _Table) -> str | None:
+    """`match` as given (the archive's search checks its syntax: `archive.search_problem`)."""
+    query: str | None = table.get("match", str, None)
+    if query is None:
+        return None
+    query = query.strip()
+    if not query:
+        raise ConfigError(table.path, table.key("match"), "an empty query would match nothing")
+    return query
+
+
+def _speaker_names(table: _Table) -> tuple[str, ...]:
+    names = table.get("speakers", list, [])
+    if not all(isinstance(name, str) and name.strip() for name in names):
+        raise ConfigError(table.path, table.key("speakers"), "expected a list of names")
+    return tuple(name.strip() for name in names)
+
+
+def _digest(table: _Table) -> str | None:
+    digest: str | None = table.get("digest", str, None)
+    if digest not in (None, "weekly"):
+        raise ConfigError(table.path, table.key("digest"), f'expected "weekly", got {digest!r}')
+    return digest
+
+
+def _timezone(table: _Table) -> str:
+    import zoneinfo
+
+    name: str = table.get("timezone", str, "UTC")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            table.path, table.key("timezone"), f"unknown time zone {name!r} (e.g. Europe/Paris)"
+        ) from None
+    return name
+
+
+def _parse_follows(entries: list[Any], path: Path) -> tuple[FollowConfig, ...]:
+    """`[[follow]]` entries: a topic id (as `harvester discover --topics` lists them) and
+    maybe an institution's shortname; both must be names the site could have given."""
+    follows: list[FollowConfig] = []
+    for i, raw in enumerate(entries):
+        table = _Table(raw, path, f"follow[{i}]")
+        topic = table.get("topic", str, None)
+        institution = table.get("institution", str, None)
+        table.refuse_unknown()
+        for name, value in (("topic", topic), ("institution", institution)):
+            if value is not None and not is_shortname(value):
+                raise ConfigError(path, table.key(name), f"not a name the site uses: {value!r}")
+        if topic is None:
+            raise ConfigError(path, table.key("topic"), "missing: every [[follow]] needs a topic")
+        entry = FollowConfig(topic, institution)
+        if entry in follows:
+            raise ConfigError(path, f"follow[{i}]", f"same as follow[{follows.index(entry)}]")
+        follows.append(entry)
+    return tuple(follows)
 
 
 def _apprise_problem(url: str) -> str | None:

@@ -44,7 +44,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
-from harvester import health, run
+from harvester import follow, health, run
 from harvester.archive import consecutive_failures, open_archive
 from harvester.config import Config, HttpSettings, load_config
 from harvester.errors import ConfigError
@@ -82,7 +82,7 @@ class FeedPlan:
 
 def plans_for(config: Config) -> dict[str, FeedPlan]:
     plans = {}
-    for feed in config.feeds:
+    for feed in (*config.feeds, *follow.daemon_feeds(config)):  # [[follow]]: issue 23
         if not feed.enabled:
             continue
         interval = feed.interval_or(config.schedule.interval)
@@ -382,11 +382,16 @@ class Daemon:
             log.info("feed.recovered", feed=plan.name, next_poll_in_s=interval)
 
     def _upkeep(self) -> None:
-        """`run.upkeep` (its steps at most daily); stops when the daemon does."""
+        """`run.upkeep` (its steps at most daily), then the series [[follow]]'s topics
+        bring in (searched at most daily) join the plans; stops when the daemon does."""
         if self.stopping.is_set():
             return
         try:
             run.upkeep(self.config, utc_now(), should_stop=self.stopping.is_set)
+            if self.config.follow and not self.stopping.is_set():
+                plans = plans_for(self.config)  # the topics, asked outside the lock
+                with self.lock:
+                    self._apply(plans)
         except Exception as exc:  # a bug: this thread must not die silently
             log.error("daemon.upkeep_failed", error=str(exc))
 

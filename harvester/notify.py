@@ -8,7 +8,10 @@ its password) comes back as a string for the caller to mask and store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import unicodedata
+import zoneinfo
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +34,47 @@ class Target:
     kinds: frozenset[str] = frozenset(DEFAULT_KINDS)
     upcoming_only: bool = True
     allow_private: bool = False
+    match: str | None = None  # a full-text query, run by the archive's search (talks_fts)
+    speakers: tuple[str, ...] = ()  # folded names (`fold_name`)
+    digest: str | None = None  # "weekly": the target gets only its weekly digest
+    timezone: str = "UTC"
+
+    @property
+    def filtered(self) -> bool:
+        return self.match is not None or bool(self.speakers)
+
+
+def fold_name(text: str) -> str:
+    """A name as speakers are compared: case folded, accents gone, one space between words
+    ("Émile  PICARD" → "emile picard"). The one rule for names, in config and in talks."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(plain.split())
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c if c.isalnum() else " " for c in fold_name(text)).split()
+
+
+def speaks(names: Iterable[str], change: Mapping[str, Any]) -> bool:
+    """Whether one of `names` (folded) is among the version's speakers: its words, in
+    order, within a speaker's name ("noether" is in "Emmy Noether", "noe" is not)."""
+    wanted = [_words(name) for name in names]
+    for speaker in _speaker_names(change):
+        have = _words(speaker)
+        for words in wanted:
+            if words and any(have[i : i + len(words)] == words for i in range(len(have))):
+                return True
+    return False
+
+
+def _speaker_names(change: Mapping[str, Any]) -> list[str]:
+    try:
+        people = json.loads(change.get("speakers") or "[]")
+    except (TypeError, ValueError):
+        people = []
+    names = [p["name"] for p in people if isinstance(p, dict) and isinstance(p.get("name"), str)]
+    return names or ([str(change["speaker"])] if change.get("speaker") else [])
 
 
 def version_kinds(change: Mapping[str, Any]) -> set[str]:
@@ -42,15 +86,22 @@ def version_kinds(change: Mapping[str, Any]) -> set[str]:
     return {str(kind) for kind in kinds}
 
 
-def wants(target: Target, change: Mapping[str, Any], now: datetime) -> bool:
-    """Whether `target` is to be told of this version (never of an automatic one)."""
-    if change.get("automatic"):
+def wants(
+    target: Target, change: Mapping[str, Any], now: datetime, *, matched: bool = False
+) -> bool:
+    """Whether `target` is to be told of this version (never of an automatic one).
+
+    A target with `match` or `speakers` wants only talks that match its query (`matched`:
+    the archive's search found the version) or that one of its speakers gives."""
+    if change.get("automatic") or target.digest is not None:
         return False
     if target.series is not None and change.get("series_id") not in target.series:
         return False
     if not version_kinds(change) & target.kinds:
         return False
-    return not (target.upcoming_only and not _upcoming(change, now))
+    if target.upcoming_only and not _upcoming(change, now):
+        return False
+    return not target.filtered or matched or speaks(target.speakers, change)
 
 
 def _upcoming(change: Mapping[str, Any], now: datetime) -> bool:
@@ -68,6 +119,33 @@ def digest(changes: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     if count == 1:
         title = f"{_headline(changes[0])}: {_what(changes[0])}"
     return title, "\n\n".join(_paragraph(change) for change in changes)
+
+
+def weekly_digest(talks: Sequence[Mapping[str, Any]], week: str, timezone: str) -> tuple[str, str]:
+    """The weekly message: (title, body), one paragraph per talk in start order, each with
+    its time in `timezone` and the link to its page."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    count = len(talks)
+    title = f"{count} talk{'s' if count != 1 else ''} for you this week ({week})"
+    paragraphs = []
+    for talk in talks:
+        lines = [_headline(talk)]
+        if talk.get("speaker"):
+            lines.append(f"  {talk['speaker']}")
+        lines.append(f"  {_local_time(talk.get('dtstart'), zone)}")
+        if link := talk.get("talk_url"):
+            lines.append(f"  {link}")
+        paragraphs.append("\n".join(lines))
+    return title, "\n\n".join(paragraphs)
+
+
+def _local_time(value: Any, zone: zoneinfo.ZoneInfo) -> str:
+    """`Tue 1 Dec 2026, 17:00 CET` (or `?`)."""
+    moment = _moment(value)
+    if moment is None:
+        return "?"
+    local = moment.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b %Y, %H:%M} {local.tzname() or zone.key}"
 
 
 def _paragraph(change: Mapping[str, Any]) -> str:

@@ -5,7 +5,9 @@ module delivers them later: one digest per target per run, then marks each row s
 failed with its attempts, its masked error and when to try again (exponential backoff);
 after `[notifications] max_attempts` a row is given up (`failed`). Rows are leased while
 they are being sent, so two processes on one archive never send a row twice; a process
-killed before it sends leaves the rows pending for the next run.
+killed before it sends leaves the rows pending for the next run. Weekly digests
+(harvester.digest) are queued here, committed before any send, and go out the same way,
+one message per row.
 
 Nothing here raises for a target that cannot be reached: archiving never fails because of
 a notification.
@@ -24,9 +26,11 @@ from typing import Any
 from sqlite_utils import Database
 
 from harvester import archive as store
+from harvester import digest as weekly
 from harvester.config import Config, NotificationSettings
+from harvester.errors import ConfigError
 from harvester.logs import get_logger
-from harvester.notify import Target, deliver, digest, server_host
+from harvester.notify import Target, deliver, digest, fold_name, server_host
 from harvester.redact import redact
 
 log = get_logger("harvester.notify")
@@ -60,7 +64,14 @@ class SendReport:
 
 
 def targets(db: Database, config: Config) -> list[Target]:
-    """The config's `[[notify]]` entries, each keyed in this archive (never by its URL)."""
+    """The config's `[[notify]]` entries, each keyed in this archive (never by its URL).
+
+    ConfigError for a `match` the archive's search cannot run: refused before any poll."""
+    for i, entry in enumerate(config.notify):
+        if entry.match is not None and (why := store.search_problem(entry.match)) is not None:
+            raise ConfigError(
+                config.path or "", f"notify[{i}].match", f"not a search the archive can run: {why}"
+            )
     return [
         Target(
             key=store.url_key(db, entry.url),
@@ -69,6 +80,10 @@ def targets(db: Database, config: Config) -> list[Target]:
             kinds=entry.kinds,
             upcoming_only=entry.upcoming_only,
             allow_private=entry.allow_private or config.http.allow_private,
+            match=entry.match,
+            speakers=tuple(fold_name(name) for name in entry.speakers),
+            digest=entry.digest,
+            timezone=entry.timezone,
         )
         for entry in config.notify
     ]
@@ -80,8 +95,10 @@ def label(index: int, url: str) -> str:
 
 
 def register(db: Database, config: Config, now: datetime) -> None:
-    """Before polling: tell the archive which targets its polls queue notifications for."""
-    store.register_notify_targets(db, targets(db, config), now)
+    """Before polling: tell the archive which targets its polls queue notifications for
+    (a weekly target gets its digest only)."""
+    per_change = [t for t in targets(db, config) if t.digest is None]
+    store.register_notify_targets(db, per_change, now)
 
 
 def send_pending(
@@ -99,15 +116,20 @@ def send_pending(
     labels = {t.key: label(i, t.url) for i, t in enumerate(configured)}
     if not by_key:
         return report
+    weekly.queue_due(db, configured, now)  # committed before any send, as a poll's rows are
     if os.environ.get(CRASH_ENV) == "before_send":
         os.kill(os.getpid(), signal.SIGKILL)
     rows = store.claim_notifications(db, by_key, now, now + LEASE, retry=retry)
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(str(row["target"]), []).append(row)
-    for key, changes in groups.items():
+    messages = [(key, changes, *digest(changes)) for key, changes in groups.items()]
+    messages += [
+        (str(row["target"]), [row], str(row["title"]), str(row["body"]))
+        for row in store.claim_digests(db, by_key, now, now + LEASE, retry=retry)
+    ]
+    for key, changes, title, body in messages:
         target = by_key[key]
-        title, body = digest(changes)
         error = _deliver(deliver_one, target, title, body, config.notifications.timeout)
         shown = labels[key]
         ids = [int(c["id"]) for c in changes]

@@ -52,11 +52,12 @@ def upkeep(
     now: datetime,
     *,
     online: bool = True,
+    refresh: bool = False,
     should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """After the polls: the integrity check (a daemon runs for months), the followed
-    series' metadata (unless not `online`: an import asks no server), then compaction and
-    statistics. Problems are only logged."""
+    series' metadata (every series with `refresh`, `sync --refresh`; none unless `online`:
+    an import asks no server), then compaction and statistics. Problems are only logged."""
     try:
         db = store.open_archive(config.archive_path, file_mode=config.archive_file_mode)
         try:
@@ -64,7 +65,7 @@ def upkeep(
             if online:
                 from harvester.series import refresh_followed_series  # httpx: not for import
 
-                refresh_followed_series(db, config, now)
+                refresh_followed_series(db, config, now, force=refresh)
         finally:
             db.conn.close()
     except ArchiveError as exc:

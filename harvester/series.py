@@ -3,7 +3,8 @@
 `series` is a plain table (shortname, name, institutions, topics, timezone, refreshed_at)
 that joins to `talks` on `talks.series_id = series.shortname`, so Datasette can facet
 talks by topic and institution. It is refreshed at most once a day per series, after a
-sync; a failing API only logs a warning and never fails the sync.
+sync (every followed series with `sync --refresh`); a failing API only logs a warning and
+never fails the sync. The series `[[follow]]` brings in (harvester.follow) are followed too.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def followed_series(db: Database, config: Config) -> set[str]:
         for feed in config.feeds
         if feed.enabled and (name := series_shortname(feed.url, base)) is not None
     }
-    return followed | store.series_of_site_talks(db, base)
+    topics = {row["shortname"] for row in store.followed_series(db)}  # [[follow]] brought in
+    return followed | topics | store.series_of_site_talks(db, base)
 
 
 def due_for_refresh(
@@ -82,14 +84,21 @@ def refresh_series(db: Database, api: SiteApi, shortnames: Iterable[str], now: d
 
 
 def refresh_followed_series(
-    db: Database, config: Config, now: datetime | None = None, api: SiteApi | None = None
+    db: Database,
+    config: Config,
+    now: datetime | None = None,
+    api: SiteApi | None = None,
+    *,
+    force: bool = False,
 ) -> None:
-    """After a sync: refresh the metadata of followed series not refreshed today.
+    """After a sync: refresh the metadata of followed series not refreshed today (every
+    followed series with `force`: `sync --refresh`).
 
     Never raises for an API problem: the sync's result does not depend on it.
     """
     now = now or datetime.now(UTC)
-    due = due_for_refresh(db, followed_series(db, config), now)
+    every = timedelta(0) if force else REFRESH_EVERY
+    due = due_for_refresh(db, followed_series(db, config), now, every)
     if not due:
         return
     try:

@@ -418,6 +418,7 @@ def test_every_view_and_canned_query_has_a_title_and_description(browser: Browse
         "calendar",
         "feed_calendar",
         "changes_feed",
+        "talks_for_me",
     }
     for name, query in database["queries"].items():
         assert query.get("title") and (query.get("description") or query.get("description_html"))

@@ -6,7 +6,8 @@ import click
 from sqlite_utils import Database
 
 from harvester import outbox, run
-from harvester.cli._app import EXIT_FAILED, App, archive_errors, warn
+from harvester.cli._app import EXIT_FAILED, App, UsageProblem, archive_errors, warn
+from harvester.errors import ConfigError
 from harvester.humane import counted
 from harvester.logs import get_logger
 from harvester.sync import utc_now
@@ -44,8 +45,8 @@ def notify(app: App, test: bool, retry: bool) -> None:
             raise SystemExit(EXIT_FAILED)
         return
     db = app.archive()
+    register_targets(app, db)
     with archive_errors():
-        outbox.register(db, app.config, utc_now())
         report = outbox.send_pending(db, app.config, utc_now(), retry=retry)
     for result in report.results:
         if result.ok:
@@ -64,10 +65,13 @@ def notify(app: App, test: bool, retry: bool) -> None:
 
 def register_targets(app: App, db: Database) -> None:
     """Before a run's polls (`run.prepare`): the integrity check when due (a damaged
-    archive fails the run) and which targets the polls queue notifications for (a problem
-    there is only a warning)."""
-    with archive_errors():
-        problem = run.prepare(db, app.config, utc_now())
+    archive fails the run) and which targets the polls queue notifications for (a `match`
+    the archive's search cannot run is a config error; another problem only a warning)."""
+    try:
+        with archive_errors():
+            problem = run.prepare(db, app.config, utc_now())
+    except ConfigError as exc:
+        raise UsageProblem(f"bad config: {exc}") from None
     if problem is not None:
         warn(problem)
 

@@ -185,6 +185,10 @@ def status(app: App, as_json: bool, check: bool) -> None:
             _say(daemon.text)
         for line in _status_table(feeds, now) if feeds else ["no feeds polled yet"]:
             click.echo(line)
+        from harvester.follow_status import status_lines  # what [[follow]] brought in
+
+        for line in status_lines(db, app.config):
+            _say(line)
         _say_notifications(db, app)
     if check and code:
         raise SystemExit(code)

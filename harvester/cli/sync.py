@@ -112,8 +112,11 @@ def _unreachable(error: str | None) -> bool:
     is_flag=True,
     help="Skip this run (exit 3) while another `sync --lock` on the archive is running.",
 )
+@click.option(
+    "--refresh", is_flag=True, help="Search the followed topics and refresh series details now."
+)
 @click.pass_obj
-def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
+def sync(app: App, urls: tuple[str, ...], use_lock: bool, refresh: bool) -> None:
     """Poll every enabled feed of the config once (or only URLS) and archive the changes.
 
     URLS may be configured feed names or URLs; an unknown URL is polled ad hoc and
@@ -122,16 +125,16 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
     found another `sync --lock` still running (cron runs never pile up).
     """
     targets = _targets(app, urls)
-    if not targets:
+    if not targets and not app.config.follow:
         raise UsageProblem(
             f"no feeds to poll: add [[feeds]] to {app.config.path or 'a config file'}"
         )
     if not use_lock:
-        results = _sync(app, targets)
+        results = _sync(app, targets, refresh=refresh, followed=not urls)
     else:
         try:
             with hold(app.config.archive_path, "sync"):
-                results = _sync(app, targets)
+                results = _sync(app, targets, refresh=refresh, followed=not urls)
         except LockBusyError as exc:
             fail(f"another `harvester sync --lock` is still running ({exc}); skipped", EXIT_LOCKED)
     # After the lock: a slow receiver never keeps the next cron run out (the outbox's
@@ -141,9 +144,15 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool) -> None:
     _report(app, results)
 
 
-def _sync(app: App, targets: list[FeedTarget]) -> list[PollResult]:
+def _sync(
+    app: App, targets: list[FeedTarget], *, refresh: bool = False, followed: bool = False
+) -> list[PollResult]:
+    from harvester.follow import sync_targets
+
     db = app.archive()
     register_targets(app, db)  # a damaged archive is reported before any poll (once a day)
+    with archive_errors():
+        targets += sync_targets(db, app.config, force=refresh) if followed else []
     db.conn.close()
     path = app.config.archive_path
     with archive_errors(), _progress(app, len(targets)) as advance:
@@ -153,7 +162,7 @@ def _sync(app: App, targets: list[FeedTarget]) -> list[PollResult]:
             targets,
             on_result=advance,
         )
-    run.upkeep(app.config, utc_now())
+    run.upkeep(app.config, utc_now(), refresh=refresh)
     return results
 
 

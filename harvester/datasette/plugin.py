@@ -287,7 +287,7 @@ def _title(datasette: Any, database: str, table: str | None, query_name: str | N
 def _filters(request: Any) -> list[str]:
     """The filters a reader gave (series=..., speaker=...), for a feed's or calendar's name."""
     shown = []
-    for key in ("series", "speaker", "feed", "uid"):
+    for key in ("series", "speaker", "feed", "uid", "match", "speakers"):
         value = " ".join(clean_text(request.args.get(key) or "").split())[:200]
         if value:
             shown.append(f"{key} {value}")

@@ -1,0 +1,30 @@
+"""`harvester status`'s account of `[[follow]]`: the series the topics brought in.
+
+Apart from harvester.follow, which reaches the network, so that `status` loads no HTTP
+client (tests/test_startup.py).
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+
+from harvester import archive as store
+from harvester.config import Config
+
+
+def status_lines(db: Database, config: Config) -> list[str]:
+    """`status`'s account of the followed topics: one line per series they brought in."""
+    rows = store.followed_series(db, with_left=True)
+    if not rows and not config.follow:
+        return []
+    polled = [r for r in rows if r["left_at"] is None]
+    entries = ", ".join(sorted(entry.reason for entry in config.follow)) or "nothing"
+    lines = [f"following: {entries}; {len(polled)} series polled"]
+    for row in rows:
+        since = str(row["followed_since"])[:10]
+        if row["left_at"] is None:
+            lines.append(f"  {row['shortname']}  since {since}  ({row['followed_by']})")
+        else:
+            left = str(row["left_at"])[:10]
+            lines.append(f"  {row['shortname']}  left the topic {left}, not polled (history kept)")
+    return lines
