@@ -228,3 +228,30 @@ def test_nothing_runs_off_the_right_edge(
     for table in page.query_selector_all("table.rows-and-columns"):
         right = table.evaluate("t => t.getBoundingClientRect().right")
         assert right <= viewport, name
+
+
+def test_a_search_shows_the_best_matches_first(pages: dict[tuple[str, str], Loaded]) -> None:
+    page = pages[("search", "desktop")].page
+    titles = page.eval_on_selector_all(
+        "table.rows-and-columns tbody td.col-title", "cells => cells.map(c => c.textContent)"
+    )
+    in_title = TALKS_PER_SERIES // 50 * SERIES  # the talks with the word in their title too
+    assert len(titles) > in_title
+    assert all(SEARCHED in title for title in titles[:in_title]), titles[:in_title]
+
+
+@pytest.mark.parametrize(("size", "shown"), [("desktop", "wide"), ("phone", "phone")])
+def test_each_size_gets_its_own_chart(
+    pages: dict[tuple[str, str], Loaded], size: str, shown: str
+) -> None:
+    page = pages[("chart", size)].page
+    visible = page.eval_on_selector_all(
+        "figure.harvester-chart",
+        "figures => figures.filter(f => f.getBoundingClientRect().height > 0)"
+        ".map(f => f.className)",
+    )
+    assert visible == [f"harvester-chart harvester-chart-{shown}"]
+    width = page.eval_on_selector(
+        f".harvester-chart-{shown} svg", "s => s.getBoundingClientRect().width"
+    )
+    assert width >= PHONE["width"] - 40

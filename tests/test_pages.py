@@ -420,3 +420,13 @@ def test_the_talk_page_offers_the_series_calendar_to_subscribe_to(browser: Brows
     page = browser.get("/archive/talk_history?uid=NumThy/1").text
     assert re.search(r'href="webcal://[^"]+/archive/calendar\.ics\?series=NumThy"', page)
     assert re.search(r'href="/archive/talks\.ics\?uid=NumThy(/|%2F)1"', page)
+
+
+def test_recent_changes_say_times_as_people_read_them_json_keeps_them(
+    browser: Browser, archive: Archive
+) -> None:
+    old, new = archive.old_numthy_start, archive.old_numthy_start + timedelta(days=2)
+    page = browser.get("/archive/recent_changes?uid=NumThy/1").text
+    assert f"start: {human_time(old.isoformat())} → {human_time(new.isoformat())}" in page
+    row = browser.rows("/archive/recent_changes.json?uid=NumThy/1")[0]
+    assert row["what_changed"] == f"start: {old:%Y-%m-%d %H:%M} UTC → {new:%Y-%m-%d %H:%M} UTC"

@@ -79,6 +79,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)?$")
+# The times the change views write into what_changed ("start: 2026-12-07 15:33 UTC → ...").
+_VIEW_TIME = re.compile(r"\b(\d{4}-\d\d-\d\d) (\d\d:\d\d) UTC\b")
 _UID_COLUMNS = frozenset({"uid", "talk_uid", "old_slot_uid"})
 _URL_COLUMNS = frozenset({"talk_url", "livestream_url", "url"})
 _LIST_COLUMNS = frozenset({"kinds", "changed_fields"})
@@ -311,6 +313,8 @@ def render_cell(
         return Markup(f'<a href="{link}" rel="nofollow">{link}</a>')  # noqa: S704
     if column == "speakers" and value.startswith("["):
         return escape(speakers_text(value))
+    if column == "what_changed" and _VIEW_TIME.search(value):
+        return escape(_VIEW_TIME.sub(lambda m: human_time(f"{m[1]}T{m[2]}+00:00"), value))
     if column == "abstract" and len(value) > ABSTRACT_PREVIEW_CHARS:
         return _abstract_preview(datasette, database, value, _get(row, "uid"))
     if column in _LIST_COLUMNS and value.startswith("["):
@@ -649,7 +653,8 @@ def week_chart(
     highest = max((sum(c.values()) for c in counts.values()), default=0)
     step = nice_step(highest)
     top = step * max(1, math.ceil(highest / step))
-    left, bottom, right = 50, 40, 20
+    left, bottom = 50, 40
+    right = 20 if width >= 800 else 40  # room for the last week's date under its bar
     height = 320 if width >= 800 else 300
     legend_per_row = max(1, (width - left) // 160)
     legend_rows = math.ceil(len(kinds) / legend_per_row)
