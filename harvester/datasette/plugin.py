@@ -302,8 +302,7 @@ def render_cell(
     if _ISO_TIME.match(value):
         iso, text = escape(value), escape(human_time(value))
         return Markup(  # noqa: S704
-            f'<time datetime="{iso}" title="{iso}" class="harvester-time"'
-            f' style="white-space: nowrap">{text}</time>'
+            f'<time datetime="{iso}" title="{iso}" class="harvester-time">{text}</time>'
         )
     if column in _UID_COLUMNS:
         href, uid = escape(talk_link(datasette, database, value)), escape(value)
