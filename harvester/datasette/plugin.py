@@ -48,7 +48,7 @@ import sqlite3
 import types
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -689,9 +689,11 @@ def week_chart(
                 "</title></rect>"
             )
         if n % label_every == 0:
+            monday = date.fromisoformat(week)
+            label = f"{monday.day} {monday:%b %Y}" if width >= 800 else f"{monday.day} {monday:%b}"
             parts.append(
                 f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle"'
-                f' font-size="13">{week}</text>'
+                f' font-size="13">{label}</text>'
             )
     for n, kind in enumerate(kinds):
         x = left + (n % legend_per_row) * 160
