@@ -430,3 +430,17 @@ def test_recent_changes_say_times_as_people_read_them_json_keeps_them(
     assert f"start: {human_time(old.isoformat())} → {human_time(new.isoformat())}" in page
     row = browser.rows("/archive/recent_changes.json?uid=NumThy/1")[0]
     assert row["what_changed"] == f"start: {old:%Y-%m-%d %H:%M} UTC → {new:%Y-%m-%d %H:%M} UTC"
+
+
+def test_the_query_pages_are_titled_by_what_they_show_not_their_sql(browser: Browser) -> None:
+    def title(path: str) -> str:
+        found = re.search(r"<title>(.*?)</title>", browser.get(path).text, re.S)
+        assert found, path
+        return found[1].strip()
+
+    assert title("/archive/search?q=rings") == "Search talks: archive"
+    assert title("/archive/talk_history") == "Full history of one talk: archive"
+    assert title("/archive/talk_history?uid=AlgGeom/2") == (
+        "Noetherian rings: Algebraic Geometry ∩ Friends"
+    )
+    assert "select" in title("/archive?sql=select+1")  # a query of one's own keeps its SQL
