@@ -346,11 +346,9 @@ def test_the_talks_page_shows_an_abstract_s_first_lines_and_one_speaker_column(
     page = browser.get("/archive/talks").text
     columns = re.findall(r'<th [^>]*data-column="([^"]+)"', page)
     assert "speaker" in columns and "speakers" not in columns and "talk_url" not in columns
-    cell = page.split('class="col-abstract', page.count('class="col-abstract'))[-1]
     row = next(c for c in page.split("<tr>") if "AlgGeom/3" in c and "col-abstract" in c)
     assert "Long abstract " * 40 not in row and "Long abstract Long" in row
     assert 'href="/archive/talk_history?uid=AlgGeom%2F3" class="harvester-more"' in row
-    assert cell
 
 
 def test_the_front_page_leaves_bookkeeping_tables_out_but_they_stay_queryable(
