@@ -413,6 +413,7 @@ def test_every_view_and_canned_query_has_a_title_and_description(browser: Browse
         table = database["tables"][name]
         assert table.get("title") and table.get("description"), name
     assert set(database["queries"]) == {
+        "search",
         "talk_history",
         "speaker_talks",
         "calendar",

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import sqlite3
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import sqlite_utils
 
+from harvester.datasette.plugin import CHART_WEEKS, week_chart, word_diff
+from harvester.humane import human_time
 from tests.conftest import ROOT, Harvester
 from tests.strictics import strict_events
 from tests.test_datasette import ATOM, Archive, Browser, archive, browser  # noqa: F401
@@ -263,19 +269,176 @@ def test_change_pages_show_fifty_rows_and_leave_out_what_what_changed_says(
 
 
 def test_a_facet_the_metadata_declares_is_not_computed_twice(browser: Browser) -> None:
-    # kinds is a facet of recent_changes already: asking for it again computes it once.
+    # change_kind is a facet of recent_changes already: asking for it again computes it once.
     for args in ("", "&_facet=speaker"):
-        asked = browser.get("/archive/recent_changes.json?_facet_array=kinds" + args).json()
+        asked = browser.get("/archive/recent_changes.json?_facet=change_kind" + args).json()
         plain = browser.get("/archive/recent_changes.json?_size=50" + args).json()
         assert set(asked["facet_results"]) == set(plain["facet_results"]), args
         counts = [
-            [(r["value"], r["count"]) for r in data["facet_results"]["kinds"]["results"]]
+            [(r["value"], r["count"]) for r in data["facet_results"]["change_kind"]["results"]]
             for data in (asked, plain)
         ]
         assert counts[0] == counts[1] and counts[0], counts
-    page = browser.get("/archive/recent_changes?_facet_array=kinds&_facet_array=kinds")
-    assert page.status_code == 200 and "kinds_2" not in page.text
+    page = browser.get("/archive/recent_changes?_facet=change_kind&_facet=change_kind")
+    assert page.status_code == 200 and "change_kind_2" not in page.text
     assert (
         "speaker"
         in browser.get("/archive/recent_changes.json?_facet=speaker").json()["facet_results"]
     )
+
+
+# --- what a newcomer meets (issue 22, items 3-5) ------------------------------------------
+
+
+def _sync_again(archive: Archive) -> None:
+    result = Harvester(archive.db_path.parent / "harvester.toml")("sync")
+    assert result.exit_code in (0, 1), result.output  # 1: the Gone feed still fails
+
+
+def test_the_talk_page_says_times_as_people_read_them_and_diffs_an_abstract(
+    browser: Browser, archive: Archive
+) -> None:
+    talk = archive.site.series["NumThy"].talks[1]
+    talk.abstract = "Sieve methods and the twin prime conjecture, revisited."
+    _sync_again(archive)
+    page = browser.get("/archive/talk_history?uid=NumThy/1").text
+    moved = f"start: {human_time(archive.old_numthy_start.isoformat())} → {human_time(talk.start.isoformat())}"
+    assert moved in page
+    assert "UTC →" in moved and not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", page)
+    assert "<del>conjecture.</del> <ins>conjecture, revisited.</ins>" in page
+    # every history cell carries the label of its own column (a phone shows it)
+    table = page.split('class="rows-and-columns harvester-history"', 1)[1].split("</table>")[0]
+    headers = re.findall(r'<th class="(col-\d+)" scope="col">([^<]+)</th>', table)
+    labels = dict(headers)
+    cells = re.findall(r'<td class="(col-\d+)[^"]*" data-label="([^"]+)"', table)
+    assert len(cells) >= 6 * 3 and all(labels[column] == label for column, label in cells)
+
+
+def test_word_diff_shortens_what_did_not_change() -> None:
+    old = " ".join(f"w{n}" for n in range(40))
+    new = old.replace("w20", "twenty")
+    diff = str(word_diff(old, new, context=3))
+    assert diff == "… w17 w18 w19 <del>w20</del> <ins>twenty</ins> w21 w22 w23 …"
+    assert "&lt;b&gt;" in str(word_diff("a", "<b>"))
+
+
+def test_a_search_of_the_talks_comes_best_match_first(browser: Browser, archive: Archive) -> None:
+    # One mention in a long abstract a week ahead, one in a short one three days ahead.
+    archive.site.series["NumThy"].talks[1].abstract = "Long abstract " * 40 + "and twin primes."
+    archive.site.series["AlgGeom"].talks[2].abstract = "Twin primes."
+    _sync_again(archive)
+    by_date = [r["uid"] for r in browser.rows("/archive/talks.json?_search=twin")]
+    assert by_date == ["NumThy/1", "AlgGeom/2"]  # Datasette's table: the latest start first
+    assert browser.uids("/archive/search.json?q=twin") == ["AlgGeom/2", "NumThy/1"]
+    for typed in ("_search=twin", "_search=twin&_sort=dtstart&_sort_by_desc=on"):
+        page = browser.get(f"/archive/talks?{typed}")
+        assert page.status_code == 200 and "Search talks" in page.text, typed
+        assert page.text.index("AlgGeom/2") < page.text.index("NumThy/1"), typed
+    # a sort of the reader's own keeps the table (and its facets)
+    chosen = browser.get("/archive/talks?_search=twin&_sort=title").text
+    assert "Search talks" not in chosen and 'data-column="series_name"' in chosen
+    assert browser.get("/archive/search?q=%22unbalanced").status_code == 200
+
+
+def test_the_talks_page_shows_an_abstract_s_first_lines_and_one_speaker_column(
+    browser: Browser,
+) -> None:
+    page = browser.get("/archive/talks").text
+    columns = re.findall(r'<th [^>]*data-column="([^"]+)"', page)
+    assert "speaker" in columns and "speakers" not in columns and "talk_url" not in columns
+    row = next(c for c in page.split("<tr>") if "AlgGeom/3" in c and "col-abstract" in c)
+    assert "Long abstract " * 40 not in row and "Long abstract Long" in row
+    assert 'href="/archive/talk_history?uid=AlgGeom%2F3" class="harvester-more"' in row
+
+
+def test_the_front_page_leaves_bookkeeping_tables_out_but_they_stay_queryable(
+    browser: Browser,
+) -> None:
+    for path in ("/", "/archive"):
+        page = browser.get(path).text
+        listed = set(re.findall(r'href="/archive/([a-z_]+)"', page))
+        assert "feeds" in listed, path
+        bookkeeping = {"feed_talk_state", "fetches", "notifications", "talk_state", "daemon"}
+        assert not bookkeeping & listed, (path, bookkeeping & listed)
+    assert browser.get("/archive/fetches.json").status_code == 200
+
+
+def test_table_and_view_pages_end_without_their_sql(browser: Browser) -> None:
+    for path in ("/archive/recent_changes", "/archive/feed_health", "/archive/talks"):
+        page = browser.get(path).text
+        assert "CREATE VIEW" not in page and 'class="wrapped-sql"' not in page, path
+    assert "CREATE TABLE" not in browser.get("/archive/feeds").text
+
+
+def test_recent_changes_has_one_facet_of_kinds_and_calls_a_removal_removed(
+    browser: Browser,
+) -> None:
+    data = browser.get("/archive/recent_changes.json").json()
+    assert set(data["facet_results"]) == {"change_kind", "series_name"}
+    kinds = {r["value"] for r in data["facet_results"]["change_kind"]["results"]}
+    assert "removed" in kinds and "status" not in kinds
+    page = browser.get("/archive/recent_changes").text
+    assert "kinds" not in re.findall(r'data-column="([^"]+)"', page)
+    assert ">status<" not in page
+
+
+def test_the_chart_has_one_heading_even_ticks_and_a_phone_version(browser: Browser) -> None:
+    page = browser.get("/archive/weekly_changes").text
+    assert page.count("<h1") == 1
+    charts = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(charts) == 2 and 'class="harvester-chart harvester-chart-phone"' in page
+
+
+@pytest.mark.parametrize("top", [0, 1, 3, 7, 10, 13, 99, 101, 480, 2500])
+def test_chart_ticks_are_even_whole_numbers_reaching_the_highest_week(top: int) -> None:
+    week = date.today() - timedelta(days=date.today().weekday())
+    since = (week - timedelta(weeks=CHART_WEEKS)).isoformat()
+    rows: list[Mapping[str, Any]] = [{"week": week.isoformat(), "kind": "retitled", "changes": top}]
+    svg = str(week_chart(rows, since))
+    ticks = [int(t) for t in re.findall(r'text-anchor="end" font-size="13">(\d+)</text>', svg)]
+    steps = {b - a for a, b in itertools.pairwise(ticks)}
+    assert ticks[0] == 0 and ticks[-1] >= top and len(steps) == 1 and 2 <= len(ticks) <= 6
+    assert str(steps.pop())[0] in "125"
+    if top:
+        assert f"week of {week.isoformat()}: {top}" in svg
+
+
+def test_feed_health_lists_numbered_feeds_in_natural_order(
+    browser: Browser, archive: Archive
+) -> None:
+    conn = sqlite3.connect(archive.db_path)
+    with conn:
+        conn.execute("UPDATE feeds SET name = 'S' || (1 + (id * 7) % 11), consecutive_failures = 0")
+    conn.close()
+    names = [r["name"] for r in browser.rows("/archive/feed_health.json")]
+    assert len(names) == 3 and names == sorted(names, key=lambda name: int(name[1:])), names
+
+
+def test_the_talk_page_offers_the_series_calendar_to_subscribe_to(browser: Browser) -> None:
+    page = browser.get("/archive/talk_history?uid=NumThy/1").text
+    assert re.search(r'href="webcal://[^"]+/archive/calendar\.ics\?series=NumThy"', page)
+    assert re.search(r'href="/archive/talks\.ics\?uid=NumThy(/|%2F)1"', page)
+
+
+def test_recent_changes_say_times_as_people_read_them_json_keeps_them(
+    browser: Browser, archive: Archive
+) -> None:
+    old, new = archive.old_numthy_start, archive.old_numthy_start + timedelta(days=2)
+    page = browser.get("/archive/recent_changes?uid=NumThy/1").text
+    assert f"start: {human_time(old.isoformat())} → {human_time(new.isoformat())}" in page
+    row = browser.rows("/archive/recent_changes.json?uid=NumThy/1")[0]
+    assert row["what_changed"] == f"start: {old:%Y-%m-%d %H:%M} UTC → {new:%Y-%m-%d %H:%M} UTC"
+
+
+def test_the_query_pages_are_titled_by_what_they_show_not_their_sql(browser: Browser) -> None:
+    def title(path: str) -> str:
+        found = re.search(r"<title>(.*?)</title>", browser.get(path).text, re.S)
+        assert found, path
+        return found[1].strip()
+
+    assert title("/archive/search?q=rings") == "Search talks: archive"
+    assert title("/archive/talk_history") == "Full history of one talk: archive"
+    assert title("/archive/talk_history?uid=AlgGeom/2") == (
+        "Noetherian rings: Algebraic Geometry ∩ Friends"
+    )
+    assert "select" in title("/archive?sql=select+1")  # a query of one's own keeps its SQL

@@ -39,14 +39,16 @@ Whatever the metadata, it also registers two output renderers and makes CSV safe
 
 from __future__ import annotations
 
+import difflib
 import html
 import json
+import math
 import re
 import sqlite3
 import types
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -54,6 +56,7 @@ from datasette import hookimpl
 from datasette.utils import tilde_decode, tilde_encode
 from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
+from sqlite_utils import Database
 
 from harvester import archive, textstore
 from harvester.archive import set_query_only
@@ -67,6 +70,7 @@ from harvester.site import http_url
 PLUGIN_NAME = "seminar-harvester"
 ICS_CONTENT_TYPE = "text/calendar; charset=utf-8"
 CHART_WEEKS = 26
+PHONE_CHART_WEEKS = 12  # a phone's chart: bars and labels it can show at a readable size
 MAX_VALUE_BYTES = 50_000_000  # of one string or blob in a query through the web
 
 Scope = MutableMapping[str, Any]
@@ -75,9 +79,13 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)?$")
+# The times the change views write into what_changed ("start: 2026-12-07 15:33 UTC → ...").
+_VIEW_TIME = re.compile(r"\b(\d{4}-\d\d-\d\d) (\d\d:\d\d) UTC\b")
 _UID_COLUMNS = frozenset({"uid", "talk_uid", "old_slot_uid"})
 _URL_COLUMNS = frozenset({"talk_url", "livestream_url", "url"})
 _LIST_COLUMNS = frozenset({"kinds", "changed_fields"})
+ABSTRACT_PREVIEW_CHARS = 220  # about three lines of a table cell; the talk page has it all
+STATIC_NAME = PLUGIN_NAME  # Datasette serves static/ under the name of the distribution
 
 
 def _config(datasette: Any, database: str) -> dict[str, Any]:
@@ -121,6 +129,11 @@ def asgi_wrapper(datasette: Any) -> Callable[[ASGIApp], ASGIApp]:
                 await _refuse_method(send)  # no canned query writes: a POST would be a 500
                 return
             if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD"):
+                searched = await _relevance_search(datasette, scope)
+                if searched is not None:
+                    path, arguments = searched
+                    scope = {**scope, "path": path, "raw_path": path.encode("latin-1")}
+                    scope["query_string"] = arguments.encode("latin-1")
                 for rewrite in (_query_without_repeated_facets, _query_without_hidden):
                     query = await rewrite(datasette, scope)
                     if query is not None:
@@ -148,6 +161,61 @@ async def _refuse_method(send: Send) -> None:
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"allow", b"GET, HEAD")]
     await send({"type": "http.response.start", "status": 405, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _table_route(datasette: Any, scope: Scope) -> tuple[Any, str] | None:
+    """The database and table of a /<database>/<table> address (any format), or None."""
+    path: str = scope.get("path", "")
+    base_url: str = datasette.setting("base_url")
+    local = "/" + path[len(base_url) :] if base_url != "/" and path.startswith(base_url) else path
+    parts = local.strip("/").split("/")
+    if len(parts) != 2:
+        return None
+    database = next((db for db in datasette.databases.values() if db.route == parts[0]), None)
+    return None if database is None else (database, tilde_decode(parts[1]))
+
+
+_SORT_ARGUMENTS = frozenset({"_sort", "_sort_desc", "_sort_by_desc"})
+
+
+async def _relevance_search(datasette: Any, scope: Scope) -> tuple[str, str] | None:
+    """The path and query string that answer a table's plain search by relevance, or None.
+
+    Datasette orders a table's search results by the table's sort (talks: the latest start
+    first, so talks years ahead came first); `relevance_search: {table: query}` names a
+    canned query that orders them by the search index's rank. A search with a filter, a
+    page after the first or a sort of its own stays on the table; the search form's sort
+    box sends the table's default sort, which counts as none. The request is answered
+    inside the server: the address stays as the reader typed it."""
+    route = _table_route(datasette, scope)
+    if route is None:
+        return None
+    database, table = route
+    searches = _config(datasette, database.name).get("relevance_search") or {}
+    query = searches.get(table) if isinstance(searches, dict) else None
+    if not query:
+        return None
+    args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    words = " ".join(value for key, value in args if key == "_search").strip()
+    others = [(key, value) for key, value in args if key != "_search"]
+    if not words or not _default_sort(datasette.table_metadata(database.name, table), others):
+        return None
+    return f"{datasette.urls.database(database.name)}/{tilde_encode(query)}", urlencode(
+        {"q": words}
+    )
+
+
+def _default_sort(table_metadata: Mapping[str, Any], args: list[tuple[str, str]]) -> bool:
+    """Whether these arguments ask for nothing but the table's default sort (or nothing)."""
+    if any(key not in _SORT_ARGUMENTS for key, _ in args):
+        return False
+    given = dict(args)
+    column = given.get("_sort_desc") or given.get("_sort")
+    if column is None:
+        return True
+    descending = "_sort_desc" in given or given.get("_sort_by_desc") in ("on", "1")
+    default = table_metadata.get("sort_desc") if descending else table_metadata.get("sort")
+    return bool(column == default)
 
 
 async def _query_without_hidden(datasette: Any, scope: Scope) -> str | None:
@@ -234,8 +302,7 @@ def render_cell(
     if _ISO_TIME.match(value):
         iso, text = escape(value), escape(human_time(value))
         return Markup(  # noqa: S704
-            f'<time datetime="{iso}" title="{iso}" class="harvester-time"'
-            f' style="white-space: nowrap">{text}</time>'
+            f'<time datetime="{iso}" title="{iso}" class="harvester-time">{text}</time>'
         )
     if column in _UID_COLUMNS:
         href, uid = escape(talk_link(datasette, database, value)), escape(value)
@@ -245,6 +312,10 @@ def render_cell(
         return Markup(f'<a href="{link}" rel="nofollow">{link}</a>')  # noqa: S704
     if column == "speakers" and value.startswith("["):
         return escape(speakers_text(value))
+    if column == "what_changed" and _VIEW_TIME.search(value):
+        return escape(_VIEW_TIME.sub(lambda m: human_time(f"{m[1]}T{m[2]}+00:00"), value))
+    if column == "abstract" and len(value) > ABSTRACT_PREVIEW_CHARS:
+        return _abstract_preview(datasette, database, value, _get(row, "uid"))
     if column in _LIST_COLUMNS and value.startswith("["):
         try:
             items = json.loads(value)
@@ -255,6 +326,16 @@ def render_cell(
     return None
 
 
+def _abstract_preview(datasette: Any, database: str, abstract: str, uid: Any) -> Markup:
+    """The abstract's first lines, cut at a word, and a link to the talk page for the rest."""
+    cut = abstract[:ABSTRACT_PREVIEW_CHARS].rsplit(None, 1)[0].rstrip(" ,;:.")
+    preview = escape(cut)
+    if not isinstance(uid, str) or not uid:
+        return Markup(f'<span title="{escape(abstract)}">{preview} …</span>')  # noqa: S704
+    href = escape(talk_link(datasette, database, uid))
+    return Markup(f'{preview} … <a href="{href}" class="harvester-more">the whole abstract</a>')  # noqa: S704
+
+
 def _raw_cell(stored: bytes) -> Markup | None:
     """The VEVENT as received (it is stored compressed), its control characters dropped."""
     try:
@@ -263,6 +344,14 @@ def _raw_cell(stored: bytes) -> Markup | None:
         return None  # not ours: Datasette shows it as binary
     text = escape(clean_text(raw or ""))
     return Markup(f'<pre class="harvester-raw" style="white-space: pre-wrap">{text}</pre>')  # noqa: S704
+
+
+@hookimpl  # type: ignore[untyped-decorator]
+def extra_css_urls(database: str | None, datasette: Any) -> list[str]:
+    """The archive's stylesheet (phone cards, wrapping cells) on its pages and the front page."""
+    if database is not None and not _archive_db(datasette, database):
+        return []
+    return [datasette.urls.static_plugins(STATIC_NAME, "harvester.css")]
 
 
 @hookimpl  # type: ignore[untyped-decorator]
@@ -401,6 +490,9 @@ def extra_template_vars(
             if uid:
                 history = await db.execute_fn(lambda conn: archive.talk_page(conn, uid))
                 talks = await db.execute_fn(lambda conn: archive.talks_by_uid(conn, [uid]))
+                changes = await db.execute_fn(lambda conn: _version_changes(conn, uid))
+                for version in history:
+                    version["changes"] = changes.get(version["version"], [])
                 return {"talk": talks[0] if talks else None, "history": history}
             recent = await db.execute_fn(lambda conn: archive.recently_changed_talks(conn))
             return {"recent_talks": recent}
@@ -412,10 +504,113 @@ def extra_template_vars(
         async def chart_vars() -> dict[str, Any]:
             since = (datetime.now(UTC) - timedelta(weeks=CHART_WEEKS)).date().isoformat()
             rows = await db.execute_fn(lambda conn: archive.weekly_changes(conn, since))
-            return {"chart_svg": week_chart(rows, since)}
+            return {
+                "chart_svg": week_chart(rows, since),
+                "chart_svg_phone": week_chart(rows, since, weeks=PHONE_CHART_WEEKS, width=420),
+                **_NO_SCHEMA_SQL,
+            }
 
         return chart_vars
+    if view_name == "table":
+
+        async def table_vars() -> dict[str, Any]:
+            return dict(_NO_SCHEMA_SQL)
+
+        return table_vars
     return None
+
+
+# The CREATE TABLE/VIEW text Datasette prints at the end of a table page: docs/design.md
+# explains the schema to people, and /archive/sqlite_master still gives it to a query.
+_NO_SCHEMA_SQL = {"view_definition": None, "table_definition": None}
+
+# --- the talk page's "What changed" ------------------------------------------------------
+
+_VERSION_FIELDS = ("title", "dtstart", "dtend", "speaker", "room", "abstract")
+_FIELD_NAMES = {
+    "title": "title",
+    "dtstart": "start",
+    "dtend": "end",
+    "speaker": "speaker",
+    "room": "room",
+    "abstract": "abstract",
+}
+_SAID_BY_OTHERS = {"speakers": "speaker", "summary": None, "description": None, "location": None}
+_CHANGE_WORDS = {
+    "new": "first seen",
+    "removed": "gone from every feed that carried it",
+    "restored": "back in a feed after being removed",
+}
+DIFF_CONTEXT_WORDS = 6
+DIFF_MAX_WORDS = 5000  # per side: longer texts are said to be edited, not diffed
+
+
+def _version_changes(conn: sqlite3.Connection, uid: str) -> dict[int, list[Markup]]:
+    """What each version of a talk changed, as the talk page says it: one item per field,
+    times as people read them, an abstract as a word diff."""
+    changes: dict[int, list[Markup]] = {}
+    previous: dict[str, Any] | None = None
+    for version in archive.talk_history(Database(conn), uid):
+        changes[version["version"]] = _changes_of(previous, version)
+        previous = version
+    return changes
+
+
+def _changes_of(previous: Mapping[str, Any] | None, version: Mapping[str, Any]) -> list[Markup]:
+    whole = _CHANGE_WORDS.get(str(version["change"]))
+    if whole is not None or previous is None:
+        return [escape(whole or "first seen")]
+    fields = [str(f) for f in version.get("changed_fields") or []]
+    shown = [
+        f for f in _VERSION_FIELDS if f in fields and not (f == "dtend" and "dtstart" in fields)
+    ]
+    items = [_field_change(f, previous, version) for f in shown]
+    said = {_FIELD_NAMES[f] for f in _VERSION_FIELDS if f in fields}
+    for field in fields:
+        name = _FIELD_NAMES.get(field) or _SAID_BY_OTHERS.get(field, field.replace("_", " "))
+        if name is not None and name not in said:
+            items.append(escape(f"{name} edited"))
+            said.add(name)
+    return items or [escape("details edited")]
+
+
+def _field_change(field: str, previous: Mapping[str, Any], version: Mapping[str, Any]) -> Markup:
+    old, new = previous.get(field), version.get(field)
+    label = escape(_FIELD_NAMES[field])
+    if field == "abstract":
+        return Markup(f"{label}: {word_diff(str(old or ''), str(new or ''))}")  # noqa: S704
+    if field in ("dtstart", "dtend"):
+        old, new = (human_time(old) if old else None), (human_time(new) if new else None)
+    before, after = escape(old if old else "–"), escape(new if new else "–")
+    return Markup(f"{label}: {before} → {after}")  # noqa: S704
+
+
+def word_diff(old: str, new: str, context: int = DIFF_CONTEXT_WORDS) -> Markup:
+    """The words taken out (<del>) and put in (<ins>), with a few unchanged words around each;
+    longer unchanged stretches shorten to "…"."""
+    a, b = old.split(), new.split()
+    if len(a) > DIFF_MAX_WORDS or len(b) > DIFF_MAX_WORDS:
+        return escape("edited (too long to compare word by word)")
+    parts: list[str] = []
+    opcodes = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    for n, (tag, i1, i2, j1, j2) in enumerate(opcodes):
+        if tag == "equal":
+            parts.append(_unchanged(a[i1:i2], context, first=n == 0, last=n == len(opcodes) - 1))
+            continue
+        if i2 > i1:
+            parts.append(f"<del>{escape(' '.join(a[i1:i2]))}</del>")
+        if j2 > j1:
+            parts.append(f"<ins>{escape(' '.join(b[j1:j2]))}</ins>")
+    return Markup(" ".join(p for p in parts if p))  # noqa: S704 (every word escaped)
+
+
+def _unchanged(words: list[str], context: int, *, first: bool, last: bool) -> str:
+    head = [] if first else words[:context]
+    tail = [] if last else words[-context:]
+    if len(words) <= len(head) + len(tail):
+        return str(escape(" ".join(words)))
+    kept = [" ".join(head), "…", " ".join(tail)]
+    return str(escape(" ".join(k for k in kept if k)))
 
 
 KIND_COLOURS = {
@@ -429,34 +624,56 @@ KIND_COLOURS = {
 }
 
 
-def week_chart(rows: list[Mapping[str, Any]], since: str) -> Markup:
-    """Stacked bars of changes per week by kind, as inline SVG (no script, no CDN)."""
+def nice_step(top: int, ticks: int = 4) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50 ... that reaches `top` in at most `ticks` steps."""
+    magnitude = int(10 ** max(0, math.floor(math.log10(max(top, 1) / ticks))))
+    return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude * ticks >= top)
+
+
+def week_chart(
+    rows: list[Mapping[str, Any]],
+    since: str,
+    *,
+    weeks: int = CHART_WEEKS,
+    width: int = 1200,
+) -> Markup:
+    """Stacked bars of changes per week by kind, as inline SVG (no script, no CDN): the last
+    `weeks` weeks up to the week of `since` + CHART_WEEKS, y ticks at even steps."""
     start = datetime.fromisoformat(since).date()
     start -= timedelta(days=start.weekday())
-    weeks = [(start + timedelta(weeks=n)).isoformat() for n in range(CHART_WEEKS + 1)]
-    counts: dict[str, dict[str, int]] = {week: {} for week in weeks}
+    start += timedelta(weeks=CHART_WEEKS - weeks)
+    all_weeks = [(start + timedelta(weeks=n)).isoformat() for n in range(weeks + 1)]
+    counts: dict[str, dict[str, int]] = {week: {} for week in all_weeks}
     for row in rows:
         if row["week"] in counts:
             counts[row["week"]][str(row["kind"])] = int(row["changes"])
     kinds = [k for k in KIND_COLOURS if any(k in c for c in counts.values())]
     kinds += sorted({k for c in counts.values() for k in c} - set(kinds))
-    top = max((sum(c.values()) for c in counts.values()), default=0) or 1
-    width, height, left, bottom, bar = 1200, 320, 50, 40, 1100 / len(weeks)
+    highest = max((sum(c.values()) for c in counts.values()), default=0)
+    step = nice_step(highest)
+    top = step * max(1, math.ceil(highest / step))
+    left, bottom = 50, 40
+    right = 20 if width >= 800 else 40  # room for the last week's date under its bar
+    height = 320 if width >= 800 else 300
+    legend_per_row = max(1, (width - left) // 160)
+    legend_rows = math.ceil(len(kinds) / legend_per_row)
+    bar = (width - left - right) / len(all_weeks)
     plot = height - bottom - 20
+    total_height = height + 24 * legend_rows + 6
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 30}"'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {total_height}"'
         f' width="100%" role="img" aria-label="Changes per week by kind">',
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 20}" y2="{height - bottom}"'
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}"'
         ' stroke="#444"/>',
     ]
-    for tick in range(5):
-        value = round(top * tick / 4)
+    for value in range(0, top + 1, step):
         y = height - bottom - plot * value / top
         parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="12">{value}</text>'
-            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 20}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="13">{value}</text>'
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ddd"/>'
         )
-    for n, week in enumerate(weeks):
+    label_every = 4 if width >= 800 else 3
+    for n, week in enumerate(all_weeks):
         x = left + n * bar + 2
         y = float(height - bottom)
         for kind in kinds:
@@ -471,17 +688,20 @@ def week_chart(rows: list[Mapping[str, Any]], since: str) -> Markup:
                 f' fill="{colour}"><title>{html.escape(kind)}, week of {week}: {count}'
                 "</title></rect>"
             )
-        if n % 4 == 0:
+        if n % label_every == 0:
+            monday = date.fromisoformat(week)
+            label = f"{monday.day} {monday:%b %Y}" if width >= 800 else f"{monday.day} {monday:%b}"
             parts.append(
                 f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle"'
-                f' font-size="12">{week}</text>'
+                f' font-size="13">{label}</text>'
             )
     for n, kind in enumerate(kinds):
-        x = left + n * 160
+        x = left + (n % legend_per_row) * 160
+        y = height + 6 + 24 * (n // legend_per_row)
         parts.append(
-            f'<rect x="{x}" y="{height + 6}" width="14" height="14"'
+            f'<rect x="{x}" y="{y}" width="14" height="14"'
             f' fill="{KIND_COLOURS.get(kind, "#999")}"/>'
-            f'<text x="{x + 20}" y="{height + 18}" font-size="13">{html.escape(kind)}</text>'
+            f'<text x="{x + 20}" y="{y + 12}" font-size="14">{html.escape(kind)}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 (numbers, and kinds escaped above)
