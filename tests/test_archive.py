@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 
 from harvester import _schema, migrations
 from harvester import archive as store
-from harvester.archive import FetchFacts, open_archive
+from harvester.archive import FetchFacts, _connection, open_archive
 from harvester.cli import cli
 from harvester.errors import ArchiveError
 from harvester.lock import hold
@@ -203,7 +203,7 @@ def test_opening_an_up_to_date_archive_writes_nothing(
     db.close()
     data, mtime = path.read_bytes(), path.stat().st_mtime_ns
     # Another connection holds the write lock: an open that wanted to write would wait.
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(_connection, "BUSY_TIMEOUT_S", 0.2)
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
     try:
@@ -425,7 +425,7 @@ SQL = re.compile(
 def test_no_module_but_the_archive_holds_sql() -> None:
     offenders = []
     for path in sorted((ROOT / "harvester").rglob("*.py")):
-        if path.name in ("archive.py", "_schema.py"):
+        if path.parent.name == "archive" or path.name == "_schema.py":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         docstrings = {

@@ -1,0 +1,244 @@
+"""Following (`[[follow]]`): the series topics bring in, the notify filters on words and
+speakers, and the weekly digests."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from harvester.archive._connection import immediate_transaction, now_iso
+from harvester.diff import NewVersion
+from harvester.notify import Target as NotifyTarget
+from harvester.redact import redact
+
+# --- following (issue 23) ---
+# Series a `[[follow]]` topic brings in (`series.followed_since`, `followed_by`, `left_at`),
+# the notification filters on words and speakers (`notify_targets.match`, `speakers`), and
+# the weekly digests (rows of `notifications` with uid 'digest/<week>' and a message).
+
+
+def search_problem(query: str) -> str | None:
+    """Why the archive's search (FTS5, talks_fts's tokenizer) cannot run `query`, or None."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(
+            "CREATE VIRTUAL TABLE talks_fts USING FTS5 (title, speaker, abstract, series_name,"
+            " tokenize='porter unicode61 remove_diacritics 2')"
+        )
+        conn.execute("SELECT rowid FROM talks_fts WHERE talks_fts MATCH ?", [query]).fetchall()
+    except sqlite3.OperationalError as exc:
+        return str(exc)
+    finally:
+        conn.close()
+    return None
+
+
+FOLLOW_REFRESHED_KEY = "follow_refreshed_at"  # archive_meta: the last topic search, and of what
+
+
+def follow_refreshed(db: Database) -> dict[str, Any] | None:
+    """When the topics were last searched, and which `[[follow]]` entries they were."""
+    row = db.execute(
+        "SELECT value FROM archive_meta WHERE key = ?", [FOLLOW_REFRESHED_KEY]
+    ).fetchone()
+    try:
+        value = json.loads(row[0]) if row else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def record_followed(
+    db: Database, found: Mapping[str, str], entries: Iterable[str], at: datetime
+) -> tuple[list[str], list[str]]:
+    """One transaction: the series the topics bring in now (shortname → why) are followed,
+    those no longer in any topic leave; returns (joined, left), sorted. A series that was
+    followed and stays keeps its `followed_since`."""
+    moment = now_iso(at)
+    with immediate_transaction(db):
+        before = {
+            row[0]
+            for row in db.execute(
+                "SELECT shortname FROM series WHERE followed_since IS NOT NULL AND left_at IS NULL"
+            )
+        }
+        db.conn.executemany(
+            "INSERT INTO series (shortname, followed_since, followed_by) VALUES (?, ?, ?)"
+            " ON CONFLICT (shortname) DO UPDATE SET followed_by = excluded.followed_by,"
+            " followed_since = CASE WHEN series.followed_since IS NULL"
+            " OR series.left_at IS NOT NULL THEN excluded.followed_since"
+            " ELSE series.followed_since END, left_at = NULL",
+            [(name, moment, why) for name, why in sorted(found.items())],
+        )
+        left = sorted(before - set(found))
+        db.conn.executemany(
+            "UPDATE series SET left_at = ? WHERE shortname = ?", [(moment, name) for name in left]
+        )
+        db.execute(
+            "INSERT OR REPLACE INTO archive_meta (key, value) VALUES (?, ?)",
+            [FOLLOW_REFRESHED_KEY, json.dumps({"at": moment, "follow": sorted(entries)})],
+        )
+    return sorted(set(found) - before), left
+
+
+def followed_series(db: Database, *, with_left: bool = False) -> list[dict[str, Any]]:
+    """The series `[[follow]]` brought in (those that left too, if asked), by shortname."""
+    return [
+        dict(row)
+        for row in db.query(
+            "SELECT shortname, name, followed_since, followed_by, left_at FROM series"
+            " WHERE followed_since IS NOT NULL AND (:with_left OR left_at IS NULL)"
+            " ORDER BY shortname",
+            {"with_left": int(with_left)},
+        )
+    ]
+
+
+def _register_target_filters(db: Database, targets: Iterable[NotifyTarget]) -> None:
+    """The targets' `match` and `speakers`, where they differ from what is stored."""
+    wanted = {
+        t.key: (t.match, json.dumps(list(t.speakers), ensure_ascii=False) if t.speakers else None)
+        for t in targets
+    }
+    stored = {
+        row[0]: (row[1], row[2])
+        for row in db.execute("SELECT key, match, speakers FROM notify_targets WHERE active = 1")
+    }
+    changed = [(*filters, key) for key, filters in wanted.items() if stored.get(key) != filters]
+    if changed:
+        with immediate_transaction(db):
+            db.conn.executemany(
+                "UPDATE notify_targets SET match = ?, speakers = ? WHERE key = ?", changed
+            )
+
+
+def _with_filters(db: Database, targets: list[NotifyTarget]) -> list[NotifyTarget]:
+    filters = {
+        row[0]: (row[1], tuple(json.loads(row[2])) if row[2] else ())
+        for row in db.execute(
+            "SELECT key, match, speakers FROM notify_targets WHERE active = 1"
+            " AND (match IS NOT NULL OR speakers IS NOT NULL)"
+        )
+    }
+    return [
+        replace(t, match=filters[t.key][0], speakers=filters[t.key][1]) if t.key in filters else t
+        for t in targets
+    ]
+
+
+_MATCHING_SQL = (
+    "SELECT s.uid FROM json_each(:uids) j JOIN talk_state s ON s.uid = j.value"
+    " JOIN talks_fts ON talks_fts.rowid = s.version_id WHERE talks_fts MATCH :match"
+)
+
+
+def _matched_versions(
+    db: Database, targets: list[NotifyTarget], versions: list[NewVersion]
+) -> set[tuple[str, str]]:
+    """(target key, uid) of the new versions each target's `match` finds: the archive's own
+    search over the talk's row in talks_fts (written before this, in the same transaction)."""
+    uids = json.dumps(sorted({v.uid for v in versions}))
+    found: set[tuple[str, str]] = set()
+    for target in targets:
+        if target.match is None:
+            continue
+        try:
+            rows = db.execute(_MATCHING_SQL, {"uids": uids, "match": target.match}).fetchall()
+        except sqlite3.OperationalError:  # a query checked by an older release: matches nothing
+            continue
+        found |= {(target.key, row[0]) for row in rows}
+    return found
+
+
+_WEEK_TALKS_SQL = (
+    "SELECT uid, series_id, series_name, title, speaker, speakers, dtstart, dtend, talk_url"
+    " FROM talks WHERE status = 'active' AND coalesce(counter, 0) >= 0"
+    " AND dtstart >= :start AND dtstart < :end"
+    " AND (:series IS NULL OR series_id IN (SELECT value FROM json_each(:series)))"
+    " {match} ORDER BY dtstart, uid"
+)
+
+
+def talks_between(
+    db: Database, start: datetime, end: datetime, series: Iterable[str] | None, match: str | None
+) -> list[dict[str, Any]]:
+    """Active talks starting in [start, end), of `series` (None: all), that `match` finds
+    (None: every one)."""
+    sql = _WEEK_TALKS_SQL.format(
+        match=""
+        if match is None
+        else "AND version_id IN (SELECT rowid FROM talks_fts WHERE talks_fts MATCH :match)"
+    )
+    params = {
+        "start": _utc_seconds(start),
+        "end": _utc_seconds(end),
+        "series": None if series is None else json.dumps(sorted(series)),
+        "match": match,
+    }
+    try:
+        return [dict(row) for row in db.query(sql, params)]
+    except sqlite3.OperationalError:  # a query checked by an older release
+        return []
+
+
+def _utc_seconds(moment: datetime) -> str:
+    """As the archive writes a talk's start: `2026-12-10T15:00:00+00:00`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def digest_uid(week: str) -> str:
+    return f"digest/{week}"
+
+
+def digest_queued(db: Database, key: str, week: str) -> bool:
+    return (
+        db.execute(
+            "SELECT 1 FROM notifications WHERE uid = ? AND version = 0 AND target = ?",
+            [digest_uid(week), key],
+        ).fetchone()
+        is not None
+    )
+
+
+def queue_digest(db: Database, key: str, week: str, title: str, body: str, at: datetime) -> bool:
+    """One outbox row for the target's digest of `week`; False when it was queued before
+    (by this process or another)."""
+    moment = now_iso(at)
+    with immediate_transaction(db):
+        cursor = db.execute(
+            "INSERT INTO notifications (uid, version, target, created_at, next_attempt_at,"
+            " title, body) VALUES (?, 0, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [digest_uid(week), key, moment, moment, redact(title), redact(body)],
+        )
+        return cursor.rowcount == 1
+
+
+def claim_digests(
+    db: Database, keys: Iterable[str], now: datetime, lease_until: datetime, *, retry: bool
+) -> list[dict[str, Any]]:
+    """As `claim_notifications`, for the due digest rows (each with its own message)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return []
+    sql = (
+        "SELECT id, target, attempts, uid, title, body FROM notifications"
+        " WHERE version = 0 AND body IS NOT NULL"
+        " AND (status = 'pending' AND (:retry OR coalesce(next_attempt_at, '') <= :now)"
+        " OR :retry AND status = 'failed')"
+        " AND target IN (SELECT value FROM json_each(:keys))"
+        " AND coalesce(claimed_until, '') <= :now ORDER BY id"
+    )
+    with immediate_transaction(db):
+        params = {"now": now_iso(now), "keys": json.dumps(keys), "retry": int(retry)}
+        rows = [dict(r) for r in db.query(sql, params)]
+        db.conn.executemany(
+            "UPDATE notifications SET claimed_until = ? WHERE id = ?",
+            [(now_iso(lease_until), r["id"]) for r in rows],
+        )
+    return rows

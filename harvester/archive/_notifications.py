@@ -1,0 +1,169 @@
+"""The notifications outbox (`[[notify]]`): targets by key, one row per (version, target)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from harvester.archive._connection import immediate_transaction, now_iso
+from harvester.archive._following import _matched_versions, _register_target_filters, _with_filters
+from harvester.diff import NewVersion
+from harvester.notify import Target as NotifyTarget
+from harvester.notify import wants
+from harvester.redact import redact
+
+# The notifications outbox (`[[notify]]`): targets by key, one row per (version, target).
+# ------------------------------------------------------------------------------------------
+
+
+def register_notify_targets(db: Database, targets: Iterable[NotifyTarget], at: datetime) -> None:
+    """The config's targets (keys and filters, never URLs) become the active ones; targets
+    no longer configured stay, inactive, so that their rows keep their meaning."""
+    targets = list(targets)
+    rows = [
+        {
+            "key": t.key,
+            "series": None if t.series is None else json.dumps(sorted(t.series)),
+            "kinds": json.dumps(sorted(t.kinds)),
+            "upcoming_only": int(t.upcoming_only),
+            "updated_at": now_iso(at),
+        }
+        for t in targets
+    ]
+    current = {
+        tuple(r)
+        for r in db.execute(
+            "SELECT key, series, kinds, upcoming_only FROM notify_targets WHERE active = 1"
+        )
+    }
+    wanted = {(r["key"], r["series"], r["kinds"], r["upcoming_only"]) for r in rows}
+    if current != wanted:  # the usual case: nothing to write
+        with immediate_transaction(db):
+            db.execute("UPDATE notify_targets SET active = 0 WHERE active = 1")
+            db.conn.executemany(
+                "INSERT INTO notify_targets (key, series, kinds, upcoming_only, active, updated_at)"
+                " VALUES (:key, :series, :kinds, :upcoming_only, 1, :updated_at)"
+                " ON CONFLICT (key) DO UPDATE SET series = excluded.series,"
+                " kinds = excluded.kinds, upcoming_only = excluded.upcoming_only, active = 1,"
+                " updated_at = excluded.updated_at",
+                rows,
+            )
+    _register_target_filters(db, targets)
+
+
+def _active_notify_targets(db: Database) -> list[NotifyTarget]:
+    targets = []
+    for key, series, kinds, upcoming_only in db.execute(
+        "SELECT key, series, kinds, upcoming_only FROM notify_targets WHERE active = 1"
+    ):
+        targets.append(
+            NotifyTarget(
+                key=key,
+                url="",
+                series=None if series is None else frozenset(json.loads(series)),
+                kinds=frozenset(json.loads(kinds)),
+                upcoming_only=bool(upcoming_only),
+            )
+        )
+    return _with_filters(db, targets)
+
+
+def queue_notifications(db: Database, versions: list[NewVersion], observed_at: datetime) -> None:
+    """Inside the poll's transaction: one outbox row per (new version, target that wants it)."""
+    if not versions:
+        return
+    targets = _active_notify_targets(db)
+    if not targets:
+        return
+    at = now_iso(observed_at)
+    matched = _matched_versions(db, targets, versions)
+    rows = []
+    for version in versions:
+        change = dict(version.content) | {
+            "uid": version.uid,
+            "change": version.change,
+            "kinds": list(version.kinds),
+            "automatic": version.automatic_reason is not None,
+        }
+        rows += [
+            (version.uid, version.version, target.key, at, at)
+            for target in targets
+            if wants(target, change, observed_at, matched=(target.key, version.uid) in matched)
+        ]
+    db.conn.executemany(
+        "INSERT INTO notifications (uid, version, target, created_at, next_attempt_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        rows,
+    )
+
+
+_OUTBOX_FIELDS = ("title", "speaker", "dtstart", "dtend")
+_CLAIM_SQL = (
+    "SELECT n.id, n.target, n.attempts, v.uid, v.version, v.change, v.kinds, v.automatic,"
+    " v.series_id, v.series_name, v.title, v.speaker, v.dtstart, v.dtend, v.talk_url,"
+    " {previous} FROM notifications n"
+    " JOIN talk_versions v ON v.uid = n.uid AND v.version = n.version"
+    " LEFT JOIN talk_versions p ON p.uid = n.uid AND p.version = n.version - 1"
+    " WHERE {due} AND n.target IN (SELECT value FROM json_each(:keys))"
+    " AND coalesce(n.claimed_until, '') <= :now ORDER BY n.id"
+)
+
+
+def claim_notifications(
+    db: Database, keys: Iterable[str], now: datetime, lease_until: datetime, *, retry: bool
+) -> list[dict[str, Any]]:
+    """Take the due rows of these targets for one send (a lease, so that two processes do
+    not send one row twice), each with its version's fields and the previous version's as
+    `previous_<field>`, oldest first. `retry`: failed rows and rows backing off too."""
+    keys = sorted(set(keys))
+    if not keys:
+        return []
+    due = "n.status IN ('pending', 'failed')" if retry else "n.status = 'pending'"
+    if not retry:
+        due += " AND coalesce(n.next_attempt_at, '') <= :now"
+    previous = ", ".join(f"p.[{f}] AS [previous_{f}]" for f in _OUTBOX_FIELDS)
+    sql = _CLAIM_SQL.format(previous=previous, due=due)
+    params = {"now": now_iso(now), "keys": json.dumps(keys)}
+    with immediate_transaction(db):
+        rows = [dict(r) for r in db.query(sql, params)]
+        db.conn.executemany(
+            "UPDATE notifications SET claimed_until = ? WHERE id = ?",
+            [(now_iso(lease_until), r["id"]) for r in rows],
+        )
+    for row in rows:
+        row["kinds"] = json.loads(row["kinds"] or "[]")
+    return rows
+
+
+def mark_notifications_sent(db: Database, ids: Iterable[int], at: datetime) -> None:
+    with immediate_transaction(db):
+        db.conn.executemany(
+            "UPDATE notifications SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+            " claimed_until = NULL, last_error = NULL, next_attempt_at = NULL WHERE id = ?",
+            [(now_iso(at), i) for i in ids],
+        )
+
+
+def mark_notifications_failed(
+    db: Database, outcomes: Iterable[tuple[int, str, str | None]], error: str
+) -> None:
+    """Each (id, status, next attempt) after a failed send, with the (masked) error."""
+    error = redact(error)
+    with immediate_transaction(db):
+        db.conn.executemany(
+            "UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?,"
+            " next_attempt_at = ?, claimed_until = NULL WHERE id = ?",
+            [(status, error, next_at, i) for i, status, next_at in outcomes],
+        )
+
+
+def notification_counts(db: Database) -> dict[str, int]:
+    """Outbox rows by status: pending, failed, sent."""
+    counts = dict.fromkeys(("pending", "failed", "sent"), 0)
+    for status, count in db.execute("SELECT status, count(*) FROM notifications GROUP BY status"):
+        counts[str(status)] = int(count)
+    return counts
