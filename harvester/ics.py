@@ -168,11 +168,6 @@ def is_dtstamp(line: bytes) -> bool:
     return line[:7].upper() == b"DTSTAMP" and line[7:8] in (b":", b";")
 
 
-def is_dtstamp_name(line: bytes) -> bool:
-    """Whether icalendar reads an unfolded line as a DTSTAMP (blanks in the name and all)."""
-    return property_name(line) == b"DTSTAMP"
-
-
 def plain_dtstamp(line: bytes) -> str | None:
     """The parse's ISO form of a plain UTC or floating DTSTAMP line; None for anything else."""
     return _iso_moment(_PLAIN_DTSTAMP.fullmatch(line))
@@ -329,11 +324,6 @@ def _plain_line_end(text: bytes, start: int, expected: bytes) -> int | None:
     return end
 
 
-def is_component_line(line: bytes) -> bool:
-    """Whether icalendar reads an unfolded line as BEGIN or END of a component."""
-    return property_name(line) in _COMPONENT_NAMES
-
-
 def only_calendar_components(context: bytes) -> bool:
     """True when BEGIN:VCALENDAR and END:VCALENDAR are the context's only component lines."""
     lines = unfolded_lines(context)
@@ -420,15 +410,16 @@ def _scan_block(
             continue
         if not line.strip():
             continue
-        if is_dtstamp_name(line):
+        name = property_name(line)
+        if name == b"DTSTAMP":
             stamps += 1
             if line not in stamps_seen:  # one download usually stamps all alike
                 stamps_seen[line] = plain_dtstamp(line)
             dtstamp = stamps_seen[line]
-        elif property_name(line) == b"UID":
+        elif name == b"UID":
             uids += 1
             uid = _plain_uid(line)
-        elif is_component_line(line) and 0 < index < last:
+        elif name in _COMPONENT_NAMES and 0 < index < last:
             return None  # a nested component, or one hidden by folding
         if not is_dtstamp(line):  # exactly what `fingerprint_block` keeps
             kept.append(line)
