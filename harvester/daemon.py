@@ -44,7 +44,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
-from harvester import follow, health, run
+from harvester import follow, health, outbox, run
 from harvester.archive import consecutive_failures, open_archive
 from harvester.config import Config, HttpSettings, load_config
 from harvester.errors import ConfigError
@@ -206,6 +206,7 @@ class Daemon:
         """Re-read the config; a config that cannot be used is refused and the old one kept."""
         try:
             config = load_config(self.config_path, self.db_override)
+            outbox.check_filters(config)
             plans = plans_for(config)
             if not plans:
                 raise ConfigError(config.path or "", "feeds", "no enabled feed to poll")

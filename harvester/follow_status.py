@@ -10,6 +10,7 @@ from sqlite_utils import Database
 
 from harvester import archive as store
 from harvester.config import Config
+from harvester.humane import human_time
 
 
 def status_lines(db: Database, config: Config) -> list[str]:
@@ -21,10 +22,10 @@ def status_lines(db: Database, config: Config) -> list[str]:
     entries = ", ".join(sorted(entry.reason for entry in config.follow)) or "nothing"
     lines = [f"following: {entries}; {len(polled)} series polled"]
     for row in rows:
-        since = str(row["followed_since"])[:10]
+        since = human_time(row["followed_since"])
         if row["left_at"] is None:
             lines.append(f"  {row['shortname']}  since {since}  ({row['followed_by']})")
         else:
-            left = str(row["left_at"])[:10]
+            left = human_time(row["left_at"])
             lines.append(f"  {row['shortname']}  left the topic {left}, not polled (history kept)")
     return lines

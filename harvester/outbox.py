@@ -63,15 +63,20 @@ class SendReport:
         return sum(r.count for r in self.results if not r.ok)
 
 
-def targets(db: Database, config: Config) -> list[Target]:
-    """The config's `[[notify]]` entries, each keyed in this archive (never by its URL).
-
-    ConfigError for a `match` the archive's search cannot run: refused before any poll."""
+def check_filters(config: Config) -> None:
+    """ConfigError for a `[[notify]]` `match` the archive's search cannot run."""
     for i, entry in enumerate(config.notify):
         if entry.match is not None and (why := store.search_problem(entry.match)) is not None:
             raise ConfigError(
                 config.path or "", f"notify[{i}].match", f"not a search the archive can run: {why}"
             )
+
+
+def targets(db: Database, config: Config) -> list[Target]:
+    """The config's `[[notify]]` entries, each keyed in this archive (never by its URL).
+
+    ConfigError for a `match` the archive's search cannot run: refused before any poll."""
+    check_filters(config)
     return [
         Target(
             key=store.url_key(db, entry.url),

@@ -326,6 +326,7 @@ def test_damage_is_reported_by_the_next_due_check(tmp_path: Path) -> None:
     db.close()
 
 
+@pytest.mark.slow
 def test_a_sync_records_its_check(tmp_path: Path) -> None:
     path = archived(tmp_path)
     before = utc_now()
@@ -464,6 +465,7 @@ def read_only_folder() -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
 )

@@ -99,6 +99,7 @@ def test_body_over_max_bytes_is_refused(bad_site: tuple[Site, Harvester]) -> Non
     assert bad_talks(h) == before
 
 
+@pytest.mark.slow
 def test_answer_then_hang_mid_body_times_out(
     bad_site: tuple[Site, Harvester], workdir: Path
 ) -> None:
@@ -217,6 +218,7 @@ def test_absurd_dates_huge_description_and_deep_nesting_are_archived(
     assert length == 1_000_000
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_refused_within_the_limit(bad_site: tuple[Site, Harvester]) -> None:
     import gzip
 

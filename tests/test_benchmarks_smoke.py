@@ -12,6 +12,7 @@ from tests.conftest import ROOT
 BENCHMARKS = ROOT / "tests" / "benchmarks"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("script", "rows"),
     [

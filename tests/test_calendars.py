@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from harvester.archive import open_archive, talks_as_of
 from harvester.calendars import render_calendar
 from tests.conftest import Harvester
@@ -42,6 +44,7 @@ def test_one_series_calendar_is_named_after_the_series(harvester: Harvester) -> 
     assert "REFRESH-INTERVAL;VALUE=DURATION:PT1H\r\n" in body
 
 
+@pytest.mark.slow
 def test_sequence_grows_and_a_rescheduled_talk_appears_once(
     harvester: Harvester, site: Site
 ) -> None:

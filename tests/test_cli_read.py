@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import icalendar
+import pytest
 import sqlite_utils
 
 from tests.conftest import SAMPLE, Harvester, write_config
@@ -183,6 +184,7 @@ def on_screen(line: str) -> str:
     return "".join(c + "\0" * (unicodedata.east_asian_width(c) in "WF") for c in line)
 
 
+@pytest.mark.slow
 def test_status_is_a_table_whose_columns_line_up(workdir: Path) -> None:
     sim = Site()
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
@@ -225,6 +227,7 @@ def test_status_is_a_table_whose_columns_line_up(workdir: Path) -> None:
     assert feeds["Gone"]["last_success_at"] is None and feeds["Gone"]["consecutive_failures"] == 1
 
 
+@pytest.mark.slow
 def test_console_script_runs_and_reports_exit_codes(workdir: Path) -> None:
     exe = Path(sys.executable).with_name("harvester")
     config = write_config(workdir, [])

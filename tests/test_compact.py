@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from harvester.archive import (
     FetchFacts,
     compact_polls,
@@ -45,6 +47,7 @@ def fill(path: Path, feeds: int, days: int) -> dict[str, int]:
     return kept
 
 
+@pytest.mark.slow
 def test_compaction_keeps_errors_and_changes_and_counts_every_poll(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     kept = fill(path, feeds=5, days=40)
@@ -74,6 +77,7 @@ def test_compaction_keeps_errors_and_changes_and_counts_every_poll(tmp_path: Pat
     assert again.skipped
 
 
+@pytest.mark.slow
 def test_compaction_never_blocks_a_poll_long(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     fill(path, feeds=20, days=45)
@@ -113,6 +117,7 @@ class SteppingClock:
         return self.now
 
 
+@pytest.mark.slow
 def test_a_batch_commits_once_its_time_budget_is_spent(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     fill(path, feeds=5, days=40)
@@ -147,6 +152,7 @@ def test_a_batch_commits_once_its_time_budget_is_spent(tmp_path: Path) -> None:
     db.close()
 
 
+@pytest.mark.slow
 def test_a_still_clock_folds_each_batch_in_one_transaction(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     fill(path, feeds=5, days=40)
@@ -159,6 +165,7 @@ def test_a_still_clock_folds_each_batch_in_one_transaction(tmp_path: Path) -> No
     db.close()
 
 
+@pytest.mark.slow
 def test_a_stop_within_a_batch_leaves_the_rest_for_the_next_run(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     fill(path, feeds=5, days=40)

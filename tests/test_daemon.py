@@ -218,6 +218,7 @@ def _load(path: Path) -> Any:
 # --- the daemon process --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_polls_every_feed_on_its_own_interval(
     workdir: Path, site: Site, start: Callable[..., Daemon]
 ) -> None:
@@ -253,6 +254,7 @@ def test_polls_every_feed_on_its_own_interval(
     assert_archive_consistent(daemon.db_path)
 
 
+@pytest.mark.slow
 def test_failing_feed_backs_off_and_recovers(
     workdir: Path, site: Site, start: Callable[..., Daemon]
 ) -> None:
@@ -281,6 +283,7 @@ def test_failing_feed_backs_off_and_recovers(
     assert daemon.stop()[0] == 0
 
 
+@pytest.mark.slow
 def test_sighup_adds_removes_and_refuses_a_bad_config(
     workdir: Path, site: Site, start: Callable[..., Daemon]
 ) -> None:
@@ -328,6 +331,7 @@ def _slow(site: Site, path: str, delay: float) -> threading.Event:
     return entered
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_poll_in_flight_commit(
     workdir: Path, site: Site, start: Callable[..., Daemon]
 ) -> None:
@@ -342,6 +346,7 @@ def test_sigterm_lets_the_poll_in_flight_commit(
     assert_archive_consistent(daemon.db_path)
 
 
+@pytest.mark.slow
 def test_sigterm_abandons_a_poll_that_outlasts_the_grace(
     workdir: Path, site: Site, start: Callable[..., Daemon]
 ) -> None:
@@ -359,6 +364,7 @@ def test_sigterm_abandons_a_poll_that_outlasts_the_grace(
     assert_archive_consistent(daemon.db_path)
 
 
+@pytest.mark.slow
 def test_sigterm_abandons_a_poll_waiting_to_retry(
     workdir: Path, site: Site, start: Callable[..., Daemon]
 ) -> None:
@@ -378,6 +384,7 @@ def test_sigterm_abandons_a_poll_waiting_to_retry(
     assert_archive_consistent(daemon.db_path)
 
 
+@pytest.mark.slow
 def test_daemon_and_cron_sync_record_every_change_once(
     workdir: Path, site: Site, start: Callable[..., Daemon]
 ) -> None:

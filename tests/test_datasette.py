@@ -32,6 +32,9 @@ from tests.test_rule2 import old_archive
 METADATA = ROOT / "harvester" / "datasette" / "metadata.yml"  # shipped as package data
 ATOM = "{http://www.w3.org/2005/Atom}"
 
+# Every test builds its own archive of two syncs (about half a second each).
+pytestmark = pytest.mark.slow
+
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
@@ -104,6 +107,7 @@ def active_talks(site: Site) -> list[Any]:
 # --- views ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_upcoming_talks_are_the_active_ones_not_yet_over(
     browser: Browser, archive: Archive
 ) -> None:
@@ -165,6 +169,7 @@ def test_cancelled_talks_are_removed_upcoming_ones(browser: Browser) -> None:
     assert rows[0]["removed_at"]
 
 
+@pytest.mark.slow
 def test_feed_health_puts_failing_feeds_first(browser: Browser) -> None:
     rows = browser.rows("/archive/feed_health.json")
     assert [(r["name"], r["health"]) for r in rows] == [
@@ -183,6 +188,7 @@ def test_feed_health_puts_failing_feeds_first(browser: Browser) -> None:
 # --- canned queries --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_history_of_one_talk(browser: Browser) -> None:
     rows = browser.rows("/archive/talk_history.json?uid=AlgGeom/2")
     assert [(r["version"], r["change_kind"], r["title"]) for r in rows] == [
@@ -355,6 +361,7 @@ def test_raw_and_fingerprint_are_hidden_from_the_talk_versions_page(browser: Bro
         assert not {"raw", "fingerprint"} & set(browser.rows(path)[0])
 
 
+@pytest.mark.slow
 def test_bookkeeping_tables_are_hidden(browser: Browser) -> None:
     tables = {t["name"]: t for t in browser.get("/archive.json").json()["tables"]}
     assert tables["_sqlite_migrations"]["hidden"]
@@ -389,6 +396,7 @@ def test_the_web_cannot_read_the_url_hash_salt(browser: Browser, archive: Archiv
     assert salt not in browser.get("/archive/archive_meta.json").text
 
 
+@pytest.mark.slow
 def test_front_page_links_all_work(browser: Browser) -> None:
     page = browser.get("/")
     assert page.status_code == 200

@@ -276,6 +276,7 @@ def test_full_site_discovery_then_sync_archives_every_series(workdir: Path, api:
 # --- series metadata refresh -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sync_refreshes_series_metadata_at_most_daily(h: Harvester, api: Api) -> None:
     assert h("feeds", "add", "--no-check", "NumThy", "AlgGeom").exit_code == 0
     assert h("sync").exit_code == 0

@@ -190,6 +190,7 @@ def config_sections() -> dict[str, str]:
     return {name.strip("[]"): text for name, text in found.items() if name.startswith("[")}
 
 
+@pytest.mark.slow
 def test_every_config_key_the_loader_accepts_is_in_docs_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

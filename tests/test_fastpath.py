@@ -260,6 +260,7 @@ def archives(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     yield tmp_path / "fast.db", tmp_path / "full.db"
 
 
+@pytest.mark.slow
 def test_fast_path_and_full_parse_make_the_same_archive(
     archives: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -339,6 +340,7 @@ def reference_fingerprint_lines(block: bytes) -> list[bytes]:
 PIECES = [b"\r\n", b"\n", b"\r", b" ", b"\t", b"DTSTAMP:1", b"dtstamp;X", b"UID:a", b"ab", b"\x0c"]
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(PIECES), max_size=30))
 def test_fingerprint_lines_follow_the_definition(pieces: list[bytes]) -> None:

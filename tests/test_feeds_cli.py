@@ -165,6 +165,7 @@ def test_add_with_name_and_interval(h: Harvester) -> None:
     assert entry["name"] == "nt" and entry["interval"] == "6h"
 
 
+@pytest.mark.slow
 def test_remove_takes_out_only_the_entry_and_keeps_the_archive(h: Harvester, api: Api) -> None:
     assert h("feeds", "add", "NumThy").exit_code == 0
     assert h("sync").exit_code == 0
@@ -346,6 +347,7 @@ def _layout(draw: st.DrawFn) -> tuple[str, list[list[str]]]:
     return "\n".join(lines) + "\n", entries
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layout=_layout(), data=st.data())
 def test_edits_change_only_their_own_lines_in_any_layout(

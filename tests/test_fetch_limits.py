@@ -59,6 +59,7 @@ def test_requests_ask_only_for_encodings_that_can_be_bounded(site: Site) -> None
         fetch(client_for(), brotli.url, LIMIT)
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_refused_within_the_limit_without_inflating_it(site: Site) -> None:
     bomb = gzip.compress(b"\0" * 200_000_000, compresslevel=9)  # ~200 KB → 200 MB
     assert len(bomb) < LIMIT

@@ -101,6 +101,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connec
     conn.close()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from harvester.config import load_config
+from harvester.humane import human_time
 from tests.apisim import Api, api_error_override, serve_with_api
 from tests.conftest import Harvester
 from tests.sitesim import Site
@@ -86,6 +87,7 @@ def add_langlands(api: Api) -> None:
     api.describe("Langlands", topics=["math_NT", "math_AG"], institutions=["MIT"])
 
 
+@pytest.mark.slow
 def test_a_topics_series_are_polled_and_a_new_one_joins_after_sync_refresh(
     h: Harvester, api: Api
 ) -> None:
@@ -108,7 +110,10 @@ def test_a_topics_series_are_polled_and_a_new_one_joins_after_sync_refresh(
     assert h.config.read_bytes() == before  # no config edit
     status = ok(h("status")).stdout
     assert "following: topic=math_NT; 2 series polled" in status
-    assert f"  Langlands  since {datetime.now(UTC):%Y-%m-%d}  (topic=math_NT)" in status
+    since = human_time(
+        query(h, "SELECT followed_since FROM series WHERE shortname = 'Langlands'")[0][0]
+    )
+    assert since.endswith(" UTC") and f"  Langlands  since {since}  (topic=math_NT)" in status
     # its details came with it (the series refresh after the polls)
     assert query(h, "SELECT name, topics FROM series WHERE shortname = 'Langlands'") == [
         ("p-adic Langlands", json.dumps(["math_NT", "math_AG"]))
@@ -125,6 +130,7 @@ def test_an_institution_narrows_the_topic(workdir: Path, api: Api) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_series_that_leaves_the_topic_is_no_longer_polled_and_keeps_its_history(
     h: Harvester, api: Api
 ) -> None:
@@ -186,6 +192,7 @@ def test_the_url_policy_applies_to_the_series_a_topic_brought_in(workdir: Path, 
     assert "follow.refresh_failed" in result.stderr  # the API call is refused as well
 
 
+@pytest.mark.slow
 def test_the_daemon_polls_the_series_a_topic_brings_in(workdir: Path, api: Api) -> None:
     h = config(workdir, api, extra='\n[schedule]\ninterval = "0.5s"\njitter = 0\n')
     daemon = Daemon(h.config)

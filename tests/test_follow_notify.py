@@ -18,6 +18,7 @@ import pytest
 
 from harvester.archive import open_archive
 from harvester.config import load_config
+from harvester.daemon import Daemon
 from harvester.digest import week_of
 from harvester.notify import fold_name, speaks
 from harvester.outbox import register, send_pending
@@ -64,6 +65,7 @@ def bodies(receiver: Receiver) -> str:
 # --- match --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_new_talk_whose_abstract_matches_is_sent_and_one_that_matches_nothing_is_not(
     workdir: Path, quiet_site: Site, receiver: Receiver
 ) -> None:
@@ -88,6 +90,7 @@ def test_a_new_talk_whose_abstract_matches_is_sent_and_one_that_matches_nothing_
     assert "/talk/NumThy/2/" in text
 
 
+@pytest.mark.slow
 def test_a_match_target_hears_of_a_change_to_a_matching_talk_and_kinds_can_narrow_it(
     workdir: Path, quiet_site: Site, receiver: Receiver
 ) -> None:
@@ -103,6 +106,7 @@ def test_a_match_target_hears_of_a_change_to_a_matching_talk_and_kinds_can_narro
     assert "NumThy" in bodies(receiver) and "Algebraic Geometry" not in bodies(receiver)
 
 
+@pytest.mark.slow
 def test_a_match_the_archive_cannot_run_is_refused_before_any_poll(
     workdir: Path, quiet_site: Site, receiver: Receiver
 ) -> None:
@@ -111,6 +115,27 @@ def test_a_match_the_archive_cannot_run_is_refused_before_any_poll(
     assert result.exit_code == 2
     assert "notify[0].match: not a search the archive can run" in result.stderr
     assert quiet_site.hits["/seminar/NumThy/ics"] == 0
+    daemon = h("run")  # the daemon refuses it the same way, before it starts
+    assert daemon.exit_code == 2, daemon.output
+    assert "notify[0].match: not a search the archive can run" in daemon.stderr
+    assert "Traceback" not in daemon.output
+
+
+def test_a_reload_with_a_match_the_archive_cannot_run_keeps_the_old_config(
+    workdir: Path, quiet_site: Site, receiver: Receiver
+) -> None:
+    h = target_config(workdir, quiet_site, receiver, 'match = "langlands"')
+    config = load_config(h.config)
+    daemon = Daemon(config, config_path=str(h.config), db_override=None)
+    try:
+        h.config.write_text(
+            h.config.read_text(encoding="utf-8").replace('"langlands"', '"langlands AND"'),
+            encoding="utf-8",
+        )
+        daemon.reload()
+        assert daemon.config is config  # refused: the running config stays
+    finally:
+        daemon.client.close()
 
 
 # --- speakers ----------------------------------------------------------------------------
@@ -127,6 +152,7 @@ def test_fold_name_and_speaks_ignore_case_and_accents_and_match_whole_words() ->
     assert speaks([fold_name("Noether")], {"speaker": "Emmy Noether (Göttingen)"})
 
 
+@pytest.mark.slow
 def test_a_new_talk_by_a_followed_speaker_in_any_archived_series_is_sent(
     workdir: Path, quiet_site: Site, receiver: Receiver
 ) -> None:
@@ -182,6 +208,7 @@ def digest_entry(zone: str) -> str:
     return f'match = "langlands"\nspeakers = ["noether"]\ndigest = "weekly"\ntimezone = "{zone}"'
 
 
+@pytest.mark.slow
 def test_the_weekly_digest_lists_exactly_the_coming_weeks_matching_talks_once(
     workdir: Path, quiet_site: Site, receiver: Receiver
 ) -> None:
@@ -208,6 +235,7 @@ def test_the_weekly_digest_lists_exactly_the_coming_weeks_matching_talks_once(
     assert len(receiver.messages) == 1  # one a week, and no per-change message besides
 
 
+@pytest.mark.slow
 def test_a_sync_killed_between_commit_and_send_sends_the_digest_once_on_the_next_run(
     workdir: Path, quiet_site: Site, receiver: Receiver
 ) -> None:
@@ -236,6 +264,7 @@ def test_a_sync_killed_between_commit_and_send_sends_the_digest_once_on_the_next
     assert "notifications: 0 pending, 0 failed, 1 sent" in ok(h("status")).stdout
 
 
+@pytest.mark.slow
 def test_the_digest_weeks_follow_the_targets_timezone(
     workdir: Path, quiet_site: Site, receiver: Receiver
 ) -> None:

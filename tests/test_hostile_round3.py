@@ -97,6 +97,7 @@ def test_speaker_and_affiliation_split_known_forms() -> None:
 HUGE = 150_000  # a 150 KB feed
 
 
+@pytest.mark.slow
 def test_a_feed_of_long_runs_of_spaces_syncs_at_once(workdir: Path, site: Site) -> None:
     """A speaker, a room and a title that an organiser filled with 150,000 spaces (or `<`)
     once kept a sync busy for minutes; now the feed is archived in a few seconds."""
@@ -153,6 +154,7 @@ def test_a_talk_at_the_end_of_time_renders_everywhere(workdir: Path) -> None:
 # --- 10. --db on a FIFO or a device -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["status"], ["export"], ["sync"], ["history", "S/1"]])
 def test_a_db_that_is_a_fifo_or_a_device_is_refused_at_once(
     workdir: Path, site: Site, command: list[str]
@@ -230,6 +232,7 @@ class Trickler:
         self.sock.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["headers", "continue"])
 def test_a_server_that_trickles_cannot_hold_a_poll_past_max_poll_time(
     workdir: Path, site: Site, mode: str
@@ -277,6 +280,7 @@ def test_an_api_answer_that_inflates_without_bound_is_refused(h: Harvester, api:
     assert "Traceback" not in result.output + result.stderr
 
 
+@pytest.mark.slow
 def test_a_bomb_from_the_api_during_a_sync_ends_in_its_summary(workdir: Path, api: Api) -> None:
     api.site.overrides["/api/0/search/series"] = double_gzip_bomb
     config = workdir / "harvester.toml"
@@ -301,6 +305,7 @@ def test_a_bomb_from_the_api_during_a_sync_ends_in_its_summary(workdir: Path, ap
 # --- 3. a slow receiver holds neither the run's lock nor its exit ------------------------------
 
 
+@pytest.mark.slow
 def test_a_receiver_that_drips_cannot_hold_a_sync_or_its_lock(workdir: Path, site: Site) -> None:
     with receiving() as receiver:
         receiver.drip = 2.0
@@ -361,6 +366,7 @@ def notify_test(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_a_loopback_webhook_is_refused_unless_its_entry_allows_it(workdir: Path, host: str) -> None:
     with receiving(host) as receiver:
@@ -376,6 +382,7 @@ def test_a_loopback_webhook_is_refused_unless_its_entry_allows_it(workdir: Path,
         assert len(receiver.messages) == 1
 
 
+@pytest.mark.slow
 def test_a_notification_never_goes_through_a_proxy(workdir: Path) -> None:
     with receiving() as proxy, receiving() as receiver:
         env = {
@@ -480,6 +487,7 @@ def test_a_snapshot_without_personal_feeds_keeps_no_trace_of_their_talks(
 # --- 9. Apprise's own lines never reach the output ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_apprise_lines_at_verbose_leak_no_header_topic_or_path(workdir: Path) -> None:
     with receiving() as receiver:
         receiver.failing = True
@@ -563,6 +571,7 @@ def test_discover_never_adds_a_shortname_the_site_could_not_have(h: Harvester, a
     assert "user/ics" not in config and "New" not in config and "\x1b" not in config
 
 
+@pytest.mark.slow
 def test_snapshot_to_a_missing_folder_or_of_a_damaged_archive_is_one_line(
     workdir: Path, sample_copy: Path
 ) -> None:
@@ -596,6 +605,7 @@ def test_snapshot_to_a_missing_folder_or_of_a_damaged_archive_is_one_line(
     assert not list(workdir.rglob("*.partial"))
 
 
+@pytest.mark.slow
 def test_arguments_that_are_not_utf8_are_one_line(workdir: Path) -> None:
     config = write_config(workdir, [])
     for args in (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import sqlite_utils
 
 from harvester import textstore
@@ -22,6 +23,7 @@ def splits_a_character(body: bytes) -> bool:
     return re.search(rb"[\x80-\xff]\r\n [\x80-\xbf]", body) is not None
 
 
+@pytest.mark.slow
 def test_a_fold_inside_a_utf8_character_reads_back_exactly(
     harvester: Harvester, site: Site
 ) -> None:

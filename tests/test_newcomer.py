@@ -48,6 +48,7 @@ def test_one_feed_is_one_feed(workdir: Path, sample_copy: Path) -> None:
     assert "1 feed: 4 new" in result.output and "1 feeds" not in result.output
 
 
+@pytest.mark.slow
 def test_a_killed_daemon_is_not_running_at_once(workdir: Path, site: Site) -> None:
     config = write_config(workdir, [site.feed_url("AlgGeom")])
     daemon = subprocess.Popen(

@@ -59,6 +59,7 @@ def edit_followed_series(site: Site) -> None:
     alg.talks[3].start += timedelta(days=1)
 
 
+@pytest.mark.slow
 def test_a_retitle_and_a_reschedule_arrive_as_one_message_and_nothing_else(
     workdir: Path, site: Site, receiver: Receiver
 ) -> None:
@@ -111,6 +112,7 @@ def test_a_retitle_and_a_reschedule_arrive_as_one_message_and_nothing_else(
     assert "notifications: 0 pending, 0 failed, 2 sent" in ok(harvester("status")).stdout
 
 
+@pytest.mark.slow
 def test_sigkill_after_the_commit_and_before_the_send_then_a_rerun_delivers_once(
     workdir: Path, site: Site, receiver: Receiver
 ) -> None:
@@ -137,6 +139,7 @@ def test_sigkill_after_the_commit_and_before_the_send_then_a_rerun_delivers_once
     assert [row[2] for row in outbox(harvester.db_path)] == ["sent", "sent"]
 
 
+@pytest.mark.slow
 def test_a_receiver_down_for_three_runs_then_up_gets_every_change_once(
     workdir: Path, site: Site, receiver: Receiver
 ) -> None:
@@ -166,6 +169,7 @@ def test_a_receiver_down_for_three_runs_then_up_gets_every_change_once(
     assert {r[2] for r in outbox(harvester.db_path)} == {"sent"}
 
 
+@pytest.mark.slow
 def test_failed_sends_back_off_and_give_up_then_retry_on_demand(
     workdir: Path, site: Site, receiver: Receiver
 ) -> None:
@@ -185,6 +189,7 @@ def test_failed_sends_back_off_and_give_up_then_retry_on_demand(
     assert len(receiver.messages) == 1
 
 
+@pytest.mark.slow
 def test_backoff_waits_before_the_next_attempt(
     workdir: Path, site: Site, receiver: Receiver
 ) -> None:
@@ -203,6 +208,7 @@ def test_backoff_waits_before_the_next_attempt(
     assert len(receiver.messages) == 1
 
 
+@pytest.mark.slow
 def test_the_password_is_nowhere(workdir: Path, site: Site, receiver: Receiver) -> None:
     harvester = notify_config(workdir, site, [receiver.url(PASSWORD)])
     seen = ok(harvester("-v", "sync")).stderr
@@ -235,6 +241,7 @@ def test_the_password_is_nowhere(workdir: Path, site: Site, receiver: Receiver) 
     assert b"127.0.0.1:%d" % receiver.port not in archive
 
 
+@pytest.mark.slow
 def test_notify_test_says_what_happened_one_line_per_target(
     workdir: Path, site: Site, receiver: Receiver
 ) -> None:
@@ -274,6 +281,7 @@ def test_no_notify_config_queues_nothing(harvester: Harvester, site: Site) -> No
     assert "notifications" not in ok(harvester("status")).stdout
 
 
+@pytest.mark.slow
 def test_the_daemon_sends_after_its_polls(workdir: Path, site: Site, receiver: Receiver) -> None:
     config = daemon_config(workdir, [(site.feed_url("AlgGeom"), None)], interval="0.5s")
     with config.open("a", encoding="utf-8") as out:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from harvester.humane import human_time
 from harvester.notify import Target, check_url, deliver, digest, wants
 from tests.receiver import receiving
@@ -56,6 +58,7 @@ def test_human_time() -> None:
     assert human_time(None) == "?"
 
 
+@pytest.mark.slow
 def test_deliver_reaches_a_real_receiver_and_reports_a_failure() -> None:
     with receiving() as receiver:
         assert deliver(receiver.url(), "Title", "Body") is None

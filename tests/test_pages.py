@@ -146,6 +146,7 @@ def test_no_suggested_facets(browser: Browser) -> None:
     assert not data.get("suggested_facets")
 
 
+@pytest.mark.slow
 def test_bench_pages_runs_in_quick_mode() -> None:
     done = subprocess.run(
         [
@@ -340,6 +341,7 @@ def test_a_search_of_the_talks_comes_best_match_first(browser: Browser, archive:
     assert browser.get("/archive/search?q=%22unbalanced").status_code == 200
 
 
+@pytest.mark.slow
 def test_the_talks_page_shows_an_abstract_s_first_lines_and_one_speaker_column(
     browser: Browser,
 ) -> None:

@@ -178,6 +178,7 @@ def plain_datasette(archive: Path) -> Iterator[str]:
         yield base
 
 
+@pytest.mark.slow
 def test_a_plain_datasette_serves_every_table_view_and_canned_query(
     plain_datasette: str, archive: Path
 ) -> None:

@@ -219,6 +219,7 @@ def watch(site: Site, counter: Counting) -> list[FeedTarget]:
     return [FeedTarget(site.feed_url(s), s) for s in site.series]
 
 
+@pytest.mark.slow
 def test_at_most_two_requests_in_flight_per_host(
     tmp_path: Path, two_sites: tuple[Site, Site]
 ) -> None:
@@ -251,6 +252,7 @@ def test_at_most_two_requests_in_flight_per_host(
     ).fetchone() == (16, 16)
 
 
+@pytest.mark.slow
 def test_minimum_gap_between_requests_to_one_host(
     tmp_path: Path, two_sites: tuple[Site, Site]
 ) -> None:
@@ -282,6 +284,7 @@ def test_one_bad_feed_does_not_stop_the_others(
     assert results[3].error == "HTTP 404 Not Found"
 
 
+@pytest.mark.slow
 def test_a_large_sync_polls_every_feed_once_within_each_hosts_limit(
     tmp_path: Path, two_sites: tuple[Site, Site]
 ) -> None:

@@ -64,6 +64,7 @@ def mutated_feeds(draw: st.DrawFn) -> bytes:
     return b"\n".join(lines)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(mutated_feeds())
 def test_mutated_real_feeds_never_crash_the_parser(body: bytes) -> None:
@@ -83,6 +84,7 @@ def table_counts(path: Path) -> tuple[int, ...]:
         )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -273,6 +275,7 @@ def hostile_events(draw: st.DrawFn) -> bytes:
     return newline.join(fold(line, width, newline) for line in lines)
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(hostile_events())
 def test_the_fast_path_reads_an_event_as_the_full_parse_does_or_leaves_it(event: bytes) -> None:
@@ -289,6 +292,7 @@ def test_the_fast_path_reads_an_event_as_the_full_parse_does_or_leaves_it(event:
         assert (fast.warnings, fast.events) == (full.warnings, full.events)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(mutated_feeds())
 def test_a_first_sync_of_a_mutated_feed_reads_it_as_the_full_parse(body: bytes) -> None:

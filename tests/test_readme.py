@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import icalendar
+import pytest
 from click.testing import CliRunner
 
 from harvester.cli import cli
@@ -29,6 +30,7 @@ def section(readme: str, heading: str) -> str:
     return readme[start : end if end > 0 else None]
 
 
+@pytest.mark.slow
 def test_every_way_the_readme_reads_the_archive_works(tmp_path: Path) -> None:
     """The commands of "Reading the archive", run as given from a checkout whose
     `data/archive.db` the real CLI made (Datasette answers one request, `--get`, and exits)."""
@@ -67,6 +69,7 @@ def test_every_way_the_readme_reads_the_archive_works(tmp_path: Path) -> None:
     assert json.loads(page)["rows"]
 
 
+@pytest.mark.slow
 def test_the_offline_example_with_the_shipped_config_prints_the_abstract_exactly(
     tmp_path: Path,
 ) -> None:

@@ -51,6 +51,7 @@ def talk(db: Database, uid: str, column: str) -> Any:
     return db.execute(f"SELECT [{column}] FROM talks WHERE uid = ?", [uid]).fetchone()[0]
 
 
+@pytest.mark.slow
 def test_an_unchanged_poll_of_a_large_feed_writes_a_bounded_number_of_rows(db: Database) -> None:
     talks = make_talks(random.Random(5), 5000)
     assert poll(db, body_of(talks, T0), T0).counts["new"] == 5000
@@ -79,6 +80,7 @@ def test_an_unchanged_poll_of_a_large_feed_writes_a_bounded_number_of_rows(db: D
     assert values(db, "SELECT last_seen FROM talks") == {(T0 + 3 * HOUR).isoformat()}
 
 
+@pytest.mark.slow
 def test_the_fast_paths_lookup_reads_only_the_talks_it_asks_for(db: Database) -> None:
     """A changed poll looks its blocks' UIDs up: by uid, not through every active talk
     (the planner preferred the status index once it existed, 4 ms for 3 UIDs of 15,000)."""
@@ -98,6 +100,7 @@ def test_the_fast_paths_lookup_reads_only_the_talks_it_asks_for(db: Database) ->
     assert active_fingerprints(db, asked) == expected
 
 
+@pytest.mark.slow
 def test_the_body_shortcut_holds_until_another_feed_changes_one_of_the_talks(
     db: Database,
 ) -> None:

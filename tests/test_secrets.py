@@ -74,6 +74,7 @@ def assert_nowhere(secret: str, h: Harvester, output: str) -> None:
 # --- the CLI against the local site ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_datasette_never_shows_a_personal_token(workdir: Path, site: Site) -> None:
     site.personal[TOKEN] = ["AlgGeom", "NumThy"]
     h = Harvester(
@@ -88,6 +89,7 @@ def test_datasette_never_shows_a_personal_token(workdir: Path, site: Site) -> No
     assert TOKEN.encode() not in archive_bytes(h)
 
 
+@pytest.mark.slow
 def test_a_token_in_a_refused_redirect_target_shows_nowhere(workdir: Path, site: Site) -> None:
     port = site.base_url.rsplit(":", 1)[1]
     query_form = f"/user/ics/{TOKEN}"
@@ -106,6 +108,7 @@ def test_a_token_in_a_refused_redirect_target_shows_nowhere(workdir: Path, site:
     assert sum(site.hits[p] for p in ("/leak", f"/u/{TOKEN}2/cal.ics")) == 0
 
 
+@pytest.mark.slow
 def test_a_token_echoed_in_an_http_error_shows_nowhere(workdir: Path, site: Site) -> None:
     def echo(handler: Any) -> None:
         handler.send_response(403, f"token {TOKEN} is revoked")
@@ -119,6 +122,7 @@ def test_a_token_echoed_in_an_http_error_shows_nowhere(workdir: Path, site: Site
     assert_nowhere(TOKEN, h, output)
 
 
+@pytest.mark.slow
 def test_a_password_and_a_secret_query_parameter_show_nowhere(workdir: Path, site: Site) -> None:
     host = site.base_url.removeprefix("http://")
     urls = [
@@ -135,6 +139,7 @@ def test_a_password_and_a_secret_query_parameter_show_nowhere(workdir: Path, sit
         assert_nowhere(secret, h, output)
 
 
+@pytest.mark.slow
 def test_an_ad_hoc_url_on_the_command_line_is_remembered(workdir: Path, site: Site) -> None:
     h = Harvester(write_config(workdir, []))
     url = f"{site.feed_url('Gone')}?key={QUERY_SECRET}"
@@ -196,6 +201,7 @@ def test_a_personal_url_pasted_into_name(workdir: Path) -> None:
     assert TOKEN not in output
 
 
+@pytest.mark.slow
 def test_a_secret_in_a_name_is_not_archived(workdir: Path, site: Site) -> None:
     path = write_config(workdir, [])
     path.write_text(

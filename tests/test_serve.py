@@ -90,6 +90,7 @@ def served(harvester: Harvester) -> Iterator[tuple[str, subprocess.Popen[bytes]]
         yield started
 
 
+@pytest.mark.slow
 def test_serve_answers_over_http_while_the_archive_keeps_changing(
     served: tuple[str, subprocess.Popen[bytes]], harvester: Harvester, site: Site
 ) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_a_simulated_site_gives_exactly_the_ground_truth() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "benchmarks" / "sim_month.py"), "--quick"],

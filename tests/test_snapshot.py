@@ -9,11 +9,14 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from harvester.cli.serve import load_metadata, shipped_metadata
 from tests.conftest import Harvester, write_config
 from tests.sitesim import Site
 
 
+@pytest.mark.slow
 def test_snapshot_while_a_sync_writes(workdir: Path, site: Site) -> None:
     site.personal["tok3nSECRET1234"] = ["NumThy"]
     personal = f"{site.base_url}/user/ics/tok3nSECRET1234"

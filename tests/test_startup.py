@@ -61,6 +61,7 @@ def test_help_imports_no_pipeline(tmp_path: Path) -> None:
     assert not loaded & (NETWORK | HEAVY | {"icalendar", "sqlite_utils", "structlog"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "allowed"),
     [
@@ -80,6 +81,7 @@ def test_archive_commands_import_no_network_nor_scheduler(
     assert not (loaded & {"icalendar"}) - allowed
 
 
+@pytest.mark.slow
 def test_sync_imports_no_scheduler_nor_config_editor(config: Path) -> None:
     loaded = modules_of("--config", str(config), "sync", cwd=config.parent)
     assert "httpx" in loaded

@@ -7,6 +7,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
 from harvester.archive import FetchFacts, open_archive
@@ -74,6 +75,7 @@ def _import_many(path: str, start: int, count: int) -> None:
         )
 
 
+@pytest.mark.slow
 def test_concurrent_processes_never_lose_an_update_or_double_a_version(tmp_path: Path) -> None:
     path = str(tmp_path / "a.db")
     open_archive(path).close()

@@ -78,6 +78,7 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_the_metadata_and_harvester_comes_from_it(wheel_venv: Path) -> None:
     python = wheel_venv / "bin" / "python"
     out = _run(
@@ -93,6 +94,7 @@ def test_the_wheel_ships_the_metadata_and_harvester_comes_from_it(wheel_venv: Pa
     assert shipped == "True"
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_serves_a_canned_query(wheel_venv: Path, harvester: Harvester) -> None:
     assert harvester("sync").exit_code == 0
     outside = wheel_venv.parent / "elsewhere"  # no config/ here, no checkout

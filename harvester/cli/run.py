@@ -17,7 +17,7 @@ from harvester.daemon import (
     Daemon,
     plans_for,
 )
-from harvester.errors import ArchiveError, LockBusyError
+from harvester.errors import ArchiveError, ConfigError, LockBusyError
 from harvester.lock import hold
 from harvester.run import prepare
 
@@ -66,6 +66,8 @@ def run(app: App, workers: int, max_backoff: float, grace: float) -> None:
             db.conn.close()
     except ArchiveError as exc:
         fail(str(exc))
+    except ConfigError as exc:  # a `match` the archive's search cannot run
+        raise UsageProblem(f"bad config: {exc}") from None
     if problem is not None:
         warn(problem)
     daemon = Daemon(

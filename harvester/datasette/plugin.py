@@ -50,7 +50,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from datasette import hookimpl
 from datasette.utils import tilde_decode, tilde_encode
@@ -436,7 +436,7 @@ async def render_feed(
     body = render_atom(
         [dict(zip(row.keys(), tuple(row), strict=True)) for row in rows],
         title=title,
-        feed_id=f"urn:seminar-harvester:{query_name or table}:{'&'.join(filters)}",
+        feed_id=f"urn:seminar-harvester:{query_name or table}:{quote('&'.join(filters))}",
         link=page,
         self_link=request.url,
     )
