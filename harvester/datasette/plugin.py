@@ -297,6 +297,13 @@ def render_cell(
     if not isinstance(value, str) or not value:
         return None
     assert database is not None
+    return _link_cell(datasette, database, column, value) or _text_cell(
+        datasette, database, row, column, value
+    )
+
+
+def _link_cell(datasette: Any, database: str, column: str, value: str) -> Markup | None:
+    """A time, a talk's uid or a URL, as HTML."""
     # Markup from f-strings whose every part is escaped (noqa S704): Markup.format costs
     # four times as much, for every time, uid and URL cell of every page.
     if _ISO_TIME.match(value):
@@ -310,6 +317,11 @@ def render_cell(
     if column in _URL_COLUMNS and (url := http_url(value)):
         link = escape(url)
         return Markup(f'<a href="{link}" rel="nofollow">{link}</a>')  # noqa: S704
+    return None
+
+
+def _text_cell(datasette: Any, database: str, row: Any, column: str, value: str) -> Markup | None:
+    """Speakers, what changed, an abstract's first lines, a JSON list, as people read them."""
     if column == "speakers" and value.startswith("["):
         return escape(speakers_text(value))
     if column == "what_changed" and _VIEW_TIME.search(value):
@@ -630,6 +642,43 @@ def nice_step(top: int, ticks: int = 4) -> int:
     return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude * ticks >= top)
 
 
+def _counts_by_week(
+    rows: list[Mapping[str, Any]], weeks: list[str]
+) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Changes per week and kind, and the kinds in legend order (the known ones first)."""
+    counts: dict[str, dict[str, int]] = {week: {} for week in weeks}
+    for row in rows:
+        if row["week"] in counts:
+            counts[row["week"]][str(row["kind"])] = int(row["changes"])
+    kinds = [k for k in KIND_COLOURS if any(k in c for c in counts.values())]
+    kinds += sorted({k for c in counts.values() for k in c} - set(kinds))
+    return counts, kinds
+
+
+def _stacked_bar(
+    week: str,
+    counts: Mapping[str, int],
+    kinds: list[str],
+    x: float,
+    bar: float,
+    y: float,
+    scale: float,
+) -> list[str]:
+    """One week's bar: a rectangle per kind, stacked up from `y`."""
+    parts = []
+    for kind in kinds:
+        if not (count := counts.get(kind, 0)):
+            continue
+        h = scale * count
+        y -= h
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar - 4:.1f}" height="{h:.1f}"'
+            f' fill="{KIND_COLOURS.get(kind, "#999")}"><title>{html.escape(kind)}, week of'
+            f" {week}: {count}</title></rect>"
+        )
+    return parts
+
+
 def week_chart(
     rows: list[Mapping[str, Any]],
     since: str,
@@ -643,12 +692,7 @@ def week_chart(
     start -= timedelta(days=start.weekday())
     start += timedelta(weeks=CHART_WEEKS - weeks)
     all_weeks = [(start + timedelta(weeks=n)).isoformat() for n in range(weeks + 1)]
-    counts: dict[str, dict[str, int]] = {week: {} for week in all_weeks}
-    for row in rows:
-        if row["week"] in counts:
-            counts[row["week"]][str(row["kind"])] = int(row["changes"])
-    kinds = [k for k in KIND_COLOURS if any(k in c for c in counts.values())]
-    kinds += sorted({k for c in counts.values() for k in c} - set(kinds))
+    counts, kinds = _counts_by_week(rows, all_weeks)
     highest = max((sum(c.values()) for c in counts.values()), default=0)
     step = nice_step(highest)
     top = step * max(1, math.ceil(highest / step))
@@ -675,19 +719,7 @@ def week_chart(
     label_every = 4 if width >= 800 else 3
     for n, week in enumerate(all_weeks):
         x = left + n * bar + 2
-        y = float(height - bottom)
-        for kind in kinds:
-            count = counts[week].get(kind, 0)
-            if not count:
-                continue
-            h = plot * count / top
-            y -= h
-            colour = KIND_COLOURS.get(kind, "#999")
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar - 4:.1f}" height="{h:.1f}"'
-                f' fill="{colour}"><title>{html.escape(kind)}, week of {week}: {count}'
-                "</title></rect>"
-            )
+        parts += _stacked_bar(week, counts[week], kinds, x, bar, height - bottom, plot / top)
         if n % label_every == 0:
             monday = date.fromisoformat(week)
             label = f"{monday.day} {monday:%b %Y}" if width >= 800 else f"{monday.day} {monday:%b}"
