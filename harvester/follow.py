@@ -23,9 +23,8 @@ from sqlite_utils import Database
 from harvester import archive as store
 from harvester.config import Config, FeedConfig
 from harvester.errors import ApiError, ArchiveError
-from harvester.fetch import make_client
 from harvester.logs import get_logger
-from harvester.series import store_series
+from harvester.series import open_api, store_series
 from harvester.site import series_shortname
 from harvester.site_api import SeriesInfo, SiteApi, select_series
 from harvester.sync import FeedTarget
@@ -85,14 +84,8 @@ def refresh_when_due(
     if not config.follow or not (force or refresh_due(db, config, now)):
         return None
     try:
-        if api is not None:
-            report = refresh_topics(db, config, api, now)
-        else:
-            with make_client(config.http) as client:
-                site_api = SiteApi(
-                    client, config.site.base_url, config.http.max_bytes, config.http.max_poll_time
-                )
-                report = refresh_topics(db, config, site_api, now)
+        with open_api(config.http, config.site, api) as site_api:
+            report = refresh_topics(db, config, site_api, now)
     except ApiError as exc:
         log.warning("follow.refresh_failed", error=str(exc), follow=len(config.follow))
         return None

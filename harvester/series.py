@@ -10,13 +10,14 @@ never fails the sync. The series `[[follow]]` brings in (harvester.follow) are f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from sqlite_utils import Database
 
 from harvester import archive as store
-from harvester.config import Config
+from harvester.config import Config, HttpSettings, SiteSettings
 from harvester.errors import ApiError
 from harvester.fetch import make_client
 from harvester.logs import get_logger
@@ -24,6 +25,20 @@ from harvester.site import series_shortname
 from harvester.site_api import SeriesInfo, SiteApi
 
 REFRESH_EVERY = timedelta(days=1)
+
+
+@contextmanager
+def open_api(
+    http: HttpSettings, site: SiteSettings, given: SiteApi | None = None
+) -> Iterator[SiteApi]:
+    """`given`, or the site's API through a client of these HTTP settings."""
+    if given is not None:
+        yield given
+        return
+    with make_client(http) as client:
+        yield SiteApi(client, site.base_url, http.max_bytes, http.max_poll_time)
+
+
 log = get_logger("harvester.series")
 
 
@@ -102,14 +117,8 @@ def refresh_followed_series(
     if not due:
         return
     try:
-        if api is not None:
-            found = refresh_series(db, api, due, now)
-        else:
-            with make_client(config.http) as client:
-                site_api = SiteApi(
-                    client, config.site.base_url, config.http.max_bytes, config.http.max_poll_time
-                )
-                found = refresh_series(db, site_api, due, now)
+        with open_api(config.http, config.site, api) as site_api:
+            found = refresh_series(db, site_api, due, now)
     except ApiError as exc:
         log.warning("series.refresh_failed", error=str(exc), series=len(due))
         return

@@ -25,8 +25,7 @@ from harvester.config import (
 )
 from harvester.config_edit import ConfigFile, canonical_feed_url, series_feed_url
 from harvester.errors import ApiError, ArchiveError, ConfigEditError, ConfigError
-from harvester.fetch import make_client
-from harvester.series import store_series
+from harvester.series import open_api, store_series
 from harvester.site import default_feed_name, series_shortname
 from harvester.site_api import SeriesInfo, SiteApi, Topic, select_series
 
@@ -38,8 +37,8 @@ def _site_api(app: App) -> Iterator[SiteApi]:
     http, site = (
         (app.config.http, app.config.site) if path.exists() else (HttpSettings(), SiteSettings())
     )
-    with make_client(http) as client:
-        yield SiteApi(client, site.base_url, http.max_bytes, http.max_poll_time)
+    with open_api(http, site) as api:
+        yield api
 
 
 def _now() -> datetime:
