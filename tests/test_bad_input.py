@@ -193,6 +193,7 @@ def test_invalid_utf8_is_replaced_with_a_warning(bad_site: tuple[Site, Harvester
         )
 
 
+@pytest.mark.slow
 def test_absurd_dates_huge_description_and_deep_nesting_are_archived(
     bad_site: tuple[Site, Harvester],
 ) -> None:

@@ -91,6 +91,7 @@ def test_body_over_the_limit_is_refused(site: Site, client, declared: bool) -> N
         fetch(client, site.base_url + "/big", 1000)
 
 
+@pytest.mark.slow
 def test_a_server_that_hangs_times_out(site: Site) -> None:
     release = threading.Event()
 

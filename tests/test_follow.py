@@ -151,6 +151,7 @@ def test_a_series_that_leaves_the_topic_is_no_longer_polled_and_keeps_its_histor
     assert query(h, "SELECT left_at FROM series WHERE shortname = 'NumThy'") == [(None,)]
 
 
+@pytest.mark.slow
 def test_an_api_outage_keeps_the_followed_series_polled(h: Harvester, api: Api) -> None:
     ok(h("sync"))
     api.site.overrides["/api/0/search/series"] = api_error_override(500, "error", "down")
@@ -168,6 +169,7 @@ def test_a_series_the_config_names_is_polled_as_the_config_says(workdir: Path, a
     assert feed_hits(api, "NumThy") == 0  # disabled in the config: the topic does not override
 
 
+@pytest.mark.slow
 def test_rule_7s_guard_holds_the_removals_of_a_series_a_topic_brought_in(
     h: Harvester, api: Api
 ) -> None:
@@ -181,6 +183,7 @@ def test_rule_7s_guard_holds_the_removals_of_a_series_a_topic_brought_in(
     assert query(h, "SELECT count(*) FROM talks WHERE status = 'removed'") == [(6,)]
 
 
+@pytest.mark.slow
 def test_the_url_policy_applies_to_the_series_a_topic_brought_in(workdir: Path, api: Api) -> None:
     ok(config(workdir, api)("sync"))
     h = config(workdir, api, allow_private=False)  # the site is on 127.0.0.1
@@ -205,6 +208,7 @@ def test_the_daemon_polls_the_series_a_topic_brings_in(workdir: Path, api: Api) 
     assert polled_series(h) == ["NumThy"]
 
 
+@pytest.mark.slow
 def test_without_follow_entries_the_series_they_brought_leave(h: Harvester, api: Api) -> None:
     ok(h("sync"))
     text = h.config.read_text().replace('[[follow]]\ntopic = "math_NT"\n', "")

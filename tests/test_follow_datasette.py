@@ -36,6 +36,7 @@ def uids(browser: Browser, args: str) -> list[str]:
     return sorted(browser.uids(f"{QUERY}.json?{args}"))
 
 
+@pytest.mark.slow
 def test_match_and_speakers_find_talks_across_series(browser: Browser) -> None:
     assert uids(browser, "match=langlands&speakers=") == ["NumThy/2"]
     assert uids(browser, "match=&speakers=NOETHER") == ["AlgGeom/2"]

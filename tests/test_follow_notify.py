@@ -121,6 +121,7 @@ def test_a_match_the_archive_cannot_run_is_refused_before_any_poll(
     assert "Traceback" not in daemon.output
 
 
+@pytest.mark.slow
 def test_a_reload_with_a_match_the_archive_cannot_run_keeps_the_old_config(
     workdir: Path, quiet_site: Site, receiver: Receiver
 ) -> None:

@@ -128,6 +128,7 @@ LAST_TALK = (
 )
 
 
+@pytest.mark.slow
 def test_a_talk_at_the_end_of_time_renders_everywhere(workdir: Path) -> None:
     feed = workdir / "end.ics"
     feed.write_bytes(LAST_TALK)

@@ -141,6 +141,7 @@ def test_the_chart_and_its_data(browser: Browser) -> None:
     assert "retitled, week of" in page.text
 
 
+@pytest.mark.slow
 def test_no_suggested_facets(browser: Browser) -> None:
     data = browser.get("/archive/talks.json?_extra=suggested_facets").json()
     assert not data.get("suggested_facets")

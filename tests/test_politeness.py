@@ -125,6 +125,7 @@ def test_backoff_stops_at_the_poll_time_limit(site: Site) -> None:
     assert sleeps == [1.0]  # the next wait (2 s) would end past 2.5 s
 
 
+@pytest.mark.slow
 def test_dropped_connection_and_timeout_are_retried(site: Site) -> None:
     release = threading.Event()
     script = Scripted(site, PATH, drop(), hang(release), calendar())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
 from harvester.archive import ANALYZED_AT_KEY, CHECKED_AT_KEY, open_archive
@@ -25,6 +26,7 @@ def upkeep_done(path: Path) -> tuple[set[str], dict[str, list[str]]]:
     return marks, series
 
 
+@pytest.mark.slow
 def test_the_daemons_hourly_upkeep_is_a_syncs(h: Harvester, api: Api, workdir: Path) -> None:
     assert h("feeds", "add", "--no-check", "NumThy").exit_code == 0
     synced = workdir / "synced.db"

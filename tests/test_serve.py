@@ -161,6 +161,7 @@ def test_metadata_is_found_beside_the_config(tmp_path: Path) -> None:
     assert find_metadata(None) == METADATA
 
 
+@pytest.mark.slow
 def test_any_archive_file_is_served_as_archive(harvester: Harvester) -> None:
     assert harvester("sync").exit_code == 0
     other = harvester.db_path.with_name("seminars.sqlite")

@@ -66,6 +66,7 @@ def test_snapshot_while_a_sync_writes(workdir: Path, site: Site) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_datasette_serves_the_copy_immutable(harvester: Harvester) -> None:
     from datasette.app import Datasette
 

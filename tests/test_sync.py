@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 import sqlite_utils
 
 from tests.conftest import Harvester
@@ -84,6 +85,7 @@ def test_rescheduled_talk_names_dtstart_and_dtend(harvester: Harvester, site: Si
     assert talk_row(db, "NumThy/1")["dtstart"] == talk.start.isoformat()
 
 
+@pytest.mark.slow
 def test_deleted_talk_is_removed_and_restored_when_back(harvester: Harvester, site: Site) -> None:
     harvester("sync")
     gone = site.series["AlgGeom"].talks.pop(2)
@@ -111,6 +113,7 @@ def test_deleted_talk_is_removed_and_restored_when_back(harvester: Harvester, si
     assert talk_row(db, "AlgGeom/2")["removed_at"] is None
 
 
+@pytest.mark.slow
 def test_feed_suddenly_empty_removes_nothing_until_confirmed(
     harvester: Harvester, site: Site
 ) -> None:
@@ -130,6 +133,7 @@ def test_feed_suddenly_empty_removes_nothing_until_confirmed(
     assert "3 restored" in harvester("sync").output
 
 
+@pytest.mark.slow
 def test_transient_empty_feed_is_forgiven(harvester: Harvester, site: Site) -> None:
     harvester("sync")
     kept = dict(site.series["AlgGeom"].talks)
@@ -141,6 +145,7 @@ def test_transient_empty_feed_is_forgiven(harvester: Harvester, site: Site) -> N
     assert {v["change"] for v in versions(harvester)} == {"new"}
 
 
+@pytest.mark.slow
 def test_failed_poll_leaves_archive_unchanged_and_others_sync(
     harvester: Harvester, site: Site
 ) -> None:
@@ -201,6 +206,7 @@ def test_sync_of_an_unconfigured_url_is_recorded(harvester: Harvester, site: Sit
     assert [r["name"] for r in db.query("SELECT name FROM feeds")] == ["Extra"]
 
 
+@pytest.mark.slow
 def test_talk_in_two_feeds_is_removed_only_when_no_feed_carries_it(
     harvester: Harvester, site: Site
 ) -> None:

@@ -224,6 +224,7 @@ def schema(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
     )
 
 
+@pytest.mark.slow
 def test_migration_keeps_every_version_exactly_and_makes_the_fresh_schema(tmp_path: Path) -> None:
     old = old_archive(tmp_path / "old.db")
     db = open_archive(tmp_path / "old.db")
