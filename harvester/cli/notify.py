@@ -45,7 +45,7 @@ def notify(app: App, test: bool, retry: bool) -> None:
             raise SystemExit(EXIT_FAILED)
         return
     db = app.archive()
-    register_targets(app, db)
+    prepare_run(app, db)
     with archive_errors():
         report = outbox.send_pending(db, app.config, utc_now(), retry=retry)
     for result in report.results:
@@ -63,7 +63,7 @@ def notify(app: App, test: bool, retry: bool) -> None:
         raise SystemExit(EXIT_FAILED)
 
 
-def register_targets(app: App, db: Database) -> None:
+def prepare_run(app: App, db: Database) -> None:
     """Before a run's polls (`run.prepare`): the integrity check when due (a damaged
     archive fails the run) and which targets the polls queue notifications for (a `match`
     the archive's search cannot run is a config error; another problem only a warning)."""

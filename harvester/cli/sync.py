@@ -23,7 +23,7 @@ from harvester.cli._app import (
     archive_errors,
     fail,
 )
-from harvester.cli.notify import register_targets, send_after_run
+from harvester.cli.notify import prepare_run, send_after_run
 from harvester.config import Config
 from harvester.errors import LockBusyError
 from harvester.lock import hold
@@ -150,7 +150,7 @@ def _sync(
     from harvester.follow import sync_targets
 
     db = app.archive()
-    register_targets(app, db)  # a damaged archive is reported before any poll (once a day)
+    prepare_run(app, db)  # a damaged archive is reported before any poll (once a day)
     with archive_errors():
         targets += sync_targets(db, app.config, force=refresh) if followed else []
     db.conn.close()
@@ -218,7 +218,7 @@ def import_(
     Files are applied in the order given; exit codes as for sync.
     """
     db = app.archive()
-    register_targets(app, db)
+    prepare_run(app, db)
     results = []
     for path in files:
         started = utc_now()

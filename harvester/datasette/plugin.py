@@ -246,16 +246,10 @@ async def _query_without_repeated_facets(datasette: Any, scope: Scope) -> str | 
     """The query string of a table page (HTML or JSON) without the `_facet`/`_facet_array`
     arguments its metadata already declares, or None. Datasette would compute such a facet
     twice, over the whole filtered table, and show it twice ("kinds" and "kinds_2")."""
-    path: str = scope.get("path", "")
-    base_url: str = datasette.setting("base_url")
-    local = "/" + path[len(base_url) :] if base_url != "/" and path.startswith(base_url) else path
-    parts = local.strip("/").split("/")
-    if len(parts) != 2:
+    route = _table_route(datasette, scope)
+    if route is None or not _archive_db(datasette, route[0].name):
         return None
-    database = next((db for db in datasette.databases.values() if db.route == parts[0]), None)
-    if database is None or not _archive_db(datasette, database.name):
-        return None
-    table = tilde_decode(parts[1].removesuffix(".json"))
+    database, table = route[0], route[1].removesuffix(".json")
     declared = _declared_facets(datasette.table_metadata(database.name, table))
     args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     kept = [(key, value) for key, value in args if (key, value) not in declared]
