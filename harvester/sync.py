@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -24,10 +24,15 @@ from harvester.config import HttpSettings, ScheduleSettings
 from harvester.diff import Changes, diff
 from harvester.diff import gone as feed_gone
 from harvester.errors import ArchiveError, FetchError, ParseError, StaleKnowledgeError
-from harvester.ics import BodyPrint, body_fingerprint, stamps_uniform
 from harvester.logs import get_logger
-from harvester.model import masked
-from harvester.parse import ParsedFeed, check_calendar_bytes, parse_body, parse_feed
+from harvester.parse import (
+    BodyPrint,
+    ParsedFeed,
+    body_fingerprint,
+    check_calendar_bytes,
+    parse_body,
+    stamps_uniform,
+)
 from harvester.redact import redact
 from harvester.site import FeedKind
 
@@ -158,16 +163,9 @@ def archive_body(
             )
             return _logged(result, t0)
     try:
-        lookup = partial(store.active_fingerprints, db)
-        parsed = _masked(parse_body(text, lookup) if fast else parse_feed(text))
-        # After the fast path, its talks are those the archive lacks: all to be written.
-        texts = store.prepare_texts(parsed.talks) if parsed.skimmed else {}
-        store_it = partial(_store, db, target, facts, observed_at, text=text, texts=texts)
-        try:
-            outcome, changes = store_it(parsed, body_print)
-        except StaleKnowledgeError:  # another poll changed one of the known talks meanwhile
-            parsed = _masked(parse_feed(text))  # outside the write lock; nothing was written
-            outcome, changes = store_it(parsed, body_print)
+        parsed, outcome, changes = _parse_and_store(
+            db, target, facts, observed_at, text, body_print, fast=fast
+        )
     except ParseError as exc:
         return _failed(db, target, facts, str(exc), t0)
     result = PollResult(
@@ -181,13 +179,33 @@ def archive_body(
     return _logged(result, t0)
 
 
-def _masked(parsed: ParsedFeed) -> ParsedFeed:
-    """The known secrets masked in what the archive will store (the fingerprints, taken
-    from the body as received, stay as they are: the same body keeps its fingerprint)."""
-    talks = [masked(talk) for talk in parsed.talks]
-    if all(new is old for new, old in zip(talks, parsed.talks, strict=True)):
-        return parsed
-    return replace(parsed, talks=talks)
+def _parse_and_store(
+    db: Database,
+    target: FeedTarget,
+    facts: store.FetchFacts,
+    observed_at: datetime,
+    text: bytes,
+    body_print: BodyPrint,
+    *,
+    fast: bool,
+) -> tuple[ParsedFeed, str, Changes]:
+    """Parse the body and store it; once more with the full parse when a talk the fast
+    path took as known changed meanwhile (StaleKnowledgeError: nothing was written)."""
+    lookup = partial(store.active_fingerprints, db) if fast else None
+    while True:
+        parsed = parse_body(text, lookup)  # outside the write lock
+        # After the fast path, its talks are those the archive lacks: all to be written.
+        texts = store.prepare_texts(parsed.talks) if parsed.skimmed else {}
+        try:
+            outcome, changes = _store(
+                db, target, facts, observed_at, parsed, body_print, text=text, texts=texts
+            )
+        except StaleKnowledgeError:
+            if lookup is None:
+                raise
+            lookup = None
+            continue
+        return parsed, outcome, changes
 
 
 class _ShortcutRefusedError(Exception):

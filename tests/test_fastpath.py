@@ -20,13 +20,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harvester import archive as store
-from harvester import ics, parse, sync
+from harvester import parse, sync
 from harvester.archive import FetchFacts, open_archive
 from harvester.errors import StaleKnowledgeError
-from harvester.ics import body_fingerprint, fingerprint_block, scan, split_vevents
 from harvester.model import KnownTalk
+from harvester.parse import (
+    body_fingerprint,
+    check_calendar_bytes,
+    fingerprint_block,
+    parse_fast,
+    parse_feed,
+    scan,
+    split_vevents,
+)
 from harvester.parse import calendar_events as fastpath_calendar_events
-from harvester.parse import check_calendar_bytes, parse_fast, parse_feed
 from harvester.sync import FeedTarget, PollResult, archive_body
 from tests.benchmarks.sitegen import fold
 from tests.sitesim import SimTalk, calendar_bytes
@@ -345,7 +352,7 @@ PIECES = [b"\r\n", b"\n", b"\r", b" ", b"\t", b"DTSTAMP:1", b"dtstamp;X", b"UID:
 @given(st.lists(st.sampled_from(PIECES), max_size=30))
 def test_fingerprint_lines_follow_the_definition(pieces: list[bytes]) -> None:
     block = b"".join(pieces)
-    assert ics.fingerprint_lines(block) == reference_fingerprint_lines(block)
+    assert parse.fingerprint_lines(block) == reference_fingerprint_lines(block)
 
 
 def test_fingerprint_ignores_stamp_folding_and_line_endings() -> None:
@@ -430,8 +437,8 @@ def test_body_fingerprint_ignores_stamps_only() -> None:
     assert changed.fingerprint != first.fingerprint
     mixed = check_calendar_bytes(older_stamp(body_of(talks, T0), random.Random(2)))
     assert body_fingerprint(mixed).fingerprint != changed.fingerprint
-    assert not ics.stamps_uniform(mixed)
-    assert ics.stamps_uniform(check_calendar_bytes(body_of(talks, T0)))
+    assert not parse.stamps_uniform(mixed)
+    assert parse.stamps_uniform(check_calendar_bytes(body_of(talks, T0)))
 
 
 def facts_at(moment: datetime, body: bytes) -> FetchFacts:
@@ -447,7 +454,7 @@ def no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("icalendar was asked to parse")
 
     monkeypatch.setattr(parse, "calendar_events", refuse)
-    monkeypatch.setattr(ics, "scan", lambda _text: pytest.fail("the body was split"))
+    monkeypatch.setattr(parse, "scan", lambda _text: pytest.fail("the body was split"))
 
 
 def test_unchanged_body_is_archived_without_any_parse(
@@ -528,7 +535,7 @@ def test_a_known_talk_that_changes_before_the_write_lock_takes_the_full_parse(
         return parse_feed(body)
 
     monkeypatch.setattr(parse, "parse_fast", another_poll_meanwhile)
-    monkeypatch.setattr(sync, "parse_feed", counted_full_parse)
+    monkeypatch.setattr(parse, "parse_feed", counted_full_parse)
     result = poll(fast_db, series_body, later)
     assert full_parses == [check_calendar_bytes(series_body)]  # refused, then parsed in full
     assert (result.outcome, result.counts["changed"]) == ("changed", 2)  # talk 1, talk 2 back

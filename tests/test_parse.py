@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from harvester.errors import ParseError
-from harvester.ics import fingerprint_block, split_vevents
 from harvester.model import Speaker
-from harvester.parse import parse_feed, parse_speakers
+from harvester.parse import fingerprint_block, parse_feed, parse_speakers, split_vevents
 from tests.conftest import SAMPLE
 
 

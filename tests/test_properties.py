@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 
 from harvester.archive import FetchFacts, open_archive
 from harvester.errors import ParseError
-from harvester.ics import split_vevents
 from harvester.model import TalkRecord
-from harvester.parse import check_calendar_bytes, parse_fast, parse_feed
+from harvester.parse import check_calendar_bytes, parse_fast, parse_feed, split_vevents
 from harvester.sync import FeedTarget, archive_body, utc_now
 from tests.benchmarks.sitegen import Series, fold
 from tests.conftest import ROOT, SAMPLE

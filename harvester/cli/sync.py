@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from harvester import ics, run
+from harvester import parse, run
 from harvester.archive import FetchFacts, open_archive
 from harvester.cli._app import (
     EXIT_FAILED,
@@ -57,7 +57,7 @@ def _targets(app: App, urls: tuple[str, ...]) -> list[FeedTarget]:
 def _series_feed_of(app: App, body: bytes) -> FeedTarget | None:
     """The configured series feed of the one series whose talks the file holds, if any:
     an offline copy of a followed feed is archived as that feed."""
-    series = {uid.split("/", 1)[0] for uid in ics.uids(body)}
+    series = {uid.split("/", 1)[0] for uid in parse.uids(body)}
     if len(series) != 1:
         return None
     (shortname,) = series
