@@ -139,6 +139,10 @@ SHIPPED = {
     "0018_plain_raw": "02863105a7afa824",
     "0019_no_vouch_seq": "d4e4e086b474c5bb",
     "0020_moved_by_one_day": "db048bd590a2d983",
+    "0021_feeds_in_natural_order": "3746c68d5b518de4",
+    "0023_following": "f476dbe79d1aca31",
+    "0024_weekly_digest": "4041ff1b025d599e",
+    "0025_no_raw_key": "2eb767359627d8a4",
 }
 
 
