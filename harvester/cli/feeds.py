@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -183,7 +183,7 @@ def _check_ids(api: SiteApi, topics: tuple[str, ...], institutions: tuple[str, .
 
 def _print_series(app: App, found: list[SeriesInfo], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps([s.as_json() for s in found], ensure_ascii=False, indent=2))
+        click.echo(json.dumps([asdict(s) for s in found], ensure_ascii=False, indent=2))
         return
     width = min(max((len(s.shortname) for s in found), default=0), 28)
     for series in found:
