@@ -1,5 +1,5 @@
 """`harvester discover` and `harvester feeds ...`: find series through the site's API and
-follow them by editing the config file (comments and layout kept, see configedit)."""
+follow them by editing the config file (comments and layout kept, see config_edit)."""
 
 from __future__ import annotations
 
