@@ -15,7 +15,6 @@ guard included. A series the config names (even disabled) is polled as the confi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlite_utils import Database
@@ -26,18 +25,11 @@ from harvester.errors import ApiError, ArchiveError
 from harvester.logs import get_logger
 from harvester.series import open_api, store_series
 from harvester.site import series_shortname
-from harvester.site_api import SeriesInfo, SiteApi, select_series
+from harvester.site_api import SeriesInfo, select_series
 from harvester.sync import FeedTarget
 
 REFRESH_EVERY = timedelta(days=1)
 log = get_logger("harvester.follow")
-
-
-@dataclass(frozen=True)
-class FollowReport:
-    found: int = 0  # series in the followed topics now
-    joined: list[str] = field(default_factory=list)
-    left: list[str] = field(default_factory=list)
 
 
 def _entries(config: Config) -> list[str]:
@@ -56,41 +48,27 @@ def refresh_due(db: Database, config: Config, now: datetime) -> bool:
     return now - at >= REFRESH_EVERY
 
 
-def refresh_topics(db: Database, config: Config, api: SiteApi, now: datetime) -> FollowReport:
-    """Ask the API for every entry's series, then record them all at once (a failing call
-    raises ApiError before anything is written: no series leaves because of an outage)."""
+def refresh_when_due(db: Database, config: Config, now: datetime, *, force: bool) -> None:
+    """The topic refresh if due (or `force`): ask the API for every entry's series, then
+    record them all at once. A failing call is logged before anything is written: no series
+    leaves because of an outage."""
+    if not (force or refresh_due(db, config, now)):
+        return
     found: dict[str, SeriesInfo] = {}
     why: dict[str, str] = {}
-    for entry in config.follow:
-        institutions = [entry.institution] if entry.institution else []
-        for info in select_series(api, topics=[entry.topic], institutions=institutions):
-            found.setdefault(info.shortname, info)
-            why.setdefault(info.shortname, entry.reason)
-    store_series(db, found.values(), now)
-    joined, left = store.record_followed(db, why, _entries(config), now)
-    return FollowReport(len(found), joined, left)
-
-
-def refresh_when_due(
-    db: Database,
-    config: Config,
-    now: datetime | None = None,
-    *,
-    force: bool = False,
-    api: SiteApi | None = None,
-) -> FollowReport | None:
-    """The topic refresh if due (or `force`); None when it did not run or failed (logged)."""
-    now = now or datetime.now(UTC)
-    if not config.follow or not (force or refresh_due(db, config, now)):
-        return None
     try:
-        with open_api(config.http, config.site, api) as site_api:
-            report = refresh_topics(db, config, site_api, now)
+        with open_api(config.http, config.site) as api:
+            for entry in config.follow:
+                institutions = [entry.institution] if entry.institution else []
+                for info in select_series(api, topics=[entry.topic], institutions=institutions):
+                    found.setdefault(info.shortname, info)
+                    why.setdefault(info.shortname, entry.reason)
     except ApiError as exc:
         log.warning("follow.refresh_failed", error=str(exc), follow=len(config.follow))
-        return None
-    log.info("follow.refreshed", series=report.found, joined=report.joined, left=report.left)
-    return report
+        return
+    store_series(db, found.values(), now)
+    joined, left = store.record_followed(db, why, _entries(config), now)
+    log.info("follow.refreshed", series=len(found), joined=joined, left=left)
 
 
 def followed_targets(db: Database, config: Config) -> list[FeedTarget]:
@@ -113,9 +91,10 @@ def sync_targets(
 ) -> list[FeedTarget]:
     """Before a sync's polls: the topic refresh when due, then the followed series' feeds.
     With no `[[follow]]` left, the series the topics brought in leave (their talks stay)."""
+    now = now or datetime.now(UTC)
     if not config.follow:
         if store.followed_series(db):
-            store.record_followed(db, {}, [], now or datetime.now(UTC))
+            store.record_followed(db, {}, [], now)
         return []
     refresh_when_due(db, config, now, force=force)
     return followed_targets(db, config)

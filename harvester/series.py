@@ -25,43 +25,30 @@ from harvester.site import series_shortname
 from harvester.site_api import SeriesInfo, SiteApi
 
 REFRESH_EVERY = timedelta(days=1)
+log = get_logger("harvester.series")
 
 
 @contextmanager
-def open_api(
-    http: HttpSettings, site: SiteSettings, given: SiteApi | None = None
-) -> Iterator[SiteApi]:
-    """`given`, or the site's API through a client of these HTTP settings."""
-    if given is not None:
-        yield given
-        return
+def open_api(http: HttpSettings, site: SiteSettings) -> Iterator[SiteApi]:
+    """The site's API through a client of these HTTP settings."""
     with make_client(http) as client:
         yield SiteApi(client, site.base_url, http.max_bytes, http.max_poll_time)
 
 
-log = get_logger("harvester.series")
-
-
-def store_series(db: Database, infos: Iterable[SeriesInfo], at: datetime) -> int:
-    """Insert or update one row per series; returns how many were written."""
+def store_series(db: Database, infos: Iterable[SeriesInfo], at: datetime) -> None:
+    """Insert or update one row per series."""
     rows = [
         (
             info.shortname,
             info.name,
-            json.dumps(list(info.institutions), ensure_ascii=False),
-            json.dumps(list(info.topics), ensure_ascii=False),
+            json.dumps(info.institutions, ensure_ascii=False),
+            json.dumps(info.topics, ensure_ascii=False),
             info.timezone,
             at.isoformat(),
         )
         for info in infos
     ]
     store.upsert_series(db, rows)
-    return len(rows)
-
-
-def mark_checked(db: Database, shortnames: Iterable[str], at: datetime) -> None:
-    """Remember that the API knew nothing of these series now (keeps what was known before)."""
-    store.mark_series_checked(db, shortnames, at.isoformat())
 
 
 def followed_series(db: Database, config: Config) -> set[str]:
@@ -80,31 +67,8 @@ def followed_series(db: Database, config: Config) -> set[str]:
     return followed | topics | store.series_of_site_talks(db, base)
 
 
-def due_for_refresh(
-    db: Database, shortnames: Iterable[str], now: datetime, every: timedelta = REFRESH_EVERY
-) -> list[str]:
-    """The shortnames never refreshed, or last refreshed more than `every` ago."""
-    wanted = sorted(set(shortnames))
-    fresh = store.series_refreshed_since(db, wanted, (now - every).isoformat())
-    return [name for name in wanted if name not in fresh]
-
-
-def refresh_series(db: Database, api: SiteApi, shortnames: Iterable[str], now: datetime) -> int:
-    """Ask the API about `shortnames` and store the answers; returns the series found."""
-    wanted = sorted(set(shortnames))
-    found = api.series_named(wanted)
-    store_series(db, found, now)
-    mark_checked(db, set(wanted) - {info.shortname for info in found}, now)
-    return len(found)
-
-
 def refresh_followed_series(
-    db: Database,
-    config: Config,
-    now: datetime | None = None,
-    api: SiteApi | None = None,
-    *,
-    force: bool = False,
+    db: Database, config: Config, now: datetime | None = None, *, force: bool = False
 ) -> None:
     """After a sync: refresh the metadata of followed series not refreshed today (every
     followed series with `force`: `sync --refresh`).
@@ -112,14 +76,19 @@ def refresh_followed_series(
     Never raises for an API problem: the sync's result does not depend on it.
     """
     now = now or datetime.now(UTC)
-    every = timedelta(0) if force else REFRESH_EVERY
-    due = due_for_refresh(db, followed_series(db, config), now, every)
+    wanted = sorted(followed_series(db, config))
+    since = now if force else now - REFRESH_EVERY
+    fresh = store.series_refreshed_since(db, wanted, since.isoformat())
+    due = [name for name in wanted if name not in fresh]
     if not due:
         return
     try:
-        with open_api(config.http, config.site, api) as site_api:
-            found = refresh_series(db, site_api, due, now)
+        with open_api(config.http, config.site) as api:
+            found = api.series_named(due)
     except ApiError as exc:
         log.warning("series.refresh_failed", error=str(exc), series=len(due))
         return
-    log.info("series.refreshed", asked=len(due), found=found)
+    store_series(db, found, now)
+    # The API knew nothing of the others now: only their `refreshed_at` moves.
+    store.mark_series_checked(db, set(due) - {info.shortname for info in found}, now.isoformat())
+    log.info("series.refreshed", asked=len(due), found=len(found))

@@ -18,7 +18,7 @@ which URL was refused and why.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,6 @@ class Institution:
     city: str | None = None
     timezone: str | None = None
     type: str | None = None
-    homepage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,28 +59,6 @@ class SeriesInfo:
     topics: tuple[str, ...] = ()
     timezone: str | None = None
 
-    @classmethod
-    def from_api(cls, record: Mapping[str, Any]) -> SeriesInfo:
-        shortname = record.get("shortname")
-        if not isinstance(shortname, str) or not is_shortname(shortname):
-            raise ValueError("a series without a shortname the site could have given")
-        return cls(
-            shortname=shortname,
-            name=_text(record.get("name")),
-            institutions=_names(record.get("institutions")),
-            topics=_names(record.get("topics")),
-            timezone=_text(record.get("timezone")),
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "shortname": self.shortname,
-            "name": self.name,
-            "institutions": list(self.institutions),
-            "topics": list(self.topics),
-            "timezone": self.timezone,
-        }
-
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
@@ -93,9 +70,20 @@ def _names(value: object) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str) and v)
 
 
-def encode_get_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """GET values as the API reads them: every value JSON-encoded (strings get quotes)."""
-    return {key: json.dumps(value, ensure_ascii=False) for key, value in params.items()}
+def _series_info(record: object) -> SeriesInfo | None:
+    """One series of an answer; None for one without a shortname the site could have given."""
+    if not isinstance(record, dict):
+        return None
+    shortname = record.get("shortname")
+    if not isinstance(shortname, str) or not is_shortname(shortname):
+        return None
+    return SeriesInfo(
+        shortname=shortname,
+        name=_text(record.get("name")),
+        institutions=_names(record.get("institutions")),
+        topics=_names(record.get("topics")),
+        timezone=_text(record.get("timezone")),
+    )
 
 
 class SiteApi:
@@ -116,27 +104,20 @@ class SiteApi:
     # --- endpoints ---------------------------------------------------------------------
 
     def topics(self) -> dict[str, Topic]:
-        data = self._call("GET", "/topics")
-        if not isinstance(data, dict):
-            raise self._malformed("/topics", "expected an object of topics")
-        topics = {}
-        for topic_id, entry in data.items():
-            if isinstance(entry, dict):
-                name = _text(entry.get("name")) or topic_id
-                topics[topic_id] = Topic(topic_id, name, _names(entry.get("children")))
-        return topics
+        return {
+            key: Topic(key, _text(entry.get("name")) or key, _names(entry.get("children")))
+            for key, entry in self._objects("/topics").items()
+        }
 
     def institutions(self) -> dict[str, Institution]:
-        data = self._call("GET", "/institutions")
-        if not isinstance(data, dict):
-            raise self._malformed("/institutions", "expected an object of institutions")
-        institutions = {}
-        for shortname, entry in data.items():
-            if isinstance(entry, dict):
-                fields = {k: _text(entry.get(k)) for k in ("city", "timezone", "type", "homepage")}
-                name = _text(entry.get("name")) or shortname
-                institutions[shortname] = Institution(shortname, name, **fields)
-        return institutions
+        return {
+            key: Institution(
+                key,
+                _text(entry.get("name")) or key,
+                *(_text(entry.get(field)) for field in ("city", "timezone", "type")),
+            )
+            for key, entry in self._objects("/institutions").items()
+        }
 
     def search_series(self, query: Mapping[str, Any] | None = None) -> list[SeriesInfo]:
         """Public series matching `query` (the API's query language); all of them for None."""
@@ -144,22 +125,17 @@ class SiteApi:
             data = self._call("POST", "/search/series", body={"query": dict(query)})
         else:
             data = self._call("GET", "/search/series")
-        return self._series_results("/search/series", data)
-
-    def series_by_topic(self, topic_id: str) -> list[SeriesInfo]:
-        return self.search_series({"topics": {"$contains": topic_id}})
-
-    def series_by_institution(self, shortname: str) -> list[SeriesInfo]:
-        return self.search_series({"institutions": {"$contains": shortname}})
-
-    def all_series(self) -> list[SeriesInfo]:
-        return self.search_series()
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            raise self._malformed("/search/series", "expected a list of results")
+        return [info for record in results if (info := _series_info(record)) is not None]
 
     def series_named(self, shortnames: Iterable[str]) -> list[SeriesInfo]:
         """The public series among `shortnames` (private or unknown ones are simply absent)."""
+        names = sorted(set(shortnames))
         found: list[SeriesInfo] = []
-        for chunk in _chunks(sorted(set(shortnames)), LOOKUP_CHUNK):
-            found += self.search_series({"shortname": {"$in": chunk}})
+        for start in range(0, len(names), LOOKUP_CHUNK):
+            found += self.search_series({"shortname": {"$in": names[start : start + LOOKUP_CHUNK]}})
         return found
 
     def lookup_series(self, shortname: str) -> SeriesInfo | None:
@@ -167,28 +143,16 @@ class SiteApi:
         data = self._call("GET", "/lookup/series", params={"series_id": shortname})
         if not isinstance(data, dict):
             raise self._malformed("/lookup/series", "expected an object")
-        properties = data.get("properties")
-        if not isinstance(properties, dict):
-            return None
-        try:
-            return SeriesInfo.from_api(properties)
-        except ValueError:
-            return None
+        return _series_info(data.get("properties"))
 
     # --- plumbing ----------------------------------------------------------------------
 
-    def _series_results(self, path: str, data: Any) -> list[SeriesInfo]:
-        results = data.get("results") if isinstance(data, dict) else None
-        if not isinstance(results, list):
-            raise self._malformed(path, "expected a list of results")
-        series = []
-        for record in results:
-            if isinstance(record, dict):
-                try:
-                    series.append(SeriesInfo.from_api(record))
-                except ValueError:
-                    continue
-        return series
+    def _objects(self, path: str) -> dict[str, dict[str, Any]]:
+        """The entries of an answer that is an object of objects, by key."""
+        data = self._call("GET", path)
+        if not isinstance(data, dict):
+            raise self._malformed(path, f"expected an object of {path.lstrip('/')}")
+        return {key: entry for key, entry in data.items() if isinstance(entry, dict)}
 
     def _call(
         self,
@@ -199,14 +163,16 @@ class SiteApi:
         body: Mapping[str, Any] | None = None,
     ) -> Any:
         url = f"{self.base_url}{API_PATH}{path}"
+        # The API parses GET values as JSON: a string goes quoted.
+        query = {k: json.dumps(v, ensure_ascii=False) for k, v in (params or {}).items()}
         try:
             with (
                 time_limit(self.max_time),
                 self.client.stream(
                     method,
                     url,
-                    params=encode_get_params(params) if params else None,
-                    json=dict(body) if body is not None else None,
+                    params=query or None,
+                    json=body,
                     headers={"Accept": "application/json"},
                 ) as response,
             ):
@@ -226,7 +192,10 @@ class SiteApi:
             raise ApiError(
                 f"{url}: cannot reach the site's API ({type(exc).__name__}: {exc})"
             ) from None
-        data = _json_or_none(raw)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
         if status >= 400 or (isinstance(data, dict) and data.get("code") not in (None, "success")):
             raise _api_error(url, status, data)
         if data is None:
@@ -235,13 +204,6 @@ class SiteApi:
 
     def _malformed(self, path: str, what: str) -> ApiError:
         return ApiError(f"{self.base_url}{API_PATH}{path}: unexpected answer from the API: {what}")
-
-
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
 
 
 def _api_error(url: str, status: int, data: Any) -> ApiError:
@@ -260,11 +222,6 @@ def _api_error(url: str, status: int, data: Any) -> ApiError:
     return ApiError(f"{url}: the site's API answered HTTP {status}", status=status)
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def select_series(
     api: SiteApi,
     topics: Iterable[str] = (),
@@ -276,22 +233,20 @@ def select_series(
     Several topics widen the selection (union), as do several institutions; giving topics
     and institutions narrows it to their intersection. Sorted by shortname.
     """
-    topics, institutions = sorted(set(topics)), sorted(set(institutions))
-    found: dict[str, SeriesInfo] | None = None
     if everything:
-        found = {s.shortname: s for s in api.all_series()}
+        found = {s.shortname: s for s in api.search_series()}
     else:
-        found = _union(api.series_by_topic(t) for t in topics) if topics else None
+        found = _containing(api, "topics", topics) if topics else {}
         if institutions:
-            at = _union(api.series_by_institution(i) for i in institutions)
-            found = at if found is None else {k: v for k, v in found.items() if k in at}
-    found = found or {}
+            at = _containing(api, "institutions", institutions)
+            found = {k: v for k, v in found.items() if k in at} if topics else at
     return [found[name] for name in sorted(found)]
 
 
-def _union(results: Iterable[list[SeriesInfo]]) -> dict[str, SeriesInfo]:
+def _containing(api: SiteApi, field: str, ids: Iterable[str]) -> dict[str, SeriesInfo]:
+    """The series whose `field` contains any of `ids`, one search per ID, by shortname."""
     union: dict[str, SeriesInfo] = {}
-    for series_list in results:
-        for series in series_list:
+    for wanted in sorted(set(ids)):
+        for series in api.search_series({field: {"$contains": wanted}}):
             union.setdefault(series.shortname, series)
     return union

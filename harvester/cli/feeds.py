@@ -1,13 +1,11 @@
 """`harvester discover` and `harvester feeds ...`: find series through the site's API and
-follow them by editing the config file (comments and layout kept, see configedit)."""
+follow them by editing the config file (comments and layout kept, see config_edit)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,19 +28,19 @@ from harvester.site import default_feed_name, series_shortname
 from harvester.site_api import SeriesInfo, SiteApi, Topic, select_series
 
 
-@contextmanager
-def _site_api(app: App) -> Iterator[SiteApi]:
-    """The API of the configured site (the defaults while `feeds add` creates the config)."""
+def _config_path(app: App, *, must_exist: bool = False) -> Path:
+    """The config file `harvester` reads (or would create)."""
     path = resolve_config_path(app.config_path) or DEFAULT_CONFIG_PATH
-    http, site = (
-        (app.config.http, app.config.site) if path.exists() else (HttpSettings(), SiteSettings())
-    )
-    with open_api(http, site) as api:
-        yield api
+    if must_exist and not path.exists():
+        raise UsageProblem(f"{path}: no such config file (`harvester feeds add` creates one)")
+    return path
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _settings(app: App) -> tuple[HttpSettings, SiteSettings]:
+    """The configured HTTP settings and site (the defaults while `feeds add` creates the config)."""
+    if _config_path(app).exists():
+        return app.config.http, app.config.site
+    return HttpSettings(), SiteSettings()
 
 
 # --- editing the config ------------------------------------------------------------------
@@ -50,12 +48,9 @@ def _now() -> datetime:
 
 def _config_file(app: App, *, create: bool = False) -> ConfigFile:
     """The config file to edit: the one `harvester` reads, created on `create` if missing."""
-    path = resolve_config_path(app.config_path) or DEFAULT_CONFIG_PATH
-    if not path.exists() and not create:
-        raise UsageProblem(f"{path}: no such config file (`harvester feeds add` creates one)")
-    base_url = app.config.site.base_url if path.exists() else SiteSettings().base_url
+    path = _config_path(app, must_exist=not create)
     try:
-        return ConfigFile.open(path, base_url, create=create)
+        return ConfigFile.open(path, _settings(app)[1].base_url, create=create)
     except ConfigEditError as exc:
         raise UsageProblem(str(exc)) from None
 
@@ -76,18 +71,11 @@ def _store_metadata(app: App, infos: list[SeriesInfo]) -> None:
     try:
         db = open_archive(app.config.archive_path, file_mode=app.config.archive_file_mode)
         try:
-            store_series(db, infos, _now())
+            store_series(db, infos, datetime.now(UTC))
         finally:
             db.close()
     except (ArchiveError, OSError, sqlite3.Error) as exc:
         warn(f"series metadata not stored: {exc}")
-
-
-@dataclass
-class _Plan:
-    url: str
-    name: str
-    shortname: str | None  # a series of the configured site: checked against the API
 
 
 # --- discover ----------------------------------------------------------------------------
@@ -149,7 +137,7 @@ def discover(
     if add and not selecting:
         raise UsageProblem("--add needs --topic, --institution or --all")
     try:
-        with _site_api(app) as api:
+        with open_api(*_settings(app)) as api:
             if list_topics:
                 _print_topics(api.topics(), as_json)
                 return
@@ -166,24 +154,19 @@ def discover(
 
 
 def _check_ids(api: SiteApi, topics: tuple[str, ...], institutions: tuple[str, ...]) -> None:
-    if topics:
-        known = api.topics()
-        if unknown := sorted(set(topics) - set(known)):
+    for kind, ids, known in (
+        ("topic", topics, api.topics),
+        ("institution", institutions, api.institutions),
+    ):
+        if ids and (unknown := sorted(set(ids) - set(known()))):
             raise UsageProblem(
-                f"unknown topic {', '.join(unknown)}: `harvester discover --topics` lists the IDs"
-            )
-    if institutions:
-        known_at = api.institutions()
-        if unknown := sorted(set(institutions) - set(known_at)):
-            raise UsageProblem(
-                f"unknown institution {', '.join(unknown)}:"
-                " `harvester discover --institutions` lists the IDs"
+                f"unknown {kind} {', '.join(unknown)}: `harvester discover --{kind}s` lists the IDs"
             )
 
 
 def _print_series(app: App, found: list[SeriesInfo], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps([s.as_json() for s in found], ensure_ascii=False, indent=2))
+        click.echo(json.dumps([asdict(s) for s in found], ensure_ascii=False, indent=2))
         return
     width = min(max((len(s.shortname) for s in found), default=0), 28)
     for series in found:
@@ -289,9 +272,7 @@ def list_feeds(app: App, as_json: bool) -> None:
 
     The config is read as `sync` reads it: any valid layout will do.
     """
-    path = resolve_config_path(app.config_path) or DEFAULT_CONFIG_PATH
-    if not path.exists():
-        raise UsageProblem(f"{path}: no such config file (`harvester feeds add` creates one)")
+    path = _config_path(app, must_exist=True)
     config = app.config
     names = _series_names(app)
     series = [names.get(series_shortname(f.url, config.site.base_url) or "") for f in config.feeds]
@@ -352,50 +333,47 @@ def add_feed(
         except ConfigError as exc:
             raise UsageProblem(f"--interval: {exc.reason}") from None
     config_file = _config_file(app, create=True)
-    plans = _plan_additions(app, config_file, refs, name)
-    infos = [] if no_check else _check_series(app, plans)
-    for plan in plans:
-        config_file.add(plan.url, name=name, interval=interval)
-    if plans:
+    urls = _new_urls(app, config_file, refs)
+    shortnames = [s for url in urls if (s := series_shortname(url, config_file.base_url))]
+    infos = [] if no_check else _check_series(app, shortnames)
+    for url in urls:
+        config_file.add(url, name=name, interval=interval)
+    if urls:
         _save(config_file)
         _store_metadata(app, infos)
-    for plan in plans:
-        app.say(f"added {plan.name} ({plan.url}) to {config_file.path}")
+    for url in urls:
+        app.say(f"added {name or default_feed_name(url)} ({url}) to {config_file.path}")
 
 
-def _plan_additions(
-    app: App, config_file: ConfigFile, refs: tuple[str, ...], name: str | None
-) -> list[_Plan]:
-    plans: list[_Plan] = []
+def _new_urls(app: App, config_file: ConfigFile, refs: tuple[str, ...]) -> list[str]:
+    """The feed URLs of `refs` that the config does not have yet."""
+    urls: list[str] = []
     for ref in refs:
         try:
             url = canonical_feed_url(ref, config_file.base_url)
         except ConfigEditError as exc:
             raise UsageProblem(str(exc)) from None
         present = next((e for e in config_file.entries() if url == e.url or ref == e.name), None)
-        if present is not None or any(p.url == url for p in plans):
+        if present is not None or url in urls:
             shown = present.name if present else default_feed_name(url)
             app.say(f"already following {shown} ({url}): nothing to do")
             continue
-        shortname = series_shortname(url, config_file.base_url)
-        plans.append(_Plan(url, name or default_feed_name(url), shortname))
-    return plans
+        urls.append(url)
+    return urls
 
 
-def _check_series(app: App, plans: list[_Plan]) -> list[SeriesInfo]:
+def _check_series(app: App, shortnames: list[str]) -> list[SeriesInfo]:
     """Refuse series the API does not know; warn (and go on) when it cannot be asked."""
     infos = []
-    to_check = [p for p in plans if p.shortname]
-    if not to_check:
+    if not shortnames:
         return []
     try:
-        with _site_api(app) as api:
-            for plan in to_check:
-                assert plan.shortname is not None
-                info = api.lookup_series(plan.shortname)
+        with open_api(*_settings(app)) as api:
+            for shortname in shortnames:
+                info = api.lookup_series(shortname)
                 if info is None:
                     fail(
-                        f"no public series {plan.shortname!r} on {api.base_url}:"
+                        f"no public series {shortname!r} on {api.base_url}:"
                         " `harvester discover` finds series (--no-check adds it anyway)"
                     )
                 infos.append(info)
