@@ -145,7 +145,7 @@ class ConfigFile:
             return None
         return next((e for e in entries if e.url == url), None)
 
-    def _feeds_item(self) -> Item | None:
+    def _feeds_item(self) -> AoT | Array | None:
         if "feeds" not in self.doc:
             return None
         item = self.doc.item("feeds")
@@ -178,32 +178,27 @@ class ConfigFile:
         table = tomlkit.table()
         for key, value in values.items():
             table.add(key, value)
-        if item is None:
-            table.trivia.indent = self._end_with_newline()
-            self.doc.append("feeds", AoT([table]))
-            return
-        self._append_to_aot(item, table)
-
-    def _append_to_aot(self, aot: Item, table: Table) -> None:
-        assert isinstance(aot, AoT)
-        last = aot.body[-1] if aot.body else None
-        if last is not None and not self._is_last_in_document(aot):
+        if item is not None and item.body and not self._is_last_in_document(item):
             # Comments after the last entry introduce whatever table follows the feeds:
             # keep them there, after the new entry.
-            for trailing in _split_trailing(last.value):
+            last = item.body[-1].value
+            for trailing in _split_trailing(last):
                 table.value.add(trailing)
-            _ensure_trail_newline(last.value)
+            _ensure_trail_newline(last)
             table.trivia.indent = "\n"
         else:
             table.trivia.indent = self._end_with_newline()
-        aot.append(table)
+        if item is None:
+            self.doc.append("feeds", AoT([table]))
+        else:
+            item.append(table)
 
     def remove(self, entry: FeedEntry) -> None:
         item = self._feeds_item()
         if isinstance(item, Array):
             del item[entry.index]
             return
-        assert isinstance(item, AoT)
+        assert item is not None
         table = item.body[entry.index]
         trailing = _split_trailing(table.value)
         host = item.body[entry.index - 1].value if entry.index > 0 else self._table_before(item)
@@ -347,10 +342,8 @@ def _why_not_editable(text: str) -> str:
             headers.append((number, key, written))
     feeds = [number for number, key, _ in headers if key == "feeds"]
     for number, key, written in headers:
-        if key == "feeds" or not feeds or number < feeds[0]:
-            continue
-        later = next((line for line in feeds if line > number), None)
-        if later is not None:
+        if key != "feeds" and feeds and feeds[0] < number < feeds[-1]:
+            later = next(line for line in feeds if line > number)
             return (
                 f"cannot edit: {written} at line {number} splits the [[feeds]] entries, and"
                 " saving would move lines you wrote (sync and run read the file as it is);"
