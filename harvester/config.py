@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pytimeparse.timeparse import timeparse as parse_timespan
 
@@ -26,6 +27,7 @@ DEFAULT_CONFIG_PATH = Path("config/harvester.toml")
 DAY_S = 86400.0
 DEFAULT_KEEP_POLLS_S = 30 * DAY_S  # [archive] keep_polls: unchanged polls kept one by one
 FETCHABLE_SCHEMES = ("http", "https", "webcal", "webcals")
+_D = TypeVar("_D", float, None)
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,6 @@ class Config:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     follow: tuple[FollowConfig, ...] = ()
 
-    def with_archive(self, path: Path) -> Config:
-        return replace(self, archive_path=path)
-
     def find_feed(self, name_or_url: str) -> FeedConfig | None:
         url = normalize_url(name_or_url)
         for feed in self.feeds:
@@ -139,14 +138,11 @@ class Config:
 
 def parse_duration(value: object, path: Path | str, key: str, *, allow_zero: bool = False) -> float:
     """Seconds from `30m`, `6h`, `1d`, `90s` or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise ConfigError(path, key, f"expected a duration like '30m' or '6h', got {value!r}")
-    if isinstance(value, int | float):
-        seconds: float | None = float(value)
-    elif isinstance(value, str):
+    seconds: float | None = None
+    if isinstance(value, str):
         seconds = parse_timespan(value.strip())
-    else:
-        seconds = None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
     if seconds is None or seconds < 0 or (seconds == 0 and not allow_zero):
         raise ConfigError(path, key, f"expected a duration like '30m' or '6h', got {value!r}")
     return float(seconds)
@@ -172,7 +168,7 @@ def load_config(
     else:
         config = parse_config(_read_toml(path), path)
     db = db_override or os.environ.get("HARVESTER_DB")
-    return config.with_archive(Path(db)) if db else config
+    return replace(config, archive_path=Path(db)) if db else config
 
 
 MAX_CONFIG_BYTES = 1_000_000  # a config is a few KB; a larger file is refused unparsed
@@ -182,25 +178,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_CONFIG_BYTES + 1)
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(path, "", f"larger than {MAX_CONFIG_BYTES} bytes: not a config")
-        try:
-            # The values' secrets are remembered by `parse_config`: a URL in a comment (the
-            # shipped config's examples) is no secret, and masking its parts would mangle text.
-            return tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
-            remember_urls_in(raw.decode("utf-8", "replace"))  # its error may quote a line
-            raise
-    except RecursionError:
-        raise ConfigError(path, "", "not valid TOML: nested too deeply") from None
-    except UnicodeDecodeError:
-        raise ConfigError(path, "", "not valid TOML: not UTF-8 text") from None
     except FileNotFoundError:
         raise ConfigError(path, "", "no such file") from None
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(path, "", f"larger than {MAX_CONFIG_BYTES} bytes: not a config")
+    try:
+        # The values' secrets are remembered by `parse_config`: a URL in a comment (the
+        # shipped config's examples) is no secret, and masking its parts would mangle text.
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        remember_urls_in(raw.decode("utf-8", "replace"))  # its error may quote a line
+        why = {RecursionError: "nested too deeply", UnicodeDecodeError: "not UTF-8 text"}
+        raise ConfigError(path, "", f"not valid TOML: {why.get(type(exc), exc)}") from None
 
 
 class _Table:
@@ -215,6 +206,9 @@ class _Table:
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
+    def error(self, name: str, reason: str) -> ConfigError:
+        return ConfigError(self.path, self.key(name), reason)
+
     def get(self, name: str, kinds: type | tuple[type, ...], default: Any) -> Any:
         self.seen.add(name)
         if name not in self.data:
@@ -225,21 +219,27 @@ class _Table:
             value = None  # bool is an int in Python, never in a config file
         if not isinstance(value, kinds):
             wanted = " or ".join(k.__name__ for k in kinds)
-            raise ConfigError(self.path, self.key(name), f"expected {wanted}, got {value!r}")
+            raise self.error(name, f"expected {wanted}, got {value!r}")
         return value
 
-    def duration(
-        self, name: str, default: float | None, *, allow_zero: bool = False
-    ) -> float | None:
+    def duration(self, name: str, default: _D, *, allow_zero: bool = False) -> float | _D:
         self.seen.add(name)
         if name not in self.data:
             return default
         return parse_duration(self.data[name], self.path, self.key(name), allow_zero=allow_zero)
 
+    def table(self, name: str) -> _Table:
+        return _Table(self.get(name, dict, {}), self.path, self.key(name))
+
+    def tables(self, name: str) -> Iterator[_Table]:
+        """The entries of the array of tables `name`, each checked only when it is reached."""
+        entries = self.get(name, list, [])
+        return (_Table(raw, self.path, f"{self.key(name)}[{i}]") for i, raw in enumerate(entries))
+
     def refuse_unknown(self) -> None:
         for name in self.data:
             if name not in self.seen:
-                raise ConfigError(self.path, self.key(name), "unknown key")
+                raise self.error(name, "unknown key")
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
@@ -253,46 +253,38 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
             path,
         )
     top = _Table(data, path, "")
-    archive = _Table(top.get("archive", dict, {}), path, "archive")
-    archive_path = Path(archive.get("path", str, "../data/archive.db"))
-    file_mode = _file_mode(archive.get("file_mode", str, "0600"), path, archive.key("file_mode"))
-    keep_polls = archive.duration("keep_polls", DEFAULT_KEEP_POLLS_S) or DEFAULT_KEEP_POLLS_S
+    archive = top.table("archive")
+    archive_path = path.parent / archive.get("path", str, "../data/archive.db")  # unless absolute
+    file_mode = _file_mode(archive)
+    keep_polls = archive.duration("keep_polls", DEFAULT_KEEP_POLLS_S)
     if keep_polls < DAY_S:  # feed_health counts the last 24 hours poll by poll
-        raise ConfigError(
-            path, archive.key("keep_polls"), f"must be 1d or more, got {keep_polls:g} seconds"
-        )
+        raise archive.error("keep_polls", f"must be 1d or more, got {keep_polls:g} seconds")
     archive.refuse_unknown()
-    if not archive_path.is_absolute():
-        archive_path = path.parent / archive_path
 
-    http = _parse_http(_Table(top.get("http", dict, {}), path, "http"))
-    site = _Table(top.get("site", dict, {}), path, "site")
+    http = _parse_http(top.table("http"))
+    site = top.table("site")
     base_url = site.get("base_url", str, SiteSettings.base_url).rstrip("/")
-    _check_fetchable(base_url, path, "site.base_url")
+    _check_fetchable(base_url, site, "base_url")
     site.refuse_unknown()
 
-    schedule = _Table(top.get("schedule", dict, {}), path, "schedule")
-    interval = schedule.duration("interval", ScheduleSettings.interval)
-    jitter = schedule.duration("jitter", ScheduleSettings.jitter, allow_zero=True)
-    gone_after = schedule.duration("gone_after", ScheduleSettings.gone_after, allow_zero=True)
-    schedule.refuse_unknown()
+    table = top.table("schedule")
+    schedule = ScheduleSettings(
+        interval=table.duration("interval", ScheduleSettings.interval),
+        jitter=table.duration("jitter", ScheduleSettings.jitter, allow_zero=True),
+        gone_after=table.duration("gone_after", ScheduleSettings.gone_after, allow_zero=True),
+    )
+    table.refuse_unknown()
 
-    raw_feeds = top.get("feeds", list, [])
-    notify = tuple(
-        _parse_notify(raw, path, f"notify[{i}]")
-        for i, raw in enumerate(top.get("notify", list, []))
-    )
+    feed_tables = top.tables("feeds")
+    notify = tuple(_parse_notify(entry) for entry in top.tables("notify"))
+    first_of: dict[str, int] = {}
     for i, entry in enumerate(notify):
-        first = next(j for j, other in enumerate(notify) if other.url == entry.url)
-        if first != i:
+        if (first := first_of.setdefault(entry.url, i)) != i:
             raise ConfigError(path, f"notify[{i}].url", f"same target as notify[{first}]")
-    notifications = _parse_notifications(
-        _Table(top.get("notifications", dict, {}), path, "notifications")
-    )
-    follow = _parse_follows(top.get("follow", list, []), path)
+    notifications = _parse_notifications(top.table("notifications"))
+    follow = _parse_follows(top.tables("follow"))
     top.refuse_unknown()
-    parsed = [_parse_feed(raw, path, f"feeds[{i}]") for i, raw in enumerate(raw_feeds)]
-    feeds = _unique_names(parsed)
+    feeds = _unique_names([_parse_feed(entry) for entry in feed_tables])
     _refuse_duplicate_feeds(feeds, path)
     return Config(
         path=path,
@@ -301,9 +293,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         archive_keep_polls=keep_polls,
         http=http,
         site=SiteSettings(base_url=base_url),
-        schedule=ScheduleSettings(
-            interval=interval or 0.0, jitter=jitter or 0.0, gone_after=gone_after or 0.0
-        ),
+        schedule=schedule,
         feeds=feeds,
         notify=notify,
         notifications=notifications,
@@ -315,23 +305,21 @@ def _remember_urls(value: object) -> None:
     """Remember the secrets of every URL in the config, whatever key holds it."""
     if isinstance(value, str):
         remember_urls_in(value)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _remember_urls(item)
-    elif isinstance(value, list):
-        for item in value:
+    elif isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
             _remember_urls(item)
 
 
-def _file_mode(value: str, path: Path, key: str) -> int:
+def _file_mode(table: _Table) -> int:
     """An octal permission string like "0600" or "0640"; never world-writable."""
+    value = table.get("file_mode", str, "0600")
     try:
         mode = int(value, 8)
     except ValueError:
         mode = -1
     if not 0 <= mode <= 0o777 or mode & 0o002 or not mode & 0o600 == 0o600:
-        raise ConfigError(
-            path, key, f'expected octal permissions like "0600" or "0640", got {value!r}'
+        raise table.error(
+            "file_mode", f'expected octal permissions like "0600" or "0640", got {value!r}'
         )
     return mode
 
@@ -347,32 +335,31 @@ def _parse_http(table: _Table) -> HttpSettings:
         timeout=timeout,
         max_bytes=max_bytes,
         retries=retries,
-        max_poll_time=table.duration("max_poll_time", defaults.max_poll_time) or 0.0,
+        max_poll_time=table.duration("max_poll_time", defaults.max_poll_time),
         per_host=table.get("per_host", int, defaults.per_host),
-        min_gap=table.duration("min_gap", defaults.min_gap, allow_zero=True) or 0.0,
+        min_gap=table.duration("min_gap", defaults.min_gap, allow_zero=True),
         concurrency=table.get("concurrency", int, defaults.concurrency),
         allow_private=table.get("allow_private", bool, defaults.allow_private),
         allowed_hosts=None if hosts is None else tuple(str(h).lower() for h in hosts),
     )
     for name, value in (("timeout", timeout), ("max_bytes", max_bytes)):
         if value <= 0:
-            raise ConfigError(table.path, table.key(name), f"must be positive, got {value!r}")
+            raise table.error(name, f"must be positive, got {value!r}")
     if retries < 0:
-        raise ConfigError(table.path, table.key("retries"), f"must be 0 or more, got {retries}")
+        raise table.error("retries", f"must be 0 or more, got {retries}")
     for name, count in (("per_host", settings.per_host), ("concurrency", settings.concurrency)):
         if count < 1:
-            raise ConfigError(table.path, table.key(name), f"must be 1 or more, got {count}")
+            raise table.error(name, f"must be 1 or more, got {count}")
     table.refuse_unknown()
     return settings
 
 
-def _parse_feed(data: object, path: Path, prefix: str) -> tuple[FeedConfig, bool]:
+def _parse_feed(table: _Table) -> tuple[FeedConfig, bool]:
     """A feed entry, and whether its name was given (derived names may be made unique)."""
-    table = _Table(data, path, prefix)
     raw_url = table.get("url", str, None)
     if raw_url is None:
-        raise ConfigError(path, table.key("url"), "missing: every feed needs a url")
-    _check_fetchable(raw_url, path, table.key("url"))
+        raise table.error("url", "missing: every feed needs a url")
+    _check_fetchable(raw_url, table, "url")
     url = normalize_url(raw_url)
     name = table.get("name", str, None)
     feed = FeedConfig(
@@ -385,18 +372,17 @@ def _parse_feed(data: object, path: Path, prefix: str) -> tuple[FeedConfig, bool
     return feed, bool(name)
 
 
-def _parse_notify(data: object, path: Path, prefix: str) -> NotifyConfig:
-    table = _Table(data, path, prefix)
+def _parse_notify(table: _Table) -> NotifyConfig:
     url = table.get("url", str, None)
     if url is None:
-        raise ConfigError(path, table.key("url"), "missing: every [[notify]] needs an Apprise url")
+        raise table.error("url", "missing: every [[notify]] needs an Apprise url")
     url = url.strip()
     remember_url(url)
     if (why := _apprise_problem(url)) is not None:
-        raise ConfigError(path, table.key("url"), f"{redact(url)}: {why}")
+        raise table.error("url", f"{redact(url)}: {why}")
     series = table.get("series", list, None)
     if series is not None and not all(isinstance(s, str) and s for s in series):
-        raise ConfigError(path, table.key("series"), "expected a list of series shortnames")
+        raise table.error("series", "expected a list of series shortnames")
     match = _match_query(table)
     speakers = _speaker_names(table)
     default_kinds = list(DEFAULT_NOTIFY_KINDS)
@@ -404,15 +390,11 @@ def _parse_notify(data: object, path: Path, prefix: str) -> NotifyConfig:
         default_kinds.append("new")  # a target that follows words or people hears of new talks
     kinds = table.get("kinds", list, default_kinds)
     unknown = [k for k in kinds if k not in NOTIFY_KINDS]
-    if unknown or not kinds:
+    if unknown:
         shown = ", ".join(sorted(NOTIFY_KINDS))
-        raise ConfigError(
-            path,
-            table.key("kinds"),
-            f"unknown kind {unknown[0]!r} (one of: {shown})"
-            if unknown
-            else "an empty list would never send anything",
-        )
+        raise table.error("kinds", f"unknown kind {unknown[0]!r} (one of: {shown})")
+    if not kinds:
+        raise table.error("kinds", "an empty list would never send anything")
     entry = NotifyConfig(
         url=url,
         series=None if series is None else frozenset(series),
@@ -435,21 +417,21 @@ def _match_query(table: _Table) -> str | None:
         return None
     query = query.strip()
     if not query:
-        raise ConfigError(table.path, table.key("match"), "an empty query would match nothing")
+        raise table.error("match", "an empty query would match nothing")
     return query
 
 
 def _speaker_names(table: _Table) -> tuple[str, ...]:
     names = table.get("speakers", list, [])
     if not all(isinstance(name, str) and name.strip() for name in names):
-        raise ConfigError(table.path, table.key("speakers"), "expected a list of names")
+        raise table.error("speakers", "expected a list of names")
     return tuple(name.strip() for name in names)
 
 
 def _digest(table: _Table) -> str | None:
     digest: str | None = table.get("digest", str, None)
     if digest not in (None, "weekly"):
-        raise ConfigError(table.path, table.key("digest"), f'expected "weekly", got {digest!r}')
+        raise table.error("digest", f'expected "weekly", got {digest!r}')
     return digest
 
 
@@ -460,29 +442,26 @@ def _timezone(table: _Table) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            table.path, table.key("timezone"), f"unknown time zone {name!r} (e.g. Europe/Paris)"
-        ) from None
+        raise table.error("timezone", f"unknown time zone {name!r} (e.g. Europe/Paris)") from None
     return name
 
 
-def _parse_follows(entries: list[Any], path: Path) -> tuple[FollowConfig, ...]:
+def _parse_follows(tables: Iterator[_Table]) -> tuple[FollowConfig, ...]:
     """`[[follow]]` entries: a topic id (as `harvester discover --topics` lists them) and
     maybe an institution's shortname; both must be names the site could have given."""
     follows: list[FollowConfig] = []
-    for i, raw in enumerate(entries):
-        table = _Table(raw, path, f"follow[{i}]")
+    for table in tables:
         topic = table.get("topic", str, None)
         institution = table.get("institution", str, None)
         table.refuse_unknown()
         for name, value in (("topic", topic), ("institution", institution)):
             if value is not None and not is_shortname(value):
-                raise ConfigError(path, table.key(name), f"not a name the site uses: {value!r}")
+                raise table.error(name, f"not a name the site uses: {value!r}")
         if topic is None:
-            raise ConfigError(path, table.key("topic"), "missing: every [[follow]] needs a topic")
+            raise table.error("topic", "missing: every [[follow]] needs a topic")
         entry = FollowConfig(topic, institution)
         if entry in follows:
-            raise ConfigError(path, f"follow[{i}]", f"same as follow[{follows.index(entry)}]")
+            raise ConfigError(table.path, table.prefix, f"same as follow[{follows.index(entry)}]")
         follows.append(entry)
     return tuple(follows)
 
@@ -504,14 +483,12 @@ def _parse_notifications(table: _Table) -> NotificationSettings:
     defaults = NotificationSettings()
     max_attempts = table.get("max_attempts", int, defaults.max_attempts)
     if max_attempts < 1:
-        raise ConfigError(
-            table.path, table.key("max_attempts"), f"must be 1 or more, got {max_attempts}"
-        )
+        raise table.error("max_attempts", f"must be 1 or more, got {max_attempts}")
     settings = NotificationSettings(
         max_attempts=max_attempts,
-        backoff=table.duration("backoff", defaults.backoff, allow_zero=True) or 0.0,
-        max_backoff=table.duration("max_backoff", defaults.max_backoff, allow_zero=True) or 0.0,
-        timeout=table.duration("timeout", defaults.timeout) or defaults.timeout,
+        backoff=table.duration("backoff", defaults.backoff, allow_zero=True),
+        max_backoff=table.duration("max_backoff", defaults.max_backoff, allow_zero=True),
+        timeout=table.duration("timeout", defaults.timeout),
     )
     table.refuse_unknown()
     return settings
@@ -531,29 +508,24 @@ def _unique_names(parsed: list[tuple[FeedConfig, bool]]) -> tuple[FeedConfig, ..
     return tuple(feeds)
 
 
-def _check_fetchable(url: str, path: Path, key: str) -> None:
+def _check_fetchable(url: str, table: _Table, name: str) -> None:
     parts = split_url(url.strip())
     if parts is None:
         return  # unreadable: kept, so that its poll fails and says why (the others go on)
     if parts.scheme.lower() not in FETCHABLE_SCHEMES:
         shown = parts.scheme + ":" if parts.scheme else repr(url[:40])
-        raise ConfigError(
-            path, key, f"only http(s) and webcal feed URLs can be polled, not {shown}"
-        )
+        raise table.error(name, f"only http(s) and webcal feed URLs can be polled, not {shown}")
     if not parts.hostname:
-        raise ConfigError(path, key, "the URL has no host")
+        raise table.error(name, "the URL has no host")
 
 
 def _refuse_duplicate_feeds(feeds: tuple[FeedConfig, ...], path: Path) -> None:
-    seen_urls: dict[str, int] = {}
-    seen_names: dict[str, int] = {}
+    first_url: dict[str, int] = {}
+    first_name: dict[str, int] = {}
     for i, feed in enumerate(feeds):
-        if feed.url in seen_urls:
-            raise ConfigError(path, f"feeds[{i}].url", f"same feed as feeds[{seen_urls[feed.url]}]")
-        if feed.name in seen_names:
+        if (first := first_url.setdefault(feed.url, i)) != i:
+            raise ConfigError(path, f"feeds[{i}].url", f"same feed as feeds[{first}]")
+        if (first := first_name.setdefault(feed.name, i)) != i:
             raise ConfigError(
-                path,
-                f"feeds[{i}].name",
-                f"name {feed.name!r} already used by feeds[{seen_names[feed.name]}]",
+                path, f"feeds[{i}].name", f"name {feed.name!r} already used by feeds[{first}]"
             )
-        seen_urls[feed.url] = seen_names[feed.name] = i

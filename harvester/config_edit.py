@@ -9,6 +9,7 @@ byte for byte is refused rather than rewritten.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -54,7 +55,6 @@ class FeedEntry:
     url: str  # canonical feed URL (may hold a personal token: mask before showing)
     name: str
     enabled: bool
-    explicit_name: bool
 
 
 def series_feed_url(base_url: str, shortname: str) -> str:
@@ -123,21 +123,14 @@ class ConfigFile:
     def entries(self) -> list[FeedEntry]:
         entries = []
         for index, table in enumerate(self._feed_tables()):
-            url = table.get("url")
+            url, name = table.get("url"), table.get("name")
             if not isinstance(url, str):
                 continue
-            canonical = self._canonical_or_raw(url)
-            name = table.get("name")
-            enabled = table.get("enabled", True)
-            entries.append(
-                FeedEntry(
-                    index=index,
-                    url=canonical,
-                    name=name if isinstance(name, str) and name else default_feed_name(canonical),
-                    enabled=enabled is not False,
-                    explicit_name=isinstance(name, str) and bool(name),
-                )
-            )
+            with contextlib.suppress(ConfigEditError):  # else kept as written
+                url = canonical_feed_url(url, self.base_url)
+            if not (isinstance(name, str) and name):
+                name = default_feed_name(url)
+            entries.append(FeedEntry(index, url, name, table.get("enabled", True) is not False))
         return entries
 
     def find(self, ref: str) -> FeedEntry | None:
@@ -152,13 +145,7 @@ class ConfigFile:
             return None
         return next((e for e in entries if e.url == url), None)
 
-    def _canonical_or_raw(self, url: str) -> str:
-        try:
-            return canonical_feed_url(url, self.base_url)
-        except ConfigEditError:
-            return url
-
-    def _feeds_item(self) -> Item | None:
+    def _feeds_item(self) -> AoT | Array | None:
         if "feeds" not in self.doc:
             return None
         item = self.doc.item("feeds")
@@ -191,40 +178,31 @@ class ConfigFile:
         table = tomlkit.table()
         for key, value in values.items():
             table.add(key, value)
-        if item is None:
-            self._end_with_newline()
-            table.trivia.indent = "" if self._ends_with_blank_line() else "\n"
-            aot = tomlkit.aot()
-            aot.append(table)
-            self.doc.append("feeds", aot)
-            return
-        self._append_to_aot(item, table)
-
-    def _append_to_aot(self, aot: Item, table: Table) -> None:
-        assert isinstance(aot, AoT)
-        last = aot.body[-1] if aot.body else None
-        if last is not None and not self._is_last_in_document(aot):
+        if item is not None and item.body and not self._is_last_in_document(item):
             # Comments after the last entry introduce whatever table follows the feeds:
             # keep them there, after the new entry.
-            for trailing in _split_trailing(last.value):
+            last = item.body[-1].value
+            for trailing in _split_trailing(last):
                 table.value.add(trailing)
-            _ensure_trail_newline(last.value)
+            _ensure_trail_newline(last)
             table.trivia.indent = "\n"
         else:
-            self._end_with_newline()
-            table.trivia.indent = "" if self._ends_with_blank_line() else "\n"
-        aot.append(table)
+            table.trivia.indent = self._end_with_newline()
+        if item is None:
+            self.doc.append("feeds", AoT([table]))
+        else:
+            item.append(table)
 
     def remove(self, entry: FeedEntry) -> None:
         item = self._feeds_item()
         if isinstance(item, Array):
             del item[entry.index]
             return
-        assert isinstance(item, AoT)
+        assert item is not None
         table = item.body[entry.index]
         trailing = _split_trailing(table.value)
         host = item.body[entry.index - 1].value if entry.index > 0 else self._table_before(item)
-        if host is not None and _ends_with_blank_line(host):
+        if host is not None and (blank := _last_blank_line(host)) is not None:
             # One blank line separated the entry from what came before: it goes with it.
             if trailing and isinstance(trailing[0], Whitespace):
                 trailing = trailing[1:]
@@ -233,7 +211,7 @@ class ConfigFile:
                 and entry.index == len(item.body) - 1
                 and self._is_last_in_document(item)
             ):
-                _drop_last_blank_line(host)
+                host.body[blank] = (None, Null())  # key-less: the key index is unaffected
         if trailing:
             self._rehome_before(item, entry.index, trailing, host)
         del item[entry.index]
@@ -251,7 +229,7 @@ class ConfigFile:
             return
         # Nothing before to hold them: they become the start of whatever follows.
         text = "".join(t.as_string() for t in trailing)
-        following = aot.body[index + 1] if index + 1 < len(aot.body) else self._item_after(aot)
+        following = aot.body[index + 1] if index + 1 < len(aot.body) else self._neighbours(aot)[1]
         if isinstance(following, Table | AoT):
             header = following.body[0] if isinstance(following, AoT) else following
             header.trivia.indent = text + header.trivia.indent
@@ -259,18 +237,14 @@ class ConfigFile:
             for trailing_item in trailing:
                 self.doc.add(trailing_item)
 
-    def _item_after(self, aot: AoT) -> Item | None:
-        items = [item for _key, item in self.doc.body if not isinstance(item, Null)]
+    def _neighbours(self, aot: AoT) -> tuple[Item | None, Item | None]:
+        """The document's items just before and just after `aot`."""
+        items: list[Item | None] = [None, *_items(self.doc), None]
         index = next(i for i, item in enumerate(items) if item is aot)
-        return items[index + 1] if index + 1 < len(items) else None
+        return items[index - 1], items[index + 1]
 
     def _table_before(self, aot: AoT) -> Container | None:
-        previous: Item | None = None
-        for _key, item in self.doc.body:
-            if item is aot:
-                break
-            if not isinstance(item, Null):
-                previous = item
+        previous = self._neighbours(aot)[0]
         if isinstance(previous, Table) and not previous.is_super_table():
             return previous.value
         return None
@@ -297,23 +271,22 @@ class ConfigFile:
         return True
 
     def _is_last_in_document(self, item: Item) -> bool:
-        body = [it for _key, it in self.doc.body if not isinstance(it, Null | Whitespace)]
+        body = [it for it in _items(self.doc) if not isinstance(it, Whitespace)]
         return bool(body) and body[-1] is item
 
-    def _end_with_newline(self) -> None:
+    def _end_with_newline(self) -> str:
+        """End the document's text with a newline; the indent that leaves one blank line
+        between it and a table added at its end."""
         tail = self._tail()
         if tail and not tail.endswith("\n"):
             last = _last_rendered_item(self.doc)
             if last is not None:
                 last.trivia.trail += "\n"
-
-    def _ends_with_blank_line(self) -> bool:
-        tail = self._tail()
-        return not tail or tail.endswith("\n\n")
+        return "" if not tail or tail.endswith("\n\n") else "\n"
 
     def _tail(self) -> str:
         """The end of the rendered document (rendering only its last part: adds stay linear)."""
-        items = [item for _key, item in self.doc.body if not isinstance(item, Null)]
+        items = _items(self.doc)
         last = items[-1] if items else None
         if isinstance(last, AoT) and last.body:
             tail = last.body[-1].as_string()  # the last entry's body, header left out
@@ -332,10 +305,6 @@ class ConfigFile:
             text = re.sub(r"(?<!\r)\n", "\r\n", text)
         return text
 
-    @property
-    def changed(self) -> bool:
-        return self.created or self.text != self.original
-
     def validate(self) -> None:
         """Refuse text that would not load as a config (duplicate names, bad values...)."""
         text = self.text
@@ -348,7 +317,7 @@ class ConfigFile:
 
     def save(self) -> None:
         """Validate, then replace the file atomically (same permissions); no-op if unchanged."""
-        if not self.changed:
+        if not self.created and self.text == self.original:
             return
         self.validate()
         _atomic_write(self.path, self.text)
@@ -373,10 +342,8 @@ def _why_not_editable(text: str) -> str:
             headers.append((number, key, written))
     feeds = [number for number, key, _ in headers if key == "feeds"]
     for number, key, written in headers:
-        if key == "feeds" or not feeds or number < feeds[0]:
-            continue
-        later = next((line for line in feeds if line > number), None)
-        if later is not None:
+        if key != "feeds" and feeds and feeds[0] < number < feeds[-1]:
+            later = next(line for line in feeds if line > number)
             return (
                 f"cannot edit: {written} at line {number} splits the [[feeds]] entries, and"
                 " saving would move lines you wrote (sync and run read the file as it is);"
@@ -400,26 +367,20 @@ def _split_trailing(container: Container) -> list[Item]:
     return trailing
 
 
-def _last_body_index(container: Container) -> int | None:
+def _items(container: Container) -> list[Item]:
+    return [item for _key, item in container.body if not isinstance(item, Null)]
+
+
+def _last_blank_line(container: Container) -> int | None:
+    """The index in `container.body` of its last item, if that is a blank line."""
     for index in range(len(container.body) - 1, -1, -1):
-        if not isinstance(container.body[index][1], Null):
-            return index
+        if not isinstance(item := container.body[index][1], Null):
+            return index if isinstance(item, Whitespace) else None
     return None
 
 
-def _ends_with_blank_line(container: Container) -> bool:
-    index = _last_body_index(container)
-    return index is not None and isinstance(container.body[index][1], Whitespace)
-
-
-def _drop_last_blank_line(container: Container) -> None:
-    index = _last_body_index(container)
-    if index is not None and isinstance(container.body[index][1], Whitespace):
-        container.body[index] = (None, Null())  # key-less: the key index is unaffected
-
-
 def _ensure_trail_newline(container: Container) -> None:
-    items = [item for _key, item in container.body if not isinstance(item, Null)]
+    items = _items(container)
     last = items[-1] if items else None
     if (
         last is not None
