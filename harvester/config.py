@@ -228,6 +228,13 @@ class _Table:
             return default
         return parse_duration(self.data[name], self.path, self.key(name), allow_zero=allow_zero)
 
+    def strings(self, name: str, what: str) -> list[str] | None:
+        """A list of non-blank strings (`what` names them in the error), None when absent."""
+        values: list[Any] | None = self.get(name, list, None)
+        if values is not None and not all(isinstance(v, str) and v.strip() for v in values):
+            raise self.error(name, f"expected a list of {what}")
+        return values
+
     def table(self, name: str) -> _Table:
         return _Table(self.get(name, dict, {}), self.path, self.key(name))
 
@@ -329,7 +336,7 @@ def _parse_http(table: _Table) -> HttpSettings:
     timeout = float(table.get("timeout", (int, float), defaults.timeout))
     max_bytes = table.get("max_bytes", int, defaults.max_bytes)
     retries = table.get("retries", int, defaults.retries)
-    hosts = table.get("allowed_hosts", list, None)
+    hosts = table.strings("allowed_hosts", "host names")
     settings = HttpSettings(
         user_agent=table.get("user_agent", str, defaults.user_agent),
         timeout=timeout,
@@ -340,7 +347,7 @@ def _parse_http(table: _Table) -> HttpSettings:
         min_gap=table.duration("min_gap", defaults.min_gap, allow_zero=True),
         concurrency=table.get("concurrency", int, defaults.concurrency),
         allow_private=table.get("allow_private", bool, defaults.allow_private),
-        allowed_hosts=None if hosts is None else tuple(str(h).lower() for h in hosts),
+        allowed_hosts=None if hosts is None else tuple(h.lower() for h in hosts),
     )
     for name, value in (("timeout", timeout), ("max_bytes", max_bytes)):
         if value <= 0:
@@ -380,15 +387,14 @@ def _parse_notify(table: _Table) -> NotifyConfig:
     remember_url(url)
     if (why := _apprise_problem(url)) is not None:
         raise table.error("url", f"{redact(url)}: {why}")
-    series = table.get("series", list, None)
-    if series is not None and not all(isinstance(s, str) and s for s in series):
-        raise table.error("series", "expected a list of series shortnames")
+    series = table.strings("series", "series shortnames")
     match = _match_query(table)
     speakers = _speaker_names(table)
     default_kinds = list(DEFAULT_NOTIFY_KINDS)
     if match is not None or speakers:
         default_kinds.append("new")  # a target that follows words or people hears of new talks
-    kinds = table.get("kinds", list, default_kinds)
+    given = table.strings("kinds", "kinds of change")
+    kinds = default_kinds if given is None else given
     unknown = [k for k in kinds if k not in NOTIFY_KINDS]
     if unknown:
         shown = ", ".join(sorted(NOTIFY_KINDS))
@@ -422,10 +428,7 @@ def _match_query(table: _Table) -> str | None:
 
 
 def _speaker_names(table: _Table) -> tuple[str, ...]:
-    names = table.get("speakers", list, [])
-    if not all(isinstance(name, str) and name.strip() for name in names):
-        raise table.error("speakers", "expected a list of names")
-    return tuple(name.strip() for name in names)
+    return tuple(name.strip() for name in table.strings("speakers", "names") or [])
 
 
 def _digest(table: _Table) -> str | None:

@@ -89,6 +89,13 @@ def test_per_feed_overrides_and_normalised_urls(tmp_path: Path) -> None:
             "same feed as feeds[0]",
         ),
         ("[archive\npath = 1\n", "", "not valid TOML"),
+        (
+            '[[notify]]\nurl = "json://h/"\nkinds = [{a = 1}]\n',
+            "notify[0].kinds",
+            "expected a list of kinds of change",
+        ),
+        ("[http]\nallowed_hosts = [1]\n", "http.allowed_hosts", "expected a list of host names"),
+        ('[[notify]]\nurl = "json://h/"\nseries = [""]\n', "notify[0].series", "shortnames"),
     ],
 )
 def test_bad_config_names_file_key_and_reason(
