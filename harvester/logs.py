@@ -70,10 +70,9 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level)
     # httpx logs every request at INFO with the full URL; keep it for -v only.
+    noisy_level = max(level, logging.WARNING) if level > logging.DEBUG else logging.DEBUG
     for noisy in ("httpx", "httpcore", "apscheduler"):
-        logging.getLogger(noisy).setLevel(
-            max(level, logging.WARNING) if level > logging.DEBUG else logging.DEBUG
-        )
+        logging.getLogger(noisy).setLevel(noisy_level)
     # Apprise quotes URLs, headers and payloads in forms of its own, which the remembered
     # secrets may not match: none of its lines is shown, even with -v. A failed delivery's
     # reason comes back through `notify.deliver` (captured, masked) as `notify.failed`.
