@@ -116,13 +116,9 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 one stands for (mapped, 6to4, NAT64), if any."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
     if address in NAT64_PREFIX:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
+    return address.ipv4_mapped or address.sixtofour
 
 
 class AddressRefusedError(Exception):
@@ -537,19 +533,11 @@ class _Inflater:
             return self.inflater.decompress(data, room)
 
 
-# ------------------------------------------------------------------------------------------
-# Politeness towards each host: at most N requests in flight and a minimum gap between starts.
-#
-# One `HostLimiter` is shared by every thread of a sync (it lives in the client's fetch
-# policy), so the limits hold across feeds, retries and redirect hops alike.
-# ------------------------------------------------------------------------------------------
-
-
 class HostLimiter:
-    """Per-host semaphores plus a schedule of request start times.
-
-    `min_gap` spaces the *starts* of requests to one host; a request waits for its turn
-    after it has a slot, so a host never has more than `per_host` requests in flight.
+    """Politeness towards each host: at most `per_host` requests in flight, and `min_gap`
+    between the *starts* of requests to one host (a request waits for its turn after it
+    has a slot). One is shared by every thread of a sync (it lives in the client's fetch
+    policy), so the limits hold across feeds, retries and redirect hops alike.
     """
 
     def __init__(

@@ -135,11 +135,7 @@ def make_client(
     *,
     policy: FetchPolicy | None = None,
 ) -> FeedClient:
-    """The one client a sync shares across feeds (connection reuse, same policy everywhere).
-
-    Every request it sends, `fetch`'s or not (the site's JSON API), each redirect hop
-    included, passes the policy's `check_url` in the transport.
-    """
+    """The one client a sync shares across feeds (connection reuse, same policy everywhere)."""
     policy = policy or FetchPolicy.from_settings(settings)
     return FeedClient(
         headers={
