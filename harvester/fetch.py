@@ -8,14 +8,10 @@
 - redirects followed hop by hop, each hop counted against the host limits; a hop the URL
   policy refuses fails the poll with "redirected to <target>: <why>";
 - a URL httpx cannot parse is a failed poll (FetchError), never a traceback;
-- a body limit that holds after gzip/deflate decoding: the raw stream is inflated
-  incrementally with a bounded output size, so a compression bomb is refused after at
-  most `max_bytes` of output.
+- a body limit that holds after gzip/deflate decoding (`read_limited`: no bomb reaches memory).
 
-The URL policy is not checked here: every client from `make_client` sends through
-`harvester._http.GuardedTransport`, which checks every request and redirect hop, whoever
-sends it, and connects only to addresses it vetted (see `_http`). A client built without
-a policy refuses every request.
+The URL policy is not checked here but in the transport of every client from
+`make_client` (`harvester._http.GuardedTransport`), whoever sends the request.
 
 The httpx transport is the testing seam: `make_client(settings, transport=...)` (still
 behind the guard); the policy's `sleep` and `clock` make backoff testable without waiting.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -17,18 +17,6 @@ import structlog
 from harvester.redact import redact, redact_query_secrets
 
 LogFormat = Literal["console", "json"]
-
-
-def redacted(
-    renderer: Callable[[Any, str, MutableMapping[str, Any]], str | bytes],
-) -> Callable[[Any, str, MutableMapping[str, Any]], str]:
-    """The final renderer, with its whole line masked (`harvester.redact`)."""
-
-    def render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
-        line = renderer(logger, method, event_dict)
-        return redact_query_secrets(redact(line.decode() if isinstance(line, bytes) else line))
-
-    return render
 
 
 def configure_logging(
@@ -49,6 +37,11 @@ def configure_logging(
         if log_format == "console"
         else structlog.processors.JSONRenderer(ensure_ascii=False)
     )
+
+    def redacted(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        """The final renderer's line (a str from both renderers), masked whole."""
+        return redact_query_secrets(redact(renderer(logger, method, event_dict)))
+
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -62,7 +55,7 @@ def configure_logging(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                redacted(renderer),
+                redacted,
             ],
         )
     )
