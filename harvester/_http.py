@@ -562,9 +562,7 @@ class HostLimiter:
     def slot(self, host: str) -> Iterator[None]:
         """Hold one of the host's slots for the duration of the block (request + body)."""
         with self._lock:
-            semaphore = self._slots.get(host)
-            if semaphore is None:
-                semaphore = self._slots[host] = threading.BoundedSemaphore(self.per_host)
+            semaphore = self._slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
         with semaphore:
             self._wait_for_turn(host)
             yield
