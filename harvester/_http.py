@@ -116,13 +116,9 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 one stands for (mapped, 6to4, NAT64), if any."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
     if address in NAT64_PREFIX:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
+    return address.ipv4_mapped or address.sixtofour
 
 
 class AddressRefusedError(Exception):
@@ -192,10 +188,9 @@ class UrlPolicy:
             raise FetchError(url, "refused: the URL has no host")
         self._check_allowed_host(url, parsed)
         literal = _ip_literal(host)
-        if literal is not None and not self.allow_private:
-            problem = self.classify(literal)
-            if problem:
-                raise FetchError(url, f"refused: {host} is {problem} {ALLOW_PRIVATE_HINT}")
+        refused = None if literal is None else self._literal_refused(host, literal)
+        if refused:
+            raise FetchError(url, refused)
         return parsed
 
     def connect_addresses(self, host: str) -> list[str]:
@@ -206,10 +201,9 @@ class UrlPolicy:
         """
         literal = _ip_literal(host)
         if literal is not None:
-            if not self.allow_private:
-                problem = self.classify(literal)
-                if problem:
-                    raise AddressRefusedError(f"refused: {host} is {problem} {ALLOW_PRIVATE_HINT}")
+            refused = self._literal_refused(host, literal)
+            if refused:
+                raise AddressRefusedError(refused)
             return [str(literal)]
         found = self._resolve(host)
         if not self.allow_private:
@@ -220,6 +214,10 @@ class UrlPolicy:
                         f"refused: {host} resolves to {text}, {problem} {ALLOW_PRIVATE_HINT}"
                     )
         return list(dict.fromkeys(str(address) for _, address in found))
+
+    def _literal_refused(self, host: str, literal: IPAddress) -> str | None:
+        problem = None if self.allow_private else self.classify(literal)
+        return problem and f"refused: {host} is {problem} {ALLOW_PRIVATE_HINT}"
 
     def _check_allowed_host(self, url: str, parsed: httpx.URL) -> None:
         if self.allowed_hosts is None:
@@ -336,22 +334,21 @@ class GuardedTransport(httpx.BaseTransport):
         limits: httpx.Limits | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.check = check
         limits = limits or httpx.Limits()
-        self._request_check: Callable[[str], object] | None = check
+        self._check: Callable[[str], object] | None = check
         if inner is None and isinstance(check, UrlPolicy):
             inner = PinnedTransport(check, limits, ssl_context)
-            self._request_check = check.check_target
-        if inner is None:
+            self._check = check.check_target
+        elif inner is None and check is not None:
             inner = httpx.HTTPTransport(limits=limits, verify=ssl_context or True)
         self.inner = inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)
         try:
-            if self._request_check is None:
+            if self._check is None or self.inner is None:
                 raise FetchError(url, NO_POLICY)
-            self._request_check(url)
+            self._check(url)
             return self.inner.handle_request(request)
         except FetchError as exc:
             raise UrlRefusedError(exc, url, request=request) from None
@@ -359,7 +356,8 @@ class GuardedTransport(httpx.BaseTransport):
             raise UrlRefusedError(exc.as_fetch_error(url), url, request=request) from None
 
     def close(self) -> None:
-        self.inner.close()
+        if self.inner is not None:
+            self.inner.close()
 
 
 # ------------------------------------------------------------------------------------------
@@ -466,11 +464,12 @@ def read_limited(
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(url, f"body of {declared} bytes is over the limit of {max_bytes}")
+    too_big = f"body is over the limit of {max_bytes} bytes (decoded)"
     if response.is_stream_consumed:  # an in-memory response (httpx.MockTransport): decoded
         if len(response.content) > max_bytes:
-            raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
+            raise FetchError(url, too_big)
         return response.content
-    inflater = _Inflater.for_encoding(url, encoding)
+    inflater = None if encoding in ("", "identity") else _Inflater(url, encoding)
     chunks: list[bytes] = []
     size = raw_size = 0
     for raw in response.iter_raw():
@@ -482,13 +481,12 @@ def read_limited(
         for piece in inflater.feed(raw, max_bytes - size + 1) if inflater else (raw,):
             size += len(piece)
             if size > max_bytes:
-                raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
+                raise FetchError(url, too_big)
             chunks.append(piece)
     if inflater:
-        tail = inflater.finish(max_bytes - size + 1)
-        if size + len(tail) > max_bytes:
-            raise FetchError(url, f"body is over the limit of {max_bytes} bytes (decoded)")
-        chunks.append(tail)
+        chunks.append(inflater.finish(max_bytes - size + 1))
+        if size + len(chunks[-1]) > max_bytes:
+            raise FetchError(url, too_big)
     return b"".join(chunks)
 
 
@@ -496,20 +494,13 @@ class _Inflater:
     """gzip or deflate, inflated piece by piece with `max_length`, so output stays bounded."""
 
     def __init__(self, url: str, encoding: str) -> None:
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
         self.url = url
         self.encoding = encoding
-        self.gzip = encoding in ("gzip", "x-gzip")
-        self.raw_deflate = False
+        self.gzip = encoding != "deflate"
         self.started = False
         self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
-
-    @classmethod
-    def for_encoding(cls, url: str, encoding: str) -> _Inflater | None:
-        if encoding in ("", "identity"):
-            return None
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            return cls(url, encoding)
-        raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
 
     def feed(self, data: bytes, room: int) -> list[bytes]:
         """Inflate `data`; never more than `room` bytes out in total (the caller refuses then)."""
@@ -539,23 +530,14 @@ class _Inflater:
             return self.inflater.decompress(data, room)
         except zlib.error:
             self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            self.raw_deflate = True
             return self.inflater.decompress(data, room)
 
 
-# ------------------------------------------------------------------------------------------
-# Politeness towards each host: at most N requests in flight and a minimum gap between starts.
-#
-# One `HostLimiter` is shared by every thread of a sync (it lives in the client's fetch
-# policy), so the limits hold across feeds, retries and redirect hops alike.
-# ------------------------------------------------------------------------------------------
-
-
 class HostLimiter:
-    """Per-host semaphores plus a schedule of request start times.
-
-    `min_gap` spaces the *starts* of requests to one host; a request waits for its turn
-    after it has a slot, so a host never has more than `per_host` requests in flight.
+    """Politeness towards each host: at most `per_host` requests in flight, and `min_gap`
+    between the *starts* of requests to one host (a request waits for its turn after it
+    has a slot). One is shared by every thread of a sync (it lives in the client's fetch
+    policy), so the limits hold across feeds, retries and redirect hops alike.
     """
 
     def __init__(
@@ -580,9 +562,7 @@ class HostLimiter:
     def slot(self, host: str) -> Iterator[None]:
         """Hold one of the host's slots for the duration of the block (request + body)."""
         with self._lock:
-            semaphore = self._slots.get(host)
-            if semaphore is None:
-                semaphore = self._slots[host] = threading.BoundedSemaphore(self.per_host)
+            semaphore = self._slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
         with semaphore:
             self._wait_for_turn(host)
             yield

@@ -8,14 +8,10 @@
 - redirects followed hop by hop, each hop counted against the host limits; a hop the URL
   policy refuses fails the poll with "redirected to <target>: <why>";
 - a URL httpx cannot parse is a failed poll (FetchError), never a traceback;
-- a body limit that holds after gzip/deflate decoding: the raw stream is inflated
-  incrementally with a bounded output size, so a compression bomb is refused after at
-  most `max_bytes` of output.
+- a body limit that holds after gzip/deflate decoding (`read_limited`: no bomb reaches memory).
 
-The URL policy is not checked here: every client from `make_client` sends through
-`harvester._http.GuardedTransport`, which checks every request and redirect hop, whoever
-sends it, and connects only to addresses it vetted (see `_http`). A client built without
-a policy refuses every request.
+The URL policy is not checked here but in the transport of every client from
+`make_client` (`harvester._http.GuardedTransport`), whoever sends the request.
 
 The httpx transport is the testing seam: `make_client(settings, transport=...)` (still
 behind the guard); the policy's `sleep` and `clock` make backoff testable without waiting.
@@ -57,8 +53,6 @@ from harvester.redact import redact
 MAX_REDIRECTS = 10
 ACCEPT_ENCODING = "gzip, deflate"  # the encodings `_Inflater` can bound
 log = get_logger("harvester.fetch")
-
-__all__ = ["UrlCheck", "UrlRefusedError"]  # re-exported: the policy's types, for callers
 
 
 @dataclass(frozen=True)
@@ -128,12 +122,7 @@ class FetchResult:
     final_url: str
     etag: str | None = None
     last_modified: str | None = None
-    content_type: str | None = None
     attempts: int = 1
-
-    @property
-    def not_modified(self) -> bool:
-        return self.status == 304
 
 
 def make_client(
@@ -142,11 +131,7 @@ def make_client(
     *,
     policy: FetchPolicy | None = None,
 ) -> FeedClient:
-    """The one client a sync shares across feeds (connection reuse, same policy everywhere).
-
-    Every request it sends, `fetch`'s or not (the site's JSON API), each redirect hop
-    included, passes the policy's `check_url` in the transport.
-    """
+    """The one client a sync shares across feeds (connection reuse, same policy everywhere)."""
     policy = policy or FetchPolicy.from_settings(settings)
     return FeedClient(
         headers={
@@ -170,15 +155,14 @@ def fetch(
     *,
     etag: str | None = None,
     last_modified: str | None = None,
-    policy: FetchPolicy | None = None,
 ) -> FetchResult:
     """GET `url`; raise FetchError for anything that is not a calendar body within the limit.
 
-    The policy (retries, limits, clocks) is the argument, else the client's (see
-    `make_client`), else the default; the URL check is the client's transport's. A URL
-    httpx cannot parse fails at once (not retried).
+    The policy (retries, limits, clocks) is the client's (see `make_client`), else the
+    default; the URL check is the client's transport's. A URL httpx cannot parse fails at
+    once (not retried).
     """
-    policy = policy or getattr(client, "policy", None) or DEFAULT_POLICY
+    policy = getattr(client, "policy", None) or DEFAULT_POLICY
     parse_url(url)
     headers = {}
     if etag:
@@ -186,21 +170,26 @@ def fetch(
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     deadline = policy.clock() + policy.max_poll_time
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        """After the last retry, or when the next wait would end past the poll's time limit."""
+        if state.attempt_number > policy.retries:
+            return True
+        return policy.clock() + state.upcoming_sleep >= deadline
+
     retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(policy.retries + 1) | _OutOfTime(policy.clock, deadline),
-        wait=_Wait(policy),
+        stop=stop,
+        wait=lambda state: _wait(policy, state),
         retry=tenacity.retry_if_exception(_worth_retrying),
         sleep=policy.sleep,
         before_sleep=lambda state: _log_retry(url, state),
         reraise=True,
     )
-    attempts = 0
     with time_limit(policy.max_poll_time):  # every wait of every attempt, on the wall clock
         for attempt in retrying:
             with attempt:
-                attempts += 1
                 result = _attempt(client, url, max_bytes, headers, policy, deadline)
-                return dataclasses.replace(result, attempts=attempts)
+                return dataclasses.replace(result, attempts=attempt.retry_state.attempt_number)
     raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
 
@@ -210,29 +199,13 @@ def _worth_retrying(exc: BaseException) -> bool:
     return getattr(exc, "retryable", False) and not isinstance(exc, UnresolvedHostError)
 
 
-class _OutOfTime(tenacity.stop.stop_base):
-    """Stop when the next wait would end past the poll's time limit (on the policy's clock)."""
-
-    def __init__(self, clock: Callable[[], float], deadline: float) -> None:
-        self.clock, self.deadline = clock, deadline
-
-    def __call__(self, state: tenacity.RetryCallState) -> bool:
-        return self.clock() + state.upcoming_sleep >= self.deadline
-
-
-class _Wait:
+def _wait(p: FetchPolicy, state: tenacity.RetryCallState) -> float:
     """Retry-After when the server sent one, else exponential backoff with jitter."""
-
-    def __init__(self, policy: FetchPolicy) -> None:
-        self.policy = policy
-
-    def __call__(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, FetchError) and exc.retry_after is not None:
-            return exc.retry_after
-        p = self.policy
-        backoff = min(p.backoff_initial * 2.0 ** (state.attempt_number - 1), p.backoff_max)
-        return backoff + random.uniform(0, p.backoff_jitter)
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, FetchError) and exc.retry_after is not None:
+        return exc.retry_after
+    backoff = min(p.backoff_initial * 2.0 ** (state.attempt_number - 1), p.backoff_max)
+    return backoff + random.uniform(0, p.backoff_jitter)
 
 
 def _log_retry(url: str, state: tenacity.RetryCallState) -> None:
@@ -370,5 +343,4 @@ def _result(response: httpx.Response, body: bytes | None) -> FetchResult:
         final_url=str(response.url),
         etag=response.headers.get("etag"),
         last_modified=response.headers.get("last-modified"),
-        content_type=response.headers.get("content-type"),
     )

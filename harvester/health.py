@@ -129,19 +129,16 @@ def daemon_status(db: Database, now: datetime) -> DaemonStatus | None:
     row = store.daemon_row(db)
     if row is None:
         return None
-    pid, host, started_at = row["pid"], row["host"], row["started_at"]
-    heartbeat_at, every, stopped_at = row["heartbeat_at"], row["heartbeat_every"], row["stopped_at"]
+    pid, host, heartbeat_at = row["pid"], row["host"], row["heartbeat_at"]
     age = _age(heartbeat_at, now) or 0.0
-    if stopped_at:
-        return DaemonStatus(
-            "stopped", f"daemon: stopped at {human_time(stopped_at)} (pid {pid} on {host})"
-        )
-    if age > STALE_AFTER * (every or HEARTBEAT_EVERY_S):
+    if row["stopped_at"]:
+        stopped = human_time(row["stopped_at"])
+        return DaemonStatus("stopped", f"daemon: stopped at {stopped} (pid {pid} on {host})")
+    if age > STALE_AFTER * (row["heartbeat_every"] or HEARTBEAT_EVERY_S):
         return DaemonStatus(
             "dead",
             f"daemon: NOT RUNNING: last heartbeat {human_duration(age)} ago"
-            f" ({human_time(heartbeat_at)},"
-            f" pid {pid} on {host}) and no clean stop",
+            f" ({human_time(heartbeat_at)}, pid {pid} on {host}) and no clean stop",
         )
     if host == socket.gethostname() and not _alive(pid):  # killed: no need to wait for a beat
         return DaemonStatus(
@@ -149,7 +146,7 @@ def daemon_status(db: Database, now: datetime) -> DaemonStatus | None:
         )
     return DaemonStatus(
         "running",
-        f"daemon: running (pid {pid} on {host} since {human_time(started_at)},"
+        f"daemon: running (pid {pid} on {host} since {human_time(row['started_at'])},"
         f" heartbeat {human_duration(age)} ago)",
     )
 
@@ -162,20 +159,18 @@ def failing_feeds(feeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def check(feeds: list[dict[str, Any]], daemon: DaemonStatus | None) -> tuple[int, str]:
     """The exit code and one summary line of `status --check` (failing beats stale)."""
     failing = failing_feeds(feeds)
-    stale = [f for f in feeds if f["stale"]]
+    stale = [
+        f"{f['name']} (last success {human_time(f['last_success_at'], missing='never')})"
+        for f in feeds
+        if f["stale"]
+    ]
     problems = []
     if failing:
         problems.append(
             "FAILING: " + ", ".join(f"{f['name']} ({f['last_error']})" for f in failing)
         )
     if stale:
-        problems.append(
-            "STALE: "
-            + ", ".join(
-                f"{f['name']} (last success {human_time(f['last_success_at'], missing='never')})"
-                for f in stale
-            )
-        )
+        problems.append("STALE: " + ", ".join(stale))
     if daemon is not None and daemon.state == "dead":
         problems.append("DAEMON " + daemon.text.removeprefix("daemon: "))
     if not problems:

@@ -22,20 +22,13 @@ from pathlib import Path
 
 from harvester.errors import LockBusyError
 
-# Roles that also lock the archive file itself (one holder per file, whatever its name).
-FILE_ROLES = frozenset({"daemon"})
-
-
-def lock_path(archive_path: Path | str, role: str) -> Path:
-    return Path(f"{Path(archive_path).resolve()}.{role}.lock")
-
 
 @contextlib.contextmanager
 def hold(archive_path: Path | str, role: str) -> Iterator[Path]:
     """Take the `role` lock of the archive without waiting, or raise LockBusyError."""
     from filelock import FileLock, Timeout  # 15 ms of imports: only for runs that hold one
 
-    path = lock_path(archive_path, role)
+    path = Path(f"{Path(archive_path).resolve()}.{role}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path, timeout=0)
     try:
@@ -54,7 +47,8 @@ def hold(archive_path: Path | str, role: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _file_lock(archive: Path, role: str) -> Iterator[None]:
-    if role not in FILE_ROLES or not archive.exists():
+    """The daemon's flock on the archive file itself: one holder per file, whatever its name."""
+    if role != "daemon" or not archive.exists():
         yield
         return
     fd = os.open(archive, os.O_RDONLY)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -17,18 +17,6 @@ import structlog
 from harvester.redact import redact, redact_query_secrets
 
 LogFormat = Literal["console", "json"]
-
-
-def redacted(
-    renderer: Callable[[Any, str, MutableMapping[str, Any]], str | bytes],
-) -> Callable[[Any, str, MutableMapping[str, Any]], str]:
-    """The final renderer, with its whole line masked (`harvester.redact`)."""
-
-    def render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
-        line = renderer(logger, method, event_dict)
-        return redact_query_secrets(redact(line.decode() if isinstance(line, bytes) else line))
-
-    return render
 
 
 def configure_logging(
@@ -49,6 +37,11 @@ def configure_logging(
         if log_format == "console"
         else structlog.processors.JSONRenderer(ensure_ascii=False)
     )
+
+    def redacted(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        """The final renderer's line (a str from both renderers), masked whole."""
+        return redact_query_secrets(redact(renderer(logger, method, event_dict)))
+
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -62,7 +55,7 @@ def configure_logging(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                redacted(renderer),
+                redacted,
             ],
         )
     )
@@ -70,10 +63,9 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level)
     # httpx logs every request at INFO with the full URL; keep it for -v only.
+    noisy_level = max(level, logging.WARNING) if level > logging.DEBUG else logging.DEBUG
     for noisy in ("httpx", "httpcore", "apscheduler"):
-        logging.getLogger(noisy).setLevel(
-            max(level, logging.WARNING) if level > logging.DEBUG else logging.DEBUG
-        )
+        logging.getLogger(noisy).setLevel(noisy_level)
     # Apprise quotes URLs, headers and payloads in forms of its own, which the remembered
     # secrets may not match: none of its lines is shown, even with -v. A failed delivery's
     # reason comes back through `notify.deliver` (captured, masked) as `notify.failed`.
