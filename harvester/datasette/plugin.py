@@ -63,7 +63,7 @@ from harvester.archive import set_query_only
 from harvester.atom import CONTENT_TYPE as ATOM_CONTENT_TYPE
 from harvester.atom import render_atom
 from harvester.calendars import render_calendar, speakers_text
-from harvester.export import clean_text, defused_writer
+from harvester.export import DefusedWriter, clean_text
 from harvester.humane import human_time
 from harvester.site import http_url
 
@@ -113,7 +113,7 @@ def startup(datasette: Any) -> None:
 
     if not getattr(base.csv, "harvester_defused", False):
         shim = types.SimpleNamespace(**{k: getattr(base.csv, k) for k in dir(base.csv)})
-        shim.writer = defused_writer
+        shim.writer = DefusedWriter
         shim.harvester_defused = True
         base.csv = shim
 
