@@ -149,10 +149,7 @@ def _writes_to_archive(datasette: Any, scope: Scope) -> bool:
     """A request other than GET or HEAD to a page of a read-only (`query_only`) archive."""
     if scope.get("method") in ("GET", "HEAD"):
         return False
-    route = scope.get("path", "").removeprefix(datasette.setting("base_url")).strip("/")
-    database = next(
-        (db for db in datasette.databases.values() if db.route == route.split("/")[0]), None
-    )
+    database, _ = _route(datasette, scope)
     return database is not None and bool(_config(datasette, database.name).get("query_only"))
 
 
@@ -163,16 +160,17 @@ async def _refuse_method(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _route(datasette: Any, scope: Scope) -> tuple[Any, list[str]]:
+    """The database an address names (or None), and the address's parts after it."""
+    local = scope.get("path", "").removeprefix(datasette.setting("base_url")).strip("/")
+    first, *rest = local.split("/")
+    return next((db for db in datasette.databases.values() if db.route == first), None), rest
+
+
 def _table_route(datasette: Any, scope: Scope) -> tuple[Any, str] | None:
     """The database and table of a /<database>/<table> address (any format), or None."""
-    path: str = scope.get("path", "")
-    base_url: str = datasette.setting("base_url")
-    local = "/" + path[len(base_url) :] if base_url != "/" and path.startswith(base_url) else path
-    parts = local.strip("/").split("/")
-    if len(parts) != 2:
-        return None
-    database = next((db for db in datasette.databases.values() if db.route == parts[0]), None)
-    return None if database is None else (database, tilde_decode(parts[1]))
+    database, rest = _route(datasette, scope)
+    return (database, tilde_decode(rest[0])) if database is not None and len(rest) == 1 else None
 
 
 _SORT_ARGUMENTS = frozenset({"_sort", "_sort_desc", "_sort_by_desc"})
@@ -220,17 +218,11 @@ def _default_sort(table_metadata: Mapping[str, Any], args: list[tuple[str, str]]
 
 async def _query_without_hidden(datasette: Any, scope: Scope) -> str | None:
     """The query string of a table page with its hidden columns left out, or None."""
-    path: str = scope.get("path", "")
-    base_url: str = datasette.setting("base_url")
-    local = "/" + path[len(base_url) :] if base_url != "/" and path.startswith(base_url) else path
-    parts = local.strip("/").split("/")
-    if len(parts) != 2 or "." in parts[1]:  # only /<database>/<table>, the HTML page
-        return None
-    database = next((db for db in datasette.databases.values() if db.route == parts[0]), None)
-    if database is None:
+    database, rest = _route(datasette, scope)
+    if database is None or len(rest) != 1 or "." in rest[0]:  # the HTML page of a table only
         return None
     hidden = _config(datasette, database.name).get("hidden_columns") or {}
-    table = tilde_decode(parts[1])
+    table = tilde_decode(rest[0])
     wanted = hidden.get(table) if isinstance(hidden, dict) else None
     if not wanted:
         return None
@@ -244,8 +236,7 @@ async def _query_without_hidden(datasette: Any, scope: Scope) -> str | None:
 
 async def _query_without_repeated_facets(datasette: Any, scope: Scope) -> str | None:
     """The query string of a table page (HTML or JSON) without the `_facet`/`_facet_array`
-    arguments its metadata already declares, or None. Datasette would compute such a facet
-    twice, over the whole filtered table, and show it twice ("kinds" and "kinds_2")."""
+    arguments its metadata already declares (see the module's docstring), or None."""
     route = _table_route(datasette, scope)
     if route is None or not _archive_db(datasette, route[0].name):
         return None
@@ -257,8 +248,7 @@ async def _query_without_repeated_facets(datasette: Any, scope: Scope) -> str | 
 
 
 def _declared_facets(table_metadata: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """The metadata's facets as the query arguments that ask for them: ("_facet", column),
-    ("_facet_array", column) ..."""
+    """The metadata's facets as the arguments that ask for them: ("_facet_array", column) ..."""
     declared = set()
     for facet in table_metadata.get("facets") or []:
         if isinstance(facet, str):
