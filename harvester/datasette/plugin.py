@@ -379,10 +379,6 @@ def _filters(request: Any) -> list[str]:
     return shown
 
 
-def _can_render_ics(columns: list[str]) -> bool:
-    return "uid" in columns and "dtstart" in columns
-
-
 async def render_ics(
     datasette: Any,
     request: Any,
@@ -394,20 +390,13 @@ async def render_ics(
     uids = list(dict.fromkeys(str(row["uid"]) for row in rows if row["uid"] is not None))
     db = datasette.get_database(database)
     talks = await db.execute_fn(lambda conn: archive.talks_by_uid(conn, uids))
-    series = {talk.get("series_name") for talk in talks}
-    name = None
-    if len(series) != 1 or None in series:
-        filters = _filters(request)
-        name = _title(datasette, database, table, query_name)
-        if filters:
-            name += f" ({', '.join(filters)})"
+    filters = _filters(request)
+    name = _title(datasette, database, table, query_name)
+    if filters:
+        name += f" ({', '.join(filters)})"
     keep = request.args.get("_cancelled") in ("1", "on", "true", "keep")
     body = render_calendar(talks, name=name, keep_cancelled=keep)
     return Response(body, status=200, content_type=ICS_CONTENT_TYPE)
-
-
-def _can_render_atom(columns: list[str]) -> bool:
-    return {"atom_id", "atom_title", "atom_updated"} <= set(columns)
 
 
 async def render_feed(
@@ -452,12 +441,12 @@ def register_output_renderer(datasette: Any) -> list[dict[str, Any]]:
         {
             "extension": "ics",
             "render": render_ics,
-            "can_render": lambda columns: _can_render_ics(columns),
+            "can_render": lambda columns: {"uid", "dtstart"} <= set(columns),
         },
         {
             "extension": "atom",
             "render": render_feed,
-            "can_render": lambda columns: _can_render_atom(columns),
+            "can_render": lambda columns: {"atom_id", "atom_title", "atom_updated"} <= set(columns),
         },
     ]
 
