@@ -462,7 +462,7 @@ def extra_template_vars(
     view_name: str,
     request: Any,
     datasette: Any,
-) -> Callable[[], Awaitable[dict[str, Any]]] | None:
+) -> Callable[[], Awaitable[dict[str, Any]]] | dict[str, Any] | None:
     if not _archive_db(datasette, database) or request is None:
         return None
     assert database is not None
@@ -496,13 +496,7 @@ def extra_template_vars(
             }
 
         return chart_vars
-    if view_name == "table":
-
-        async def table_vars() -> dict[str, Any]:
-            return dict(_NO_SCHEMA_SQL)
-
-        return table_vars
-    return None
+    return dict(_NO_SCHEMA_SQL) if view_name == "table" else None
 
 
 # The CREATE TABLE/VIEW text Datasette prints at the end of a table page: docs/design.md
