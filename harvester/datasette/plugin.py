@@ -506,15 +506,15 @@ _NO_SCHEMA_SQL = {"view_definition": None, "table_definition": None}
 # --- the talk page's "What changed" ------------------------------------------------------
 
 _VERSION_FIELDS = ("title", "dtstart", "dtend", "speaker", "room", "abstract")
+# A field's name on the page; None for a field another one already says.
 _FIELD_NAMES = {
-    "title": "title",
     "dtstart": "start",
     "dtend": "end",
-    "speaker": "speaker",
-    "room": "room",
-    "abstract": "abstract",
+    "speakers": "speaker",
+    "summary": None,
+    "description": None,
+    "location": None,
 }
-_SAID_BY_OTHERS = {"speakers": "speaker", "summary": None, "description": None, "location": None}
 _CHANGE_WORDS = {
     "new": "first seen",
     "removed": "gone from every feed that carried it",
@@ -544,18 +544,22 @@ def _changes_of(previous: Mapping[str, Any] | None, version: Mapping[str, Any]) 
         f for f in _VERSION_FIELDS if f in fields and not (f == "dtend" and "dtstart" in fields)
     ]
     items = [_field_change(f, previous, version) for f in shown]
-    said = {_FIELD_NAMES[f] for f in _VERSION_FIELDS if f in fields}
+    said = {_field_name(f) for f in _VERSION_FIELDS if f in fields}
     for field in fields:
-        name = _FIELD_NAMES.get(field) or _SAID_BY_OTHERS.get(field, field.replace("_", " "))
+        name = _field_name(field)
         if name is not None and name not in said:
             items.append(escape(f"{name} edited"))
             said.add(name)
     return items or [escape("details edited")]
 
 
+def _field_name(field: str) -> str | None:
+    return _FIELD_NAMES.get(field, field.replace("_", " "))
+
+
 def _field_change(field: str, previous: Mapping[str, Any], version: Mapping[str, Any]) -> Markup:
     old, new = previous.get(field), version.get(field)
-    label = escape(_FIELD_NAMES[field])
+    label = escape(_field_name(field))
     if field == "abstract":
         return Markup(f"{label}: {word_diff(str(old or ''), str(new or ''))}")  # noqa: S704
     if field in ("dtstart", "dtend"):
@@ -586,10 +590,8 @@ def word_diff(old: str, new: str, context: int = DIFF_CONTEXT_WORDS) -> Markup:
 def _unchanged(words: list[str], context: int, *, first: bool, last: bool) -> str:
     head = [] if first else words[:context]
     tail = [] if last else words[-context:]
-    if len(words) <= len(head) + len(tail):
-        return str(escape(" ".join(words)))
-    kept = [" ".join(head), "…", " ".join(tail)]
-    return str(escape(" ".join(k for k in kept if k)))
+    kept = words if len(words) <= len(head) + len(tail) else [*head, "…", *tail]
+    return str(escape(" ".join(kept)))
 
 
 KIND_COLOURS = {
