@@ -38,14 +38,15 @@ def render_calendar(
     keep_cancelled: bool = False,
     refresh: timedelta = DEFAULT_REFRESH,
 ) -> bytes:
-    """A VCALENDAR of `talks` (rows with the `talks` fields, JSON fields decoded or not)."""
+    """A VCALENDAR of `talks` (rows with the `talks` fields, JSON fields decoded or not),
+    named after their series if they have one, else `name`."""
     rows = list(talks)
     events = [event for talk in rows if (event := event_ical(talk, keep_cancelled))]
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
-    calendar.add("x-wr-calname", clean_text(name or _one_series(rows) or DEFAULT_NAME))
+    calendar.add("x-wr-calname", clean_text(_one_series(rows) or name or DEFAULT_NAME))
     calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", icalendar.vDuration(refresh))  # PT1H, not "1:00:00"
     if not events:  # RFC 5545 wants one component at least: a filter may match no talk

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from defusedcsv import csv
@@ -68,8 +68,8 @@ def clean_text(value: str) -> str:
     return _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
 
 
-class _DefusedWriter:
-    """A csv.writer whose cells a spreadsheet will not run as formulas (see csv_cell)."""
+class DefusedWriter:
+    """Datasette's csv.writer (it calls only `writerow`), formula cells neutralised."""
 
     def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
         self._writer = csv.writer(file, *args, **kwargs)
@@ -77,20 +77,6 @@ class _DefusedWriter:
     def writerow(self, row: Any) -> Any:
         return self._writer.writerow([csv_cell(value) for value in row])
 
-    def writerows(self, rows: Any) -> None:
-        for row in rows:
-            self.writerow(row)
-
-
-def defused_writer(file: Any, *args: Any, **kwargs: Any) -> _DefusedWriter:
-    """Like csv.writer, with formula cells neutralised (for Datasette's .csv, see the plugin)."""
-    return _DefusedWriter(file, *args, **kwargs)
-
 
 def render(talks: Sequence[dict[str, Any]], fmt: str) -> str:
-    serialisers: dict[str, Callable[[Sequence[dict[str, Any]]], str]] = {
-        "json": to_json,
-        "csv": to_csv,
-        "ics": to_ics,
-    }
-    return serialisers[fmt](talks)
+    return {"json": to_json, "csv": to_csv, "ics": to_ics}[fmt](talks)

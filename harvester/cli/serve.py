@@ -31,37 +31,26 @@ if TYPE_CHECKING:
 
 DATABASE_NAME = "archive"
 METADATA_FILENAME = "datasette.yml"  # a user's override, beside the config file
-# The shipped metadata: package data of harvester.datasette (found through importlib.resources,
-# so a wheel or pipx install serves it; no import of that package's plugin module here).
-SHIPPED_METADATA = ("harvester.datasette", "metadata.yml")
 INSTALL_HINT = "pip install 'seminar-harvester[datasette]'"
 PLUGIN_NAME = "seminar-harvester"
 # The extra: Datasette itself and feedgen, for the plugin's Atom output (the calendar
 # output is the harvester's own, on icalendar).
-REQUIRED_MODULES = {
-    "datasette": "datasette",
-    "feedgen": "feedgen",
-}
+REQUIRED_MODULES = ("datasette", "feedgen")
 # No suggested facets: they cost a query per column on every page, and would offer the
 # hidden bookkeeping columns; the metadata names the facets that help.
 SETTINGS = {"suggest_facets": False}
 
 
 class ServeError(click.ClickException):
-    """Datasette cannot be started; the message says why and what to do."""
-
-    exit_code = 1
-
-    def format_message(self) -> str:
-        return self.message
+    """Datasette cannot be started; the message says why and what to do (exit code 1)."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"error: {self.message}", err=True)
 
 
 def missing_packages() -> list[str]:
     """The distributions of the `datasette` extra that are not installed."""
-    return [dist for module, dist in REQUIRED_MODULES.items() if not _importable(module)]
+    return [module for module in REQUIRED_MODULES if not _importable(module)]
 
 
 def _importable(module: str) -> bool:
@@ -72,9 +61,8 @@ def _importable(module: str) -> bool:
 
 
 def shipped_metadata() -> Traversable:
-    """The metadata that ships with the package."""
-    package, name = SHIPPED_METADATA
-    return importlib.resources.files(package) / name
+    """The metadata that ships with the package (package data: a wheel or pipx install has it)."""
+    return importlib.resources.files("harvester.datasette") / "metadata.yml"
 
 
 def find_metadata(config_path: Path | None) -> Traversable:

@@ -63,7 +63,7 @@ from harvester.archive import set_query_only
 from harvester.atom import CONTENT_TYPE as ATOM_CONTENT_TYPE
 from harvester.atom import render_atom
 from harvester.calendars import render_calendar, speakers_text
-from harvester.export import clean_text, defused_writer
+from harvester.export import DefusedWriter, clean_text
 from harvester.humane import human_time
 from harvester.site import http_url
 
@@ -113,7 +113,7 @@ def startup(datasette: Any) -> None:
 
     if not getattr(base.csv, "harvester_defused", False):
         shim = types.SimpleNamespace(**{k: getattr(base.csv, k) for k in dir(base.csv)})
-        shim.writer = defused_writer
+        shim.writer = DefusedWriter
         shim.harvester_defused = True
         base.csv = shim
 
@@ -149,10 +149,7 @@ def _writes_to_archive(datasette: Any, scope: Scope) -> bool:
     """A request other than GET or HEAD to a page of a read-only (`query_only`) archive."""
     if scope.get("method") in ("GET", "HEAD"):
         return False
-    route = scope.get("path", "").removeprefix(datasette.setting("base_url")).strip("/")
-    database = next(
-        (db for db in datasette.databases.values() if db.route == route.split("/")[0]), None
-    )
+    database, _ = _route(datasette, scope)
     return database is not None and bool(_config(datasette, database.name).get("query_only"))
 
 
@@ -163,16 +160,17 @@ async def _refuse_method(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _route(datasette: Any, scope: Scope) -> tuple[Any, list[str]]:
+    """The database an address names (or None), and the address's parts after it."""
+    local = scope.get("path", "").removeprefix(datasette.setting("base_url")).strip("/")
+    first, *rest = local.split("/")
+    return next((db for db in datasette.databases.values() if db.route == first), None), rest
+
+
 def _table_route(datasette: Any, scope: Scope) -> tuple[Any, str] | None:
     """The database and table of a /<database>/<table> address (any format), or None."""
-    path: str = scope.get("path", "")
-    base_url: str = datasette.setting("base_url")
-    local = "/" + path[len(base_url) :] if base_url != "/" and path.startswith(base_url) else path
-    parts = local.strip("/").split("/")
-    if len(parts) != 2:
-        return None
-    database = next((db for db in datasette.databases.values() if db.route == parts[0]), None)
-    return None if database is None else (database, tilde_decode(parts[1]))
+    database, rest = _route(datasette, scope)
+    return (database, tilde_decode(rest[0])) if database is not None and len(rest) == 1 else None
 
 
 _SORT_ARGUMENTS = frozenset({"_sort", "_sort_desc", "_sort_by_desc"})
@@ -220,17 +218,11 @@ def _default_sort(table_metadata: Mapping[str, Any], args: list[tuple[str, str]]
 
 async def _query_without_hidden(datasette: Any, scope: Scope) -> str | None:
     """The query string of a table page with its hidden columns left out, or None."""
-    path: str = scope.get("path", "")
-    base_url: str = datasette.setting("base_url")
-    local = "/" + path[len(base_url) :] if base_url != "/" and path.startswith(base_url) else path
-    parts = local.strip("/").split("/")
-    if len(parts) != 2 or "." in parts[1]:  # only /<database>/<table>, the HTML page
-        return None
-    database = next((db for db in datasette.databases.values() if db.route == parts[0]), None)
-    if database is None:
+    database, rest = _route(datasette, scope)
+    if database is None or len(rest) != 1 or "." in rest[0]:  # the HTML page of a table only
         return None
     hidden = _config(datasette, database.name).get("hidden_columns") or {}
-    table = tilde_decode(parts[1])
+    table = tilde_decode(rest[0])
     wanted = hidden.get(table) if isinstance(hidden, dict) else None
     if not wanted:
         return None
@@ -244,8 +236,7 @@ async def _query_without_hidden(datasette: Any, scope: Scope) -> str | None:
 
 async def _query_without_repeated_facets(datasette: Any, scope: Scope) -> str | None:
     """The query string of a table page (HTML or JSON) without the `_facet`/`_facet_array`
-    arguments its metadata already declares, or None. Datasette would compute such a facet
-    twice, over the whole filtered table, and show it twice ("kinds" and "kinds_2")."""
+    arguments its metadata already declares (see the module's docstring), or None."""
     route = _table_route(datasette, scope)
     if route is None or not _archive_db(datasette, route[0].name):
         return None
@@ -257,8 +248,7 @@ async def _query_without_repeated_facets(datasette: Any, scope: Scope) -> str | 
 
 
 def _declared_facets(table_metadata: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """The metadata's facets as the query arguments that ask for them: ("_facet", column),
-    ("_facet_array", column) ..."""
+    """The metadata's facets as the arguments that ask for them: ("_facet_array", column) ..."""
     declared = set()
     for facet in table_metadata.get("facets") or []:
         if isinstance(facet, str):
@@ -389,10 +379,6 @@ def _filters(request: Any) -> list[str]:
     return shown
 
 
-def _can_render_ics(columns: list[str]) -> bool:
-    return "uid" in columns and "dtstart" in columns
-
-
 async def render_ics(
     datasette: Any,
     request: Any,
@@ -404,20 +390,13 @@ async def render_ics(
     uids = list(dict.fromkeys(str(row["uid"]) for row in rows if row["uid"] is not None))
     db = datasette.get_database(database)
     talks = await db.execute_fn(lambda conn: archive.talks_by_uid(conn, uids))
-    series = {talk.get("series_name") for talk in talks}
-    name = None
-    if len(series) != 1 or None in series:
-        filters = _filters(request)
-        name = _title(datasette, database, table, query_name)
-        if filters:
-            name += f" ({', '.join(filters)})"
+    filters = _filters(request)
+    name = _title(datasette, database, table, query_name)
+    if filters:
+        name += f" ({', '.join(filters)})"
     keep = request.args.get("_cancelled") in ("1", "on", "true", "keep")
     body = render_calendar(talks, name=name, keep_cancelled=keep)
     return Response(body, status=200, content_type=ICS_CONTENT_TYPE)
-
-
-def _can_render_atom(columns: list[str]) -> bool:
-    return {"atom_id", "atom_title", "atom_updated"} <= set(columns)
 
 
 async def render_feed(
@@ -462,12 +441,12 @@ def register_output_renderer(datasette: Any) -> list[dict[str, Any]]:
         {
             "extension": "ics",
             "render": render_ics,
-            "can_render": lambda columns: _can_render_ics(columns),
+            "can_render": lambda columns: {"uid", "dtstart"} <= set(columns),
         },
         {
             "extension": "atom",
             "render": render_feed,
-            "can_render": lambda columns: _can_render_atom(columns),
+            "can_render": lambda columns: {"atom_id", "atom_title", "atom_updated"} <= set(columns),
         },
     ]
 
@@ -483,7 +462,7 @@ def extra_template_vars(
     view_name: str,
     request: Any,
     datasette: Any,
-) -> Callable[[], Awaitable[dict[str, Any]]] | None:
+) -> Callable[[], Awaitable[dict[str, Any]]] | dict[str, Any] | None:
     if not _archive_db(datasette, database) or request is None:
         return None
     assert database is not None
@@ -517,13 +496,7 @@ def extra_template_vars(
             }
 
         return chart_vars
-    if view_name == "table":
-
-        async def table_vars() -> dict[str, Any]:
-            return dict(_NO_SCHEMA_SQL)
-
-        return table_vars
-    return None
+    return dict(_NO_SCHEMA_SQL) if view_name == "table" else None
 
 
 # The CREATE TABLE/VIEW text Datasette prints at the end of a table page: docs/design.md
@@ -533,15 +506,15 @@ _NO_SCHEMA_SQL = {"view_definition": None, "table_definition": None}
 # --- the talk page's "What changed" ------------------------------------------------------
 
 _VERSION_FIELDS = ("title", "dtstart", "dtend", "speaker", "room", "abstract")
+# A field's name on the page; None for a field another one already says.
 _FIELD_NAMES = {
-    "title": "title",
     "dtstart": "start",
     "dtend": "end",
-    "speaker": "speaker",
-    "room": "room",
-    "abstract": "abstract",
+    "speakers": "speaker",
+    "summary": None,
+    "description": None,
+    "location": None,
 }
-_SAID_BY_OTHERS = {"speakers": "speaker", "summary": None, "description": None, "location": None}
 _CHANGE_WORDS = {
     "new": "first seen",
     "removed": "gone from every feed that carried it",
@@ -571,18 +544,22 @@ def _changes_of(previous: Mapping[str, Any] | None, version: Mapping[str, Any]) 
         f for f in _VERSION_FIELDS if f in fields and not (f == "dtend" and "dtstart" in fields)
     ]
     items = [_field_change(f, previous, version) for f in shown]
-    said = {_FIELD_NAMES[f] for f in _VERSION_FIELDS if f in fields}
+    said = {_field_name(f) for f in _VERSION_FIELDS if f in fields}
     for field in fields:
-        name = _FIELD_NAMES.get(field) or _SAID_BY_OTHERS.get(field, field.replace("_", " "))
+        name = _field_name(field)
         if name is not None and name not in said:
             items.append(escape(f"{name} edited"))
             said.add(name)
     return items or [escape("details edited")]
 
 
+def _field_name(field: str) -> str | None:
+    return _FIELD_NAMES.get(field, field.replace("_", " "))
+
+
 def _field_change(field: str, previous: Mapping[str, Any], version: Mapping[str, Any]) -> Markup:
     old, new = previous.get(field), version.get(field)
-    label = escape(_FIELD_NAMES[field])
+    label = escape(_field_name(field))
     if field == "abstract":
         return Markup(f"{label}: {word_diff(str(old or ''), str(new or ''))}")  # noqa: S704
     if field in ("dtstart", "dtend"):
@@ -613,10 +590,8 @@ def word_diff(old: str, new: str, context: int = DIFF_CONTEXT_WORDS) -> Markup:
 def _unchanged(words: list[str], context: int, *, first: bool, last: bool) -> str:
     head = [] if first else words[:context]
     tail = [] if last else words[-context:]
-    if len(words) <= len(head) + len(tail):
-        return str(escape(" ".join(words)))
-    kept = [" ".join(head), "…", " ".join(tail)]
-    return str(escape(" ".join(k for k in kept if k)))
+    kept = words if len(words) <= len(head) + len(tail) else [*head, "…", *tail]
+    return str(escape(" ".join(kept)))
 
 
 KIND_COLOURS = {
