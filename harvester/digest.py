@@ -12,7 +12,7 @@ queues nothing.
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,9 +52,8 @@ def talks_for(db: Database, target: Target, start: datetime, end: datetime) -> l
     return [t for t in talks if t["uid"] in matched or speaks(target.speakers, t)]
 
 
-def queue_due(db: Database, targets: Iterable[Target], now: datetime) -> int:
-    """Queue this week's digest of each weekly target that has none yet; returns how many."""
-    queued = 0
+def queue_due(db: Database, targets: Iterable[Target], now: datetime) -> None:
+    """Queue this week's digest of each weekly target that has none yet."""
     for target in targets:
         if target.digest != "weekly":
             continue
@@ -66,10 +65,4 @@ def queue_due(db: Database, targets: Iterable[Target], now: datetime) -> int:
             continue
         title, body = weekly_digest(talks, week, target.timezone)
         if store.queue_digest(db, target.key, week, title, body, now):
-            queued += 1
             log.info("notify.digest_queued", week=week, talks=len(talks))
-    return queued
-
-
-def is_digest(row: Mapping[str, Any]) -> bool:
-    return str(row.get("uid") or "").startswith("digest/") and row.get("body") is not None
