@@ -15,6 +15,7 @@ poll and runs `upkeep` every hour.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
@@ -60,14 +61,12 @@ def upkeep(
     an import asks no server), then compaction and statistics. Problems are only logged."""
     try:
         db = store.open_archive(config.archive_path, file_mode=config.archive_file_mode)
-        try:
+        with contextlib.closing(db):
             store.check_when_due(db, now)
             if online:
                 from harvester.series import refresh_followed_series  # httpx: not for import
 
                 refresh_followed_series(db, config, now, force=refresh)
-        finally:
-            db.conn.close()
     except ArchiveError as exc:
         log.error("archive.upkeep_failed", error=str(exc))
         return

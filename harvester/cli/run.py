@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from datetime import UTC, datetime
 
 import click
 
-from harvester.archive import open_archive
 from harvester.cli._app import EXIT_LOCKED, App, Duration, UsageProblem, fail, warn
 from harvester.daemon import (
     DEFAULT_GRACE_S,
@@ -58,12 +58,9 @@ def run(app: App, workers: int, max_backoff: float, grace: float) -> None:
     config = app.config
     if not plans_for(config):
         raise UsageProblem(f"no feeds to poll: add [[feeds]] to {config.path or 'a config file'}")
-    try:
-        db = open_archive(config.archive_path, file_mode=config.archive_file_mode)
-        try:  # create, migrate and check up front
+    try:  # create, migrate and check up front
+        with contextlib.closing(app.archive()) as db:
             problem = prepare(db, config, datetime.now(UTC))
-        finally:
-            db.conn.close()
     except ArchiveError as exc:
         fail(str(exc))
     except ConfigError as exc:  # a `match` the archive's search cannot run
