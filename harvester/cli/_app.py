@@ -17,7 +17,8 @@ from harvester.errors import ArchiveError, ConfigError, HarvesterError
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 1, 2, 3
+POLL_COUNTS = ("new", "changed", "removed", "restored", "unchanged")  # as output lists them
 
 
 class UsageProblem(HarvesterError, click.ClickException):  # noqa: N818 (the name users see)
