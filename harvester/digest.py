@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlite_utils import Database
@@ -32,9 +32,8 @@ def week_of(now: datetime, timezone: str) -> tuple[str, datetime, datetime]:
     local = now.astimezone(zone)
     year, week, weekday = local.isocalendar()
     monday = local.date() - timedelta(days=weekday - 1)
-    start = datetime(monday.year, monday.month, monday.day, tzinfo=zone)
-    following = monday + timedelta(days=7)
-    end = datetime(following.year, following.month, following.day, tzinfo=zone)
+    start = datetime.combine(monday, time(), tzinfo=zone)
+    end = datetime.combine(monday + timedelta(days=7), time(), tzinfo=zone)
     return f"{year}-W{week:02d}", start, end
 
 

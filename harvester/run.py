@@ -1,14 +1,5 @@
 """The steps of a run around its polls, defined once for `harvester sync`, `import` and
-the daemon.
-
-- `prepare`, before any poll: the archive's integrity check (when a day old: a damaged
-  archive is reported before a poll writes to it), then the notify targets the polls
-  queue notifications for.
-- the polls: `sync.sync_with_client` for a sync, one scheduled job per feed for the daemon.
-- `send`: the notification outbox, after the polls (a `sync --lock` sends after its lock).
-- `upkeep`, after the polls, each step at most daily and none failing the run: the
-  followed series' metadata, the compaction of old polls, the planner's statistics.
-
+the daemon: `prepare`, the polls, `send`, `upkeep` (docs/design.md, "The pipeline").
 A sync runs them once, in that order; the daemon prepares when it starts, sends after each
 poll and runs `upkeep` every hour.
 """
