@@ -52,14 +52,12 @@ class App:
         """The configured archive; `read_only` for the commands that only read it."""
         from harvester.archive import open_archive  # sqlite-utils: not for `--help`
 
-        try:
+        with archive_errors():
             return open_archive(
                 self.config.archive_path,
                 file_mode=self.config.archive_file_mode,
                 read_only=read_only,
             )
-        except ArchiveError as exc:
-            fail(str(exc))
 
     def say(self, text: str) -> None:
         if not self.quiet:

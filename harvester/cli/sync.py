@@ -225,14 +225,8 @@ def import_(
         try:
             body = _read_at_most(path, app.config.http.max_bytes)
         except OSError as exc:
-            results.append(
-                PollResult(
-                    feed=str(path),
-                    name=str(path),
-                    outcome="error",
-                    error=f"cannot read: {exc.strerror}",
-                )
-            )
+            error = f"cannot read: {exc.strerror}"
+            results.append(PollResult(feed=str(path), name=str(path), outcome="error", error=error))
             continue
         target = _import_target(app, path, feed_name, body)
         facts = FetchFacts(started, utc_now(), bytes=len(body))
