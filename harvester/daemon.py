@@ -257,7 +257,8 @@ class Daemon:
     def _apply(self, plans: dict[str, FeedPlan]) -> tuple[list[str], list[str], list[str]]:
         """Make the jobs match `plans`; returns the names added, removed and changed."""
         old, self.plans = self.plans, plans
-        for key in old.keys() - plans.keys():
+        gone = old.keys() - plans.keys()
+        for key in gone:
             self.failures.pop(key, None)
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(key)
@@ -284,11 +285,7 @@ class Daemon:
                 misfire_grace_time=_grace_time(plan),
                 replace_existing=True,
             )
-        return (
-            [p.name for p in added],
-            sorted(old[k].name for k in old.keys() - plans.keys()),
-            changed,
-        )
+        return [p.name for p in added], sorted(old[k].name for k in gone), changed
 
     def _trigger(self, plan: FeedPlan, failures: int) -> IntervalTrigger:
         interval = backoff_interval(plan.interval, failures, self.max_backoff)

@@ -116,9 +116,8 @@ def send_pending(db: Database, config: Config, now: datetime, *, retry: bool = F
     weekly.queue_due(db, configured, now)  # committed before any send, as a poll's rows are
     if os.environ.get(CRASH_ENV) == "before_send":
         os.kill(os.getpid(), signal.SIGKILL)
-    rows = store.claim_notifications(db, by_key, now, now + LEASE, retry=retry)
     groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in store.claim_notifications(db, by_key, now, now + LEASE, retry=retry):
         groups.setdefault(str(row["target"]), []).append(row)
     messages = [(key, changes, *digest(changes)) for key, changes in groups.items()]
     messages += [
@@ -126,8 +125,7 @@ def send_pending(db: Database, config: Config, now: datetime, *, retry: bool = F
         for row in store.claim_digests(db, by_key, now, now + LEASE, retry=retry)
     ]
     for key, changes, title, body in messages:
-        target = by_key[key]
-        error = _deliver(target, title, body, config.notifications.timeout)
+        error = _deliver(by_key[key], title, body, config.notifications.timeout)
         shown = labels[key]
         ids = [int(c["id"]) for c in changes]
         if error is None:
