@@ -79,8 +79,7 @@ def version_kinds(change: Mapping[str, Any]) -> set[str]:
     the kinds of a `changed` version."""
     if change["change"] in ("new", "removed", "restored"):
         return {str(change["change"])}
-    kinds = change.get("kinds") or []
-    return {str(kind) for kind in kinds}
+    return {str(kind) for kind in change.get("kinds") or []}
 
 
 def wants(
