@@ -34,6 +34,7 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -223,7 +224,7 @@ class Daemon:
                 self.client = self._make_client(config.http)
             self.config = config
             added, removed, changed = self._apply(plans)
-        self._register_notify_targets(config)
+        _in_archive(config, run.prepare, "notify.register_failed")
         log.info(
             "config.reloaded",
             feeds=len(plans),
@@ -256,7 +257,8 @@ class Daemon:
     def _apply(self, plans: dict[str, FeedPlan]) -> tuple[list[str], list[str], list[str]]:
         """Make the jobs match `plans`; returns the names added, removed and changed."""
         old, self.plans = self.plans, plans
-        for key in old.keys() - plans.keys():
+        gone = old.keys() - plans.keys()
+        for key in gone:
             self.failures.pop(key, None)
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(key)
@@ -283,11 +285,7 @@ class Daemon:
                 misfire_grace_time=_grace_time(plan),
                 replace_existing=True,
             )
-        return (
-            [p.name for p in added],
-            sorted(old[k].name for k in old.keys() - plans.keys()),
-            changed,
-        )
+        return [p.name for p in added], sorted(old[k].name for k in gone), changed
 
     def _trigger(self, plan: FeedPlan, failures: int) -> IntervalTrigger:
         interval = backoff_interval(plan.interval, failures, self.max_backoff)
@@ -313,12 +311,11 @@ class Daemon:
 
     def _poll_once(self, plan: FeedPlan, client: httpx.Client, config: Config) -> int | None:
         """One poll in its own connection; the feed's consecutive failures after it."""
-        db: Database | None = None
         try:
-            db = open_archive(config.archive_path)
-            target = FeedTarget(plan.url, plan.name, gone_after=config.schedule.gone_after)
-            poll_feed(db, client, target, config.http.max_bytes)
-            return consecutive_failures(db, plan.url)
+            with contextlib.closing(open_archive(config.archive_path)) as db:
+                target = FeedTarget(plan.url, plan.name, gone_after=config.schedule.gone_after)
+                poll_feed(db, client, target, config.http.max_bytes)
+                return consecutive_failures(db, plan.url)
         except PollAbandonedError:
             log.info("feed.poll_abandoned", feed=plan.name, reason="daemon stopping")
             return None
@@ -326,9 +323,6 @@ class Daemon:
             log.exception("feed.poll_crashed", feed=plan.name, error=str(exc))
             with self.lock:
                 return self.failures.get(plan.key, 0) + 1
-        finally:
-            if db is not None:
-                db.conn.close()
 
     def _notify_soon(self) -> None:
         """Deliver the outbox in the notifier thread (one run queued at most)."""
@@ -343,26 +337,7 @@ class Daemon:
         with self.lock:
             self.notify_queued = False
             config = self.config
-        db: Database | None = None
-        try:
-            db = open_archive(config.archive_path)
-            run.send(db, config, utc_now())
-        except Exception as exc:  # logged; the polls go on
-            log.exception("notify.send_crashed", error=str(exc))
-        finally:
-            if db is not None:
-                db.conn.close()
-
-    def _register_notify_targets(self, config: Config) -> None:
-        db: Database | None = None
-        try:
-            db = open_archive(config.archive_path)
-            run.prepare(db, config, utc_now())
-        except Exception as exc:
-            log.exception("notify.register_failed", error=str(exc))
-        finally:
-            if db is not None:
-                db.conn.close()
+        _in_archive(config, run.send, "notify.send_crashed")
 
     def _adjust(self, key: str, failures: int) -> None:
         """Back a failing feed off (or bring a recovered one back) by rescheduling its job."""
@@ -402,11 +377,8 @@ class Daemon:
 
     def _write_heartbeat(self, write: Any, **kwargs: Any) -> None:
         try:
-            db = open_archive(self.config.archive_path)
-            try:
+            with contextlib.closing(open_archive(self.config.archive_path)) as db:
                 write(db, utc_now(), **kwargs)
-            finally:
-                db.conn.close()
         except Exception as exc:
             log.error("daemon.heartbeat_failed", error=str(exc))
 
@@ -416,14 +388,11 @@ class Daemon:
         """The client all polls share (so per-host limits hold across feeds). Once the
         daemon is stopping it sends no more requests (a retry, a redirect: such a poll has
         not reached its transaction) and a wait between retries ends at once."""
-        policy = FetchPolicy.from_settings(settings, sleep=self._sleep_unless_stopping)
+        policy = FetchPolicy.from_settings(settings, sleep=self.stopping.wait)
         client = make_client(settings, policy=policy)
         hooks = client.event_hooks
         client.event_hooks = {**hooks, "request": [*hooks["request"], self._refuse_when_stopping]}
         return client
-
-    def _sleep_unless_stopping(self, seconds: float) -> None:
-        self.stopping.wait(seconds)
 
     def _refuse_when_stopping(self, _request: httpx.Request) -> None:
         if self.stopping.is_set():
@@ -432,3 +401,14 @@ class Daemon:
 
 def _grace_time(plan: FeedPlan) -> int:
     return max(1, round(plan.interval))
+
+
+def _in_archive(
+    config: Config, step: Callable[[Database, Config, datetime], Any], event: str
+) -> None:
+    """One of the run's steps in its own connection; a failure is logged, the polls go on."""
+    try:
+        with contextlib.closing(open_archive(config.archive_path)) as db:
+            step(db, config, utc_now())
+    except Exception as exc:
+        log.exception(event, error=str(exc))

@@ -12,8 +12,8 @@ queues nothing.
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlite_utils import Database
@@ -32,9 +32,8 @@ def week_of(now: datetime, timezone: str) -> tuple[str, datetime, datetime]:
     local = now.astimezone(zone)
     year, week, weekday = local.isocalendar()
     monday = local.date() - timedelta(days=weekday - 1)
-    start = datetime(monday.year, monday.month, monday.day, tzinfo=zone)
-    following = monday + timedelta(days=7)
-    end = datetime(following.year, following.month, following.day, tzinfo=zone)
+    start = datetime.combine(monday, time(), tzinfo=zone)
+    end = datetime.combine(monday + timedelta(days=7), time(), tzinfo=zone)
     return f"{year}-W{week:02d}", start, end
 
 
@@ -52,9 +51,8 @@ def talks_for(db: Database, target: Target, start: datetime, end: datetime) -> l
     return [t for t in talks if t["uid"] in matched or speaks(target.speakers, t)]
 
 
-def queue_due(db: Database, targets: Iterable[Target], now: datetime) -> int:
-    """Queue this week's digest of each weekly target that has none yet; returns how many."""
-    queued = 0
+def queue_due(db: Database, targets: Iterable[Target], now: datetime) -> None:
+    """Queue this week's digest of each weekly target that has none yet."""
     for target in targets:
         if target.digest != "weekly":
             continue
@@ -66,10 +64,4 @@ def queue_due(db: Database, targets: Iterable[Target], now: datetime) -> int:
             continue
         title, body = weekly_digest(talks, week, target.timezone)
         if store.queue_digest(db, target.key, week, title, body, now):
-            queued += 1
             log.info("notify.digest_queued", week=week, talks=len(talks))
-    return queued
-
-
-def is_digest(row: Mapping[str, Any]) -> bool:
-    return str(row.get("uid") or "").startswith("digest/") and row.get("body") is not None

@@ -20,7 +20,6 @@ from typing import Any, Literal
 from harvester.humane import parse_moment
 from harvester.model import CHANGE_KINDS, changed_fields
 
-KINDS = CHANGE_KINDS  # the contract's vocabulary, in its order
 STATUS_KINDS: list[str] = ["status"]  # a `removed` or `restored` version
 
 _FIELD_KIND: dict[str, str] = {
@@ -55,7 +54,7 @@ def change_kinds(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         kinds.add("duration")
     if "description" in fields:
         kinds |= _description_kinds(old.get("description"), new.get("description"), kinds)
-    return [kind for kind in KINDS if kind in kinds]
+    return [kind for kind in CHANGE_KINDS if kind in kinds]  # in the contract's order
 
 
 def _description_kinds(old: str | None, new: str | None, explained: set[str]) -> set[str]:

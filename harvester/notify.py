@@ -16,12 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from harvester.humane import human_time
+from harvester.humane import counted, human_time
 from harvester.humane import parse_moment as _moment
 from harvester.model import DEFAULT_NOTIFY_KINDS
-from harvester.model import NOTIFY_KINDS as NOTIFY_KINDS
-
-DEFAULT_KINDS = DEFAULT_NOTIFY_KINDS
 
 
 @dataclass(frozen=True)
@@ -31,7 +28,7 @@ class Target:
     key: str
     url: str
     series: frozenset[str] | None = None  # None: every series
-    kinds: frozenset[str] = frozenset(DEFAULT_KINDS)
+    kinds: frozenset[str] = frozenset(DEFAULT_NOTIFY_KINDS)
     upcoming_only: bool = True
     allow_private: bool = False
     match: str | None = None  # a full-text query, run by the archive's search (talks_fts)
@@ -82,8 +79,7 @@ def version_kinds(change: Mapping[str, Any]) -> set[str]:
     the kinds of a `changed` version."""
     if change["change"] in ("new", "removed", "restored"):
         return {str(change["change"])}
-    kinds = change.get("kinds") or []
-    return {str(kind) for kind in kinds}
+    return {str(kind) for kind in change.get("kinds") or []}
 
 
 def wants(
@@ -114,9 +110,8 @@ def digest(changes: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
 
     Each change row carries the version's fields and the previous version's as
     `previous_<field>` (None for a new talk)."""
-    count = len(changes)
-    title = f"{count} change{'s' if count != 1 else ''} on researchseminars.org"
-    if count == 1:
+    title = f"{counted(len(changes), 'change')} on researchseminars.org"
+    if len(changes) == 1:
         title = f"{_headline(changes[0])}: {_what(changes[0])}"
     return title, "\n\n".join(_paragraph(change) for change in changes)
 
@@ -125,8 +120,7 @@ def weekly_digest(talks: Sequence[Mapping[str, Any]], week: str, timezone: str) 
     """The weekly message: (title, body), one paragraph per talk in start order, each with
     its time in `timezone` and the link to its page."""
     zone = zoneinfo.ZoneInfo(timezone)
-    count = len(talks)
-    title = f"{count} talk{'s' if count != 1 else ''} for you this week ({week})"
+    title = f"{counted(len(talks), 'talk')} for you this week ({week})"
     paragraphs = []
     for talk in talks:
         lines = [_headline(talk)]
@@ -150,14 +144,15 @@ def _local_time(value: Any, zone: zoneinfo.ZoneInfo) -> str:
 
 def _paragraph(change: Mapping[str, Any]) -> str:
     lines = [f"{_headline(change)} ({_what(change)})"]
-    if "rescheduled" in version_kinds(change) or "duration" in version_kinds(change):
+    kinds = version_kinds(change)
+    if "rescheduled" in kinds or "duration" in kinds:
         lines.append(
             f"  time: {human_time(change.get('previous_dtstart'))} → "
             f"{human_time(change.get('dtstart'))}"
         )
-    if "retitled" in version_kinds(change):
+    if "retitled" in kinds:
         lines.append(f"  title: {change.get('previous_title') or '—'} → {change.get('title')}")
-    if "speakers" in version_kinds(change):
+    if "speakers" in kinds:
         lines.append(f"  speakers: {change.get('previous_speaker')} → {change.get('speaker')}")
     if change["change"] == "new":
         lines.append(f"  at {human_time(change.get('dtstart'))}")

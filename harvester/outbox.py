@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -106,14 +105,7 @@ def register(db: Database, config: Config, now: datetime) -> None:
     store.register_notify_targets(db, per_change, now)
 
 
-def send_pending(
-    db: Database,
-    config: Config,
-    now: datetime,
-    *,
-    retry: bool = False,
-    deliver_one: Callable[[str, str, str], str | None] = deliver,
-) -> SendReport:
+def send_pending(db: Database, config: Config, now: datetime, *, retry: bool = False) -> SendReport:
     """Deliver the due outbox rows of the configured targets, one message per target."""
     report = SendReport()
     configured = targets(db, config)
@@ -124,9 +116,8 @@ def send_pending(
     weekly.queue_due(db, configured, now)  # committed before any send, as a poll's rows are
     if os.environ.get(CRASH_ENV) == "before_send":
         os.kill(os.getpid(), signal.SIGKILL)
-    rows = store.claim_notifications(db, by_key, now, now + LEASE, retry=retry)
     groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in store.claim_notifications(db, by_key, now, now + LEASE, retry=retry):
         groups.setdefault(str(row["target"]), []).append(row)
     messages = [(key, changes, *digest(changes)) for key, changes in groups.items()]
     messages += [
@@ -134,8 +125,7 @@ def send_pending(
         for row in store.claim_digests(db, by_key, now, now + LEASE, retry=retry)
     ]
     for key, changes, title, body in messages:
-        target = by_key[key]
-        error = _deliver(deliver_one, target, title, body, config.notifications.timeout)
+        error = _deliver(by_key[key], title, body, config.notifications.timeout)
         shown = labels[key]
         ids = [int(c["id"]) for c in changes]
         if error is None:
@@ -159,13 +149,7 @@ def send_pending(
     return report
 
 
-def _deliver(
-    deliver_one: Callable[[str, str, str], str | None],
-    target: Target,
-    title: str,
-    body: str,
-    timeout: float,
-) -> str | None:
+def _deliver(target: Target, title: str, body: str, timeout: float) -> str | None:
     """One delivery, within the URL policy and `timeout` seconds of wall clock: a receiver
     that answers a byte at a time is left behind (its thread ends with the process)."""
     refused = None if target.allow_private else _refused(target.url)
@@ -175,7 +159,7 @@ def _deliver(
 
     def send() -> None:
         try:
-            outcome.append(deliver_one(target.url, title, body))
+            outcome.append(deliver(target.url, title, body))
         except Exception as exc:  # an Apprise plugin's bug must not stop the others
             outcome.append(f"{type(exc).__name__}: {exc}")
 
@@ -224,7 +208,6 @@ def send_test(config: Config) -> list[TargetResult]:
             allow_private=entry.allow_private or config.http.allow_private,
         )
         error = _deliver(
-            deliver,
             target,
             "seminar-harvester: test notification",
             "This is a test message from seminar-harvester: notifications reach you here.",

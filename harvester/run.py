@@ -1,20 +1,12 @@
 """The steps of a run around its polls, defined once for `harvester sync`, `import` and
-the daemon.
-
-- `prepare`, before any poll: the archive's integrity check (when a day old: a damaged
-  archive is reported before a poll writes to it), then the notify targets the polls
-  queue notifications for.
-- the polls: `sync.sync_with_client` for a sync, one scheduled job per feed for the daemon.
-- `send`: the notification outbox, after the polls (a `sync --lock` sends after its lock).
-- `upkeep`, after the polls, each step at most daily and none failing the run: the
-  followed series' metadata, the compaction of old polls, the planner's statistics.
-
+the daemon: `prepare`, the polls, `send`, `upkeep` (docs/design.md, "The pipeline").
 A sync runs them once, in that order; the daemon prepares when it starts, sends after each
 poll and runs `upkeep` every hour.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
@@ -60,14 +52,12 @@ def upkeep(
     an import asks no server), then compaction and statistics. Problems are only logged."""
     try:
         db = store.open_archive(config.archive_path, file_mode=config.archive_file_mode)
-        try:
+        with contextlib.closing(db):
             store.check_when_due(db, now)
             if online:
                 from harvester.series import refresh_followed_series  # httpx: not for import
 
                 refresh_followed_series(db, config, now, force=refresh)
-        finally:
-            db.conn.close()
     except ArchiveError as exc:
         log.error("archive.upkeep_failed", error=str(exc))
         return

@@ -15,75 +15,62 @@ from typing import Any
 
 import click
 
+from harvester import __version__
 from harvester.cli._output import redacted_click_errors, redacted_output
 from harvester.redact import redact, remember_urls_in
 
-# name → (module, attribute, one-line help). A command's module is imported only when the
-# command runs (or its own help shows): `harvester --help` and the archive-reading
-# commands start without httpx, APScheduler, tomlkit or Datasette. The one-line help is
-# what `harvester --help` lists; tests/test_startup.py checks it against each command's.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "compact": (
-        "harvester.cli.maintain",
-        "compact",
-        "Compact old unchanged polls into one row per feed per day.",
-    ),
+# name → (module:attribute in harvester.cli, one-line help). A command's module is imported
+# only when the command runs (or its own help shows): `harvester --help` and the
+# archive-reading commands start without httpx, APScheduler, tomlkit or Datasette. The
+# one-line help is what `harvester --help` lists; tests/test_startup.py checks it against
+# each command's.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "compact": ("maintain:compact", "Compact old unchanged polls into one row per feed per day."),
     "discover": (
-        "harvester.cli.feeds",
-        "discover",
+        "feeds:discover",
         "Find series through the site's JSON API ([site] base_url) and optionally follow them.",
     ),
     "export": (
-        "harvester.cli.read",
-        "export",
+        "read:export",
         "The talks as the archive knew them at a time: every talk present then, sorted by UID.",
     ),
     "feeds": (
-        "harvester.cli.feeds",
-        "feeds_group",
+        "feeds:feeds_group",
         "List and edit the feeds of the config file (comments and layout are kept).",
     ),
     "history": (
-        "harvester.cli.read",
-        "history",
-        "Every version of one talk, oldest first: its kinds of change, when it happened"
-        " (between the last time the archive saw the old content and the poll that saw the"
-        " new), and what changed, word by word for long texts.",
+        "read:history",
+        "Every version of one talk, oldest first: its kinds of change, when it happened (between "
+        "the last time the archive saw the old content and the poll that saw the new), and what "
+        "changed, word by word for long texts.",
     ),
     "import": (
-        "harvester.cli.sync",
-        "import_",
+        "sync:import_",
         "Archive local .ics files exactly as if they had been fetched (backfill, offline use).",
     ),
     "notify": (
-        "harvester.cli.notify",
-        "notify",
+        "notify:notify",
         "Deliver the pending notifications of the [[notify]] targets (one message per target).",
     ),
     "run": (
-        "harvester.cli.run",
-        "run",
+        "run:run",
         "The daemon: poll every enabled feed on its interval until SIGTERM or SIGINT.",
     ),
     "serve": (
-        "harvester.cli.serve",
-        "serve",
-        "Browse the archive in Datasette: search, upcoming talks, changes, a calendar (.ics)"
-        " and a changes feed (Atom).",
+        "serve:serve",
+        "Browse the archive in Datasette: search, upcoming talks, changes, a calendar (.ics) and "
+        "a changes feed (Atom).",
     ),
     "snapshot": (
-        "harvester.cli.snapshot",
-        "snapshot",
+        "snapshot:snapshot",
         "Copy the archive to OUT as of one moment, safe while `harvester run` writes.",
     ),
     "status": (
-        "harvester.cli.read",
-        "status",
+        "read:status",
         "A table of the feeds: last outcome, last poll, last success, talks, changes, problems.",
     ),
     "sync": (
-        "harvester.cli.sync",
-        "sync",
+        "sync:sync",
         "Poll every enabled feed of the config once (or only URLS) and archive the changes.",
     ),
 }
@@ -123,7 +110,7 @@ class _Harvester(click.Group):
         for name in names:
             command = self.commands.get(name)
             if command is None:
-                summary = click.Command(name, help=COMMANDS[name][2])  # click's own shortening
+                summary = click.Command(name, help=COMMANDS[name][1])  # click's own shortening
                 rows.append((name, summary.get_short_help_str(limit)))
             elif not command.hidden:
                 rows.append((name, command.get_short_help_str(limit)))
@@ -133,30 +120,14 @@ class _Harvester(click.Group):
 
 
 def load_command(name: str) -> click.Command:
-    module, attribute, _summary = COMMANDS[name]
-    command = getattr(importlib.import_module(module), attribute)
+    module, _, attribute = COMMANDS[name][0].partition(":")
+    command = getattr(importlib.import_module(f"harvester.cli.{module}"), attribute)
     assert isinstance(command, click.Command)
     return command
 
 
-def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if not value or ctx.resilient_parsing:
-        return
-    from harvester import __version__
-
-    click.echo(f"harvester, version {__version__}")
-    ctx.exit()
-
-
 @click.group(cls=_Harvester, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--version",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_version,
-    help="Show the version and exit.",
-)
+@click.version_option(__version__, message="harvester, version %(version)s")
 @click.option(
     "--config",
     "config_path",

@@ -17,7 +17,8 @@ from harvester.errors import ArchiveError, ConfigError, HarvesterError
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 1, 2, 3
+POLL_COUNTS = ("new", "changed", "removed", "restored", "unchanged")  # as output lists them
 
 
 class UsageProblem(HarvesterError, click.ClickException):  # noqa: N818 (the name users see)
@@ -51,14 +52,12 @@ class App:
         """The configured archive; `read_only` for the commands that only read it."""
         from harvester.archive import open_archive  # sqlite-utils: not for `--help`
 
-        try:
+        with archive_errors():
             return open_archive(
                 self.config.archive_path,
                 file_mode=self.config.archive_file_mode,
                 read_only=read_only,
             )
-        except ArchiveError as exc:
-            fail(str(exc))
 
     def say(self, text: str) -> None:
         if not self.quiet:

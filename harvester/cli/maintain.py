@@ -1,4 +1,4 @@
-"""`harvester compact`, and the upkeep a writing run does after its polls."""
+"""`harvester compact`: compact old polls now."""
 
 from __future__ import annotations
 

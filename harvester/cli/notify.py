@@ -36,11 +36,7 @@ def notify(app: App, test: bool, retry: bool) -> None:
     if test:
         results = outbox.send_test(app.config)
         for result in results:
-            click.echo(
-                f"{result.target}: sent"
-                if result.ok
-                else f"{result.target}: FAILED: {result.error}"
-            )
+            click.echo(f"{result.target}: " + ("sent" if result.ok else f"FAILED: {result.error}"))
         if not all(r.ok for r in results):
             raise SystemExit(EXIT_FAILED)
         return

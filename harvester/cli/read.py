@@ -11,16 +11,12 @@ import click
 
 from harvester import archive as query
 from harvester import health
-from harvester.cli._app import EXIT_FAILED, App, IsoTime, fail
+from harvester.cli._app import EXIT_FAILED, POLL_COUNTS, App, IsoTime, fail
 from harvester.cli._output import aligned
 from harvester.export import FORMATS, render
 from harvester.humane import counted, human_time
 from harvester.kinds import word_diff
 from harvester.redact import escape_controls
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @click.command()
@@ -65,7 +61,7 @@ def history(app: App, uid: str, as_json: bool, show_all: bool) -> None:
             _echo_version(version, previous)
         previous = version
     if hidden:
-        _say(f"  ({hidden} automatic version{'s' * (hidden > 1)} not shown: --all shows them)")
+        _say(f"  ({counted(hidden, 'automatic version')} not shown: --all shows them)")
 
 
 # Fields shown as a word-level diff rather than old → new; raw ones the parsed fields explain.
@@ -140,7 +136,7 @@ def _short(value: Any, width: int = 70) -> str:
 @click.pass_obj
 def export(app: App, as_of: datetime | None, fmt: str, output: Path | None) -> None:
     """The talks as the archive knew them at a time: every talk present then, sorted by UID."""
-    talks = query.talks_as_of(app.archive(read_only=True), as_of or utc_now())
+    talks = query.talks_as_of(app.archive(read_only=True), as_of or datetime.now(UTC))
     text = render(talks, fmt)
     if output is None:
         click.echo(text, nl=False)
@@ -171,7 +167,7 @@ def status(app: App, as_json: bool, check: bool) -> None:
     stopped beating without a clean stop.
     """
     db = app.archive(read_only=True)
-    now = utc_now()
+    now = datetime.now(UTC)
     feeds = query.feed_status(db)
     health.annotate_feeds(db, feeds, app.config, now)
     daemon = health.daemon_status(db, now)
@@ -207,7 +203,6 @@ def _say_notifications(db: Any, app: App) -> None:
 
 
 STATUS_HEADER = ("FEED", "OUTCOME", "LAST POLL", "LAST SUCCESS", "TALKS", "CHANGES", "PROBLEMS")
-_COUNTS = ("new", "changed", "removed", "restored", "unchanged")
 
 
 def _status_table(feeds: list[dict[str, Any]], now: datetime) -> list[str]:
@@ -219,7 +214,7 @@ def _status_table(feeds: list[dict[str, Any]], now: datetime) -> list[str]:
 
 
 def _status_row(feed: dict[str, Any], now: datetime) -> list[str]:
-    counts = ", ".join(f"{feed[k]} {k}" for k in _COUNTS if feed[k])
+    counts = ", ".join(f"{feed[k]} {k}" for k in POLL_COUNTS if feed[k])
     problems = []
     if feed["consecutive_failures"]:
         failures = feed["consecutive_failures"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from datetime import UTC, datetime
 
 import click
 
-from harvester.archive import open_archive
-from harvester.cli._app import EXIT_LOCKED, App, Duration, UsageProblem, fail, warn
+from harvester.cli._app import EXIT_LOCKED, App, Duration, UsageProblem, fail
+from harvester.cli.notify import prepare_run
 from harvester.daemon import (
     DEFAULT_GRACE_S,
     DEFAULT_MAX_BACKOFF_S,
@@ -17,9 +17,8 @@ from harvester.daemon import (
     Daemon,
     plans_for,
 )
-from harvester.errors import ArchiveError, ConfigError, LockBusyError
+from harvester.errors import LockBusyError
 from harvester.lock import hold
-from harvester.run import prepare
 
 
 @click.command()
@@ -58,18 +57,8 @@ def run(app: App, workers: int, max_backoff: float, grace: float) -> None:
     config = app.config
     if not plans_for(config):
         raise UsageProblem(f"no feeds to poll: add [[feeds]] to {config.path or 'a config file'}")
-    try:
-        db = open_archive(config.archive_path, file_mode=config.archive_file_mode)
-        try:  # create, migrate and check up front
-            problem = prepare(db, config, datetime.now(UTC))
-        finally:
-            db.conn.close()
-    except ArchiveError as exc:
-        fail(str(exc))
-    except ConfigError as exc:  # a `match` the archive's search cannot run
-        raise UsageProblem(f"bad config: {exc}") from None
-    if problem is not None:
-        warn(problem)
+    with contextlib.closing(app.archive()) as db:  # create, migrate and check up front
+        prepare_run(app, db)
     daemon = Daemon(
         config,
         config_path=app.config_path,

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from harvester.archive import FetchFacts, open_archive
 from harvester.cli._app import (
     EXIT_FAILED,
     EXIT_LOCKED,
+    POLL_COUNTS,
     App,
     IsoTime,
     UsageProblem,
@@ -26,6 +28,7 @@ from harvester.cli._app import (
 from harvester.cli.notify import prepare_run, send_after_run
 from harvester.config import Config
 from harvester.errors import LockBusyError
+from harvester.humane import counted
 from harvester.lock import hold
 from harvester.site import normalize_url, series_shortname
 from harvester.sync import (
@@ -41,17 +44,21 @@ def _targets(app: App, urls: tuple[str, ...]) -> list[FeedTarget]:
     config = app.config
     if not urls:
         return [_target(config, f.url, f.name) for f in config.feeds if f.enabled]
-    targets = []
-    for given in urls:
-        feed = config.find_feed(given)
-        if feed is not None:
-            targets.append(_target(config, feed.url, feed.name))
-            continue
-        url = normalize_url(given)
-        if not url.startswith(("http://", "https://")):
-            raise UsageProblem(f"{given}: not a configured feed name nor an http(s) URL")
-        targets.append(_target(config, url))
-    return targets
+    gone_after = config.schedule.gone_after
+    return [_named_target(config, given, given, gone_after) for given in urls]
+
+
+def _named_target(
+    config: Config, given: str, shown: str, gone_after: float = FeedTarget.gone_after
+) -> FeedTarget:
+    """The configured feed named `given` (by name or URL), else `given` as an http(s) URL."""
+    feed = config.find_feed(given)
+    if feed is not None:
+        return FeedTarget(feed.url, feed.name, gone_after=gone_after)
+    url = normalize_url(given)
+    if not url.startswith(("http://", "https://")):
+        raise UsageProblem(f"{shown}: not a configured feed name nor an http(s) URL")
+    return FeedTarget(url, gone_after=gone_after)
 
 
 def _series_feed_of(app: App, body: bytes) -> FeedTarget | None:
@@ -74,19 +81,14 @@ def _target(config: Config, url: str, name: str | None = None) -> FeedTarget:
 
 def _report(app: App, results: list[PollResult]) -> None:
     """A summary on stdout and one line per failed feed on stderr; exit 1 if any failed."""
-    totals = dict.fromkeys(("new", "changed", "removed", "restored", "unchanged"), 0)
+    totals: Counter[str] = Counter()
     for result in results:
-        for key in totals:
-            totals[key] += result.counts.get(key, 0)
+        totals.update(result.counts)
     failed = [r for r in results if r.failed]
     for result in failed:
         click.echo(f"error: {result.name or result.feed}: {result.error}", err=True)
-    app.say(
-        f"{len(results)} feed{'' if len(results) == 1 else 's'}: {totals['new']} new,"
-        f" {totals['changed']} changed, "
-        f"{totals['removed']} removed, {totals['restored']} restored, "
-        f"{totals['unchanged']} unchanged, {len(failed)} failed"
-    )
+    counts = ", ".join(f"{totals[key]} {key}" for key in POLL_COUNTS)
+    app.say(f"{counted(len(results), 'feed')}: {counts}, {len(failed)} failed")
     if failed and len(failed) == len(results) and all(_unreachable(r.error) for r in failed):
         click.echo(
             "hint: no feed's server could be reached (offline?); `harvester import"
@@ -129,14 +131,12 @@ def sync(app: App, urls: tuple[str, ...], use_lock: bool, refresh: bool) -> None
         raise UsageProblem(
             f"no feeds to poll: add [[feeds]] to {app.config.path or 'a config file'}"
         )
-    if not use_lock:
-        results = _sync(app, targets, refresh=refresh, followed=not urls)
-    else:
-        try:
-            with hold(app.config.archive_path, "sync"):
-                results = _sync(app, targets, refresh=refresh, followed=not urls)
-        except LockBusyError as exc:
-            fail(f"another `harvester sync --lock` is still running ({exc}); skipped", EXIT_LOCKED)
+    lock = hold(app.config.archive_path, "sync") if use_lock else contextlib.nullcontext()
+    try:
+        with lock:
+            results = _sync(app, targets, refresh=refresh, followed=not urls)
+    except LockBusyError as exc:
+        fail(f"another `harvester sync --lock` is still running ({exc}); skipped", EXIT_LOCKED)
     # After the lock: a slow receiver never keeps the next cron run out (the outbox's
     # leases keep two senders from sending one row twice).
     if app.config.notify:
@@ -225,14 +225,8 @@ def import_(
         try:
             body = _read_at_most(path, app.config.http.max_bytes)
         except OSError as exc:
-            results.append(
-                PollResult(
-                    feed=str(path),
-                    name=str(path),
-                    outcome="error",
-                    error=f"cannot read: {exc.strerror}",
-                )
-            )
+            error = f"cannot read: {exc.strerror}"
+            results.append(PollResult(feed=str(path), name=str(path), outcome="error", error=error))
             continue
         target = _import_target(app, path, feed_name, body)
         facts = FetchFacts(started, utc_now(), bytes=len(body))
@@ -258,10 +252,4 @@ def _import_target(app: App, path: Path, feed_name: str | None, body: bytes) -> 
         return _series_feed_of(app, body) or FeedTarget(
             path.resolve().as_uri(), path.name, kind="file"
         )
-    feed = app.config.find_feed(feed_name)
-    if feed is not None:
-        return FeedTarget(feed.url, feed.name)
-    url = normalize_url(feed_name)
-    if not url.startswith(("http://", "https://")):
-        raise UsageProblem(f"--feed {feed_name!r}: not a configured feed name nor an http(s) URL")
-    return FeedTarget(url)
+    return _named_target(app.config, feed_name, f"--feed {feed_name!r}")
