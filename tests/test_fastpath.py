@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harvester import archive as store
-from harvester import parse, sync
+from harvester import parse
 from harvester.archive import FetchFacts, open_archive
 from harvester.errors import StaleKnowledgeError
 from harvester.model import KnownTalk
