@@ -44,21 +44,18 @@ def _targets(app: App, urls: tuple[str, ...]) -> list[FeedTarget]:
     config = app.config
     if not urls:
         return [_target(config, f.url, f.name) for f in config.feeds if f.enabled]
-    gone_after = config.schedule.gone_after
-    return [_named_target(config, given, given, gone_after) for given in urls]
+    return [_named_target(config, given, given) for given in urls]
 
 
-def _named_target(
-    config: Config, given: str, shown: str, gone_after: float = FeedTarget.gone_after
-) -> FeedTarget:
+def _named_target(config: Config, given: str, shown: str) -> FeedTarget:
     """The configured feed named `given` (by name or URL), else `given` as an http(s) URL."""
     feed = config.find_feed(given)
     if feed is not None:
-        return FeedTarget(feed.url, feed.name, gone_after=gone_after)
+        return _target(config, feed.url, feed.name)
     url = normalize_url(given)
     if not url.startswith(("http://", "https://")):
         raise UsageProblem(f"{shown}: not a configured feed name nor an http(s) URL")
-    return FeedTarget(url, gone_after=gone_after)
+    return _target(config, url)
 
 
 def _series_feed_of(app: App, body: bytes) -> FeedTarget | None:
