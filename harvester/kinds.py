@@ -129,24 +129,24 @@ def _posted_in_time(
 def word_diff(old: str | None, new: str | None, context: int = 4) -> str:
     """What changed in a long text, word by word: `[-removed-] {+added+}` with a few words
     of context around each change (git's `--word-diff=plain` notation), `…` where cut."""
+    marks = {"-": "[-{}-]", "+": "{{+{}+}}", " ": "{}"}
+    return " ".join(marks[op].format(text) for op, text in word_changes(old, new, context))
+
+
+def word_changes(old: str | None, new: str | None, context: int) -> list[tuple[str, str]]:
+    """The word diff's pieces in order: ("-", words taken out), ("+", words put in) and
+    (" ", the unchanged words around them, `context` on each side, `…` where cut)."""
     before, after = (old or "").split(), (new or "").split()
-    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
-    parts: list[str] = []
-    opcodes = matcher.get_opcodes()
+    opcodes = difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes()
+    pieces: list[tuple[str, str]] = []
     for index, (op, a0, a1, b0, b1) in enumerate(opcodes):
         if op == "equal":
-            parts.append(_context(before[a0:a1], context, index == 0, index == len(opcodes) - 1))
+            words = before[a0:a1]
+            head = [] if index == 0 else words[:context]
+            tail = [] if index == len(opcodes) - 1 else words[-context:]
+            kept = words if len(words) <= len(head) + len(tail) else [*head, "…", *tail]
+            pieces.append((" ", " ".join(kept)))
             continue
-        if a1 > a0:
-            parts.append("[-" + " ".join(before[a0:a1]) + "-]")
-        if b1 > b0:
-            parts.append("{+" + " ".join(after[b0:b1]) + "+}")
-    return " ".join(part for part in parts if part)
-
-
-def _context(words: list[str], keep: int, first: bool, last: bool) -> str:
-    head = [] if first else words[:keep]
-    tail = [] if last else words[-keep:]
-    if len(words) <= len(head) + len(tail):
-        return " ".join(words)
-    return " ".join([*head, "…", *tail])
+        pieces.append(("-", " ".join(before[a0:a1])))
+        pieces.append(("+", " ".join(after[b0:b1])))
+    return [(op, text) for op, text in pieces if text]

@@ -39,7 +39,6 @@ Whatever the metadata, it also registers two output renderers and makes CSV safe
 
 from __future__ import annotations
 
-import difflib
 import html
 import json
 import math
@@ -65,6 +64,7 @@ from harvester.atom import render_atom
 from harvester.calendars import render_calendar, speakers_text
 from harvester.export import DefusedWriter, clean_text
 from harvester.humane import human_time
+from harvester.kinds import word_changes
 from harvester.site import http_url
 
 PLUGIN_NAME = "seminar-harvester"
@@ -571,27 +571,11 @@ def _field_change(field: str, previous: Mapping[str, Any], version: Mapping[str,
 def word_diff(old: str, new: str, context: int = DIFF_CONTEXT_WORDS) -> Markup:
     """The words taken out (<del>) and put in (<ins>), with a few unchanged words around each;
     longer unchanged stretches shorten to "…"."""
-    a, b = old.split(), new.split()
-    if len(a) > DIFF_MAX_WORDS or len(b) > DIFF_MAX_WORDS:
+    if len(old.split()) > DIFF_MAX_WORDS or len(new.split()) > DIFF_MAX_WORDS:
         return escape("edited (too long to compare word by word)")
-    parts: list[str] = []
-    opcodes = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
-    for n, (tag, i1, i2, j1, j2) in enumerate(opcodes):
-        if tag == "equal":
-            parts.append(_unchanged(a[i1:i2], context, first=n == 0, last=n == len(opcodes) - 1))
-            continue
-        if i2 > i1:
-            parts.append(f"<del>{escape(' '.join(a[i1:i2]))}</del>")
-        if j2 > j1:
-            parts.append(f"<ins>{escape(' '.join(b[j1:j2]))}</ins>")
-    return Markup(" ".join(p for p in parts if p))  # noqa: S704 (every word escaped)
-
-
-def _unchanged(words: list[str], context: int, *, first: bool, last: bool) -> str:
-    head = [] if first else words[:context]
-    tail = [] if last else words[-context:]
-    kept = words if len(words) <= len(head) + len(tail) else [*head, "…", *tail]
-    return str(escape(" ".join(kept)))
+    tags = {"-": "<del>{}</del>", "+": "<ins>{}</ins>", " ": "{}"}
+    pieces = (tags[op].format(escape(text)) for op, text in word_changes(old, new, context))
+    return Markup(" ".join(pieces))  # noqa: S704 (every word escaped)
 
 
 KIND_COLOURS = {
