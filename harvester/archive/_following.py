@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from harvester.archive._connection import immediate_transaction, now_iso
+from harvester.archive._connection import immediate_transaction, meta, now_iso, set_meta
 from harvester.diff import NewVersion
 from harvester.notify import Target as NotifyTarget
 from harvester.redact import redact
@@ -44,11 +44,9 @@ FOLLOW_REFRESHED_KEY = "follow_refreshed_at"  # archive_meta: the last topic sea
 
 def follow_refreshed(db: Database) -> dict[str, Any] | None:
     """When the topics were last searched, and which `[[follow]]` entries they were."""
-    row = db.execute(
-        "SELECT value FROM archive_meta WHERE key = ?", [FOLLOW_REFRESHED_KEY]
-    ).fetchone()
+    stored = meta(db, FOLLOW_REFRESHED_KEY)
     try:
-        value = json.loads(row[0]) if row else None
+        value = json.loads(stored) if stored else None
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -80,10 +78,8 @@ def record_followed(
         db.conn.executemany(
             "UPDATE series SET left_at = ? WHERE shortname = ?", [(moment, name) for name in left]
         )
-        db.execute(
-            "INSERT OR REPLACE INTO archive_meta (key, value) VALUES (?, ?)",
-            [FOLLOW_REFRESHED_KEY, json.dumps({"at": moment, "follow": sorted(entries)})],
-        )
+        refreshed = {"at": moment, "follow": sorted(entries)}
+        set_meta(db, FOLLOW_REFRESHED_KEY, json.dumps(refreshed))
     return sorted(set(found) - before), left
 
 
