@@ -1,26 +1,20 @@
-"""Following (`[[follow]]`): the series topics bring in, the notify filters on words and
-speakers, and the weekly digests."""
+"""Following (`[[follow]]`): the series topics bring in (`series.followed_since`,
+`followed_by`, `left_at`), the check of a notify `match` query, and the weekly digests
+(rows of `notifications` with uid 'digest/<week>' and a message)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlite_utils import Database
 
 from harvester.archive._connection import immediate_transaction, meta, now_iso, set_meta
-from harvester.diff import NewVersion
-from harvester.notify import Target as NotifyTarget
+from harvester.archive._notifications import lease
 from harvester.redact import redact
-
-# --- following (issue 23) ---
-# Series a `[[follow]]` topic brings in (`series.followed_since`, `followed_by`, `left_at`),
-# the notification filters on words and speakers (`notify_targets.match`, `speakers`), and
-# the weekly digests (rows of `notifications` with uid 'digest/<week>' and a message).
 
 
 def search_problem(query: str) -> str | None:
@@ -94,62 +88,6 @@ def followed_series(db: Database, *, with_left: bool = False) -> list[dict[str, 
             {"with_left": int(with_left)},
         )
     ]
-
-
-def _register_target_filters(db: Database, targets: Iterable[NotifyTarget]) -> None:
-    """The targets' `match` and `speakers`, where they differ from what is stored."""
-    wanted = {
-        t.key: (t.match, json.dumps(list(t.speakers), ensure_ascii=False) if t.speakers else None)
-        for t in targets
-    }
-    stored = {
-        row[0]: (row[1], row[2])
-        for row in db.execute("SELECT key, match, speakers FROM notify_targets WHERE active = 1")
-    }
-    changed = [(*filters, key) for key, filters in wanted.items() if stored.get(key) != filters]
-    if changed:
-        with immediate_transaction(db):
-            db.conn.executemany(
-                "UPDATE notify_targets SET match = ?, speakers = ? WHERE key = ?", changed
-            )
-
-
-def _with_filters(db: Database, targets: list[NotifyTarget]) -> list[NotifyTarget]:
-    filters = {
-        row[0]: (row[1], tuple(json.loads(row[2])) if row[2] else ())
-        for row in db.execute(
-            "SELECT key, match, speakers FROM notify_targets WHERE active = 1"
-            " AND (match IS NOT NULL OR speakers IS NOT NULL)"
-        )
-    }
-    return [
-        replace(t, match=filters[t.key][0], speakers=filters[t.key][1]) if t.key in filters else t
-        for t in targets
-    ]
-
-
-_MATCHING_SQL = (
-    "SELECT s.uid FROM json_each(:uids) j JOIN talk_state s ON s.uid = j.value"
-    " JOIN talks_fts ON talks_fts.rowid = s.version_id WHERE talks_fts MATCH :match"
-)
-
-
-def _matched_versions(
-    db: Database, targets: list[NotifyTarget], versions: list[NewVersion]
-) -> set[tuple[str, str]]:
-    """(target key, uid) of the new versions each target's `match` finds: the archive's own
-    search over the talk's row in talks_fts (written before this, in the same transaction)."""
-    uids = json.dumps(sorted({v.uid for v in versions}))
-    found: set[tuple[str, str]] = set()
-    for target in targets:
-        if target.match is None:
-            continue
-        try:
-            rows = db.execute(_MATCHING_SQL, {"uids": uids, "match": target.match}).fetchall()
-        except sqlite3.OperationalError:  # a query checked by an older release: matches nothing
-            continue
-        found |= {(target.key, row[0]) for row in rows}
-    return found
 
 
 _WEEK_TALKS_SQL = (
@@ -230,11 +168,5 @@ def claim_digests(
         " AND target IN (SELECT value FROM json_each(:keys))"
         " AND coalesce(claimed_until, '') <= :now ORDER BY id"
     )
-    with immediate_transaction(db):
-        params = {"now": now_iso(now), "keys": json.dumps(keys), "retry": int(retry)}
-        rows = [dict(r) for r in db.query(sql, params)]
-        db.conn.executemany(
-            "UPDATE notifications SET claimed_until = ? WHERE id = ?",
-            [(now_iso(lease_until), r["id"]) for r in rows],
-        )
-    return rows
+    params = {"now": now_iso(now), "keys": json.dumps(keys), "retry": int(retry)}
+    return lease(db, sql, params, lease_until)
