@@ -110,8 +110,9 @@ def talks_between(
         else "AND version_id IN (SELECT rowid FROM talks_fts WHERE talks_fts MATCH :match)"
     )
     params = {
-        "start": _utc_seconds(start),
-        "end": _utc_seconds(end),
+        # As the archive writes a talk's start: `2026-12-10T15:00:00+00:00`.
+        "start": start.astimezone(UTC).isoformat(timespec="seconds"),
+        "end": end.astimezone(UTC).isoformat(timespec="seconds"),
         "series": None if series is None else json.dumps(sorted(series)),
         "match": match,
     }
@@ -119,11 +120,6 @@ def talks_between(
         return [dict(row) for row in db.query(sql, params)]
     except sqlite3.OperationalError:  # a query checked by an older release
         return []
-
-
-def _utc_seconds(moment: datetime) -> str:
-    """As the archive writes a talk's start: `2026-12-10T15:00:00+00:00`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def digest_uid(week: str) -> str:
@@ -157,9 +153,6 @@ def claim_digests(
     db: Database, keys: Iterable[str], now: datetime, lease_until: datetime, *, retry: bool
 ) -> list[dict[str, Any]]:
     """As `claim_notifications`, for the due digest rows (each with its own message)."""
-    keys = sorted(set(keys))
-    if not keys:
-        return []
     sql = (
         "SELECT id, target, attempts, uid, title, body FROM notifications"
         " WHERE version = 0 AND body IS NOT NULL"
@@ -168,5 +161,4 @@ def claim_digests(
         " AND target IN (SELECT value FROM json_each(:keys))"
         " AND coalesce(claimed_until, '') <= :now ORDER BY id"
     )
-    params = {"now": now_iso(now), "keys": json.dumps(keys), "retry": int(retry)}
-    return lease(db, sql, params, lease_until)
+    return lease(db, sql, keys, now, lease_until, retry)

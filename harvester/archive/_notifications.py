@@ -160,23 +160,26 @@ def claim_notifications(
     """Take the due rows of these targets for one send (a lease, so that two processes do
     not send one row twice), each with its version's fields and the previous version's as
     `previous_<field>`, oldest first. `retry`: failed rows and rows backing off too."""
-    keys = sorted(set(keys))
-    if not keys:
-        return []
     due = "n.status IN ('pending', 'failed')" if retry else "n.status = 'pending'"
     if not retry:
         due += " AND coalesce(n.next_attempt_at, '') <= :now"
     previous = ", ".join(f"p.[{f}] AS [previous_{f}]" for f in _OUTBOX_FIELDS)
     sql = _CLAIM_SQL.format(previous=previous, due=due)
-    params = {"now": now_iso(now), "keys": json.dumps(keys)}
-    rows = lease(db, sql, params, lease_until)
+    rows = lease(db, sql, keys, now, lease_until)
     for row in rows:
         row["kinds"] = json.loads(row["kinds"] or "[]")
     return rows
 
 
-def lease(db: Database, sql: str, params: dict[str, Any], until: datetime) -> list[dict[str, Any]]:
-    """The outbox rows `sql` selects, claimed until `until` in the same transaction."""
+def lease(
+    db: Database, sql: str, keys: Iterable[str], now: datetime, until: datetime, retry: bool = False
+) -> list[dict[str, Any]]:
+    """The outbox rows of targets `keys` that `sql` selects, claimed until `until` in the
+    same transaction (`sql` reads :keys, :now and :retry)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return []
+    params = {"now": now_iso(now), "keys": json.dumps(keys), "retry": int(retry)}
     with immediate_transaction(db):
         rows = [dict(r) for r in db.query(sql, params)]
         db.conn.executemany(
