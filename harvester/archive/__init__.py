@@ -15,7 +15,7 @@ private, split by concern:
 
 from __future__ import annotations
 
-from harvester.archive._compaction import Compaction, compact_polls, poll_counts
+from harvester.archive._compaction import Compaction, compact_polls
 from harvester.archive._connection import (
     ANALYZED_AT_KEY,
     BUSY_TIMEOUT_S,
@@ -149,7 +149,6 @@ __all__ = [
     "notification_counts",
     "now_iso",
     "open_archive",
-    "poll_counts",
     "poll_dtstamp",
     "prepare_texts",
     "queue_digest",

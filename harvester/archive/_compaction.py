@@ -182,20 +182,3 @@ def _fold_polls(
             if clock() >= deadline:
                 return folded, ids[start + chunk :]
     return folded, []
-
-
-def poll_counts(db: Database, feed_id: int) -> dict[str, int]:
-    """All the polls a feed ever had by outcome, compacted ones included."""
-    counts = dict(
-        db.execute(
-            "SELECT outcome, count(*) FROM fetches WHERE feed_id = ? GROUP BY outcome", [feed_id]
-        ).fetchall()
-    )
-    days = db.execute(
-        "SELECT coalesce(sum(unchanged), 0), coalesce(sum(not_modified), 0) FROM poll_days"
-        " WHERE feed_id = ?",
-        [feed_id],
-    ).fetchone()
-    counts["unchanged"] = counts.get("unchanged", 0) + int(days[0])
-    counts["not_modified"] = counts.get("not_modified", 0) + int(days[1])
-    return {k: int(v) for k, v in counts.items()}
