@@ -197,10 +197,10 @@ CHECKED_AT_KEY = "quick_check_at"  # archive_meta: when `check_when_due` last fo
 CHECK_EVERY_S = 86_400.0
 
 
-def check_when_due(db: Database, now: datetime, every_s: float = CHECK_EVERY_S) -> bool:
-    """`PRAGMA quick_check` when the last one is `every_s` old (or there was none): raises
+def check_when_due(db: Database, now: datetime) -> bool:
+    """`PRAGMA quick_check` when the last one is a day old (or there was none): raises
     ArchiveError for a damaged file. Whether it ran."""
-    if not _due(db, CHECKED_AT_KEY, now, every_s):
+    if not _due(db, CHECKED_AT_KEY, now, CHECK_EVERY_S):
         return False
     _quick_check(db.conn, Path(_archive_file(db)))
     with immediate_transaction(db):
@@ -215,15 +215,13 @@ ANALYZE_EVERY_S = 86_400.0
 ANALYSIS_LIMIT = 1000
 
 
-def refresh_statistics_when_due(
-    db: Database, now: datetime, every_s: float = ANALYZE_EVERY_S
-) -> bool:
+def refresh_statistics_when_due(db: Database, now: datetime) -> bool:
     """The query planner's statistics (`sqlite_stat1`), made anew by a writing run when
     they are a day old or missing: without them a search page plans a join badly (see
     docs/performance.md). Not `PRAGMA optimize`: before SQLite 3.46 it analyzes only the
     tables its own connection queried, and a sync never queries what the pages do.
     Whether it ran."""
-    if not _due(db, ANALYZED_AT_KEY, now, every_s):
+    if not _due(db, ANALYZED_AT_KEY, now, ANALYZE_EVERY_S):
         return False
     db.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
     with immediate_transaction(db):
