@@ -233,7 +233,7 @@ def refresh_statistics_when_due(db: Database, now: datetime) -> bool:
 def meta(db: Database, key: str) -> str | None:
     """The `archive_meta` value of `key` (None when there is none)."""
     row = db.execute("SELECT value FROM archive_meta WHERE key = ?", [key]).fetchone()
-    return None if row is None else str(row[0])
+    return None if row is None else row[0]
 
 
 def set_meta(db: Database, key: str, value: str) -> None:
