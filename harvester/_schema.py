@@ -80,22 +80,14 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-def user_tables(conn: sqlite3.Connection) -> list[str]:
-    return [
-        row[0]
-        for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            " ORDER BY name"
-        )
-    ]
+def _has_migrations_table(conn: sqlite3.Connection) -> bool:
+    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return conn.execute(sql, [MIGRATIONS_TABLE]).fetchone() is not None
 
 
 def applied(conn: sqlite3.Connection) -> list[str]:
     """Names of the migrations of our set recorded in the archive (read only)."""
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [MIGRATIONS_TABLE]
-    ).fetchone()
-    if not exists:
+    if not _has_migrations_table(conn):
         return []
     return [
         row[0]
@@ -110,20 +102,19 @@ def foreign_tables(conn: sqlite3.Connection) -> list[str]:
     """The tables of a file that is not an archive (empty for an archive or an empty file)."""
     if applied(conn):
         return []
-    return user_tables(conn)
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY name"
+        )
+    ]
 
 
 def pending(conn: sqlite3.Connection, upto: str | None = None) -> list[Migration]:
     """The shipped migrations not yet applied (up to and including `upto`, if given)."""
     done = set(applied(conn))
     return [m for m in shipped() if m.name not in done and (upto is None or m.name <= upto)]
-
-
-def register_functions(conn: sqlite3.Connection) -> None:
-    """The functions shipped migrations call (frozen copies of the rules of their day, in
-    harvester/migrations/), on the connection that migrates only: no schema object of an
-    archive calls one (contract, Revision 3)."""
-    migrations.register(conn)
 
 
 # Migrations that rebuild a table (SQLite cannot change a column into a generated one):
@@ -154,12 +145,12 @@ def apply_pending(conn: sqlite3.Connection, upto: str | None = None) -> list[str
     todo = pending(conn, upto)
     if not todo:
         return []
-    if not conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [MIGRATIONS_TABLE]
-    ).fetchone():
+    if not _has_migrations_table(conn):
         for statement in _CREATE_MIGRATIONS_TABLE:
             conn.execute(statement)
-    register_functions(conn)
+    # The functions shipped migrations call (frozen copies of the rules of their day), on
+    # the connection that migrates only: no schema object of an archive calls one.
+    migrations.register(conn)
     for migration in todo:
         rebuilt = _REBUILDS.get(migration.name)
         kept = _dependents(conn, rebuilt) if rebuilt else []

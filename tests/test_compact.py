@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
 from harvester.archive import (
     FetchFacts,
@@ -17,11 +18,27 @@ from harvester.archive import (
     immediate_transaction,
     insert_fetch,
     open_archive,
-    poll_counts,
 )
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 ZERO = dict.fromkeys(("new", "changed", "removed", "restored", "unchanged", "stale"), 0)
+
+
+def poll_counts(db: Database, feed_id: int) -> dict[str, int]:
+    """All the polls a feed ever had by outcome, compacted ones included."""
+    counts = dict(
+        db.execute(
+            "SELECT outcome, count(*) FROM fetches WHERE feed_id = ? GROUP BY outcome", [feed_id]
+        ).fetchall()
+    )
+    days = db.execute(
+        "SELECT coalesce(sum(unchanged), 0), coalesce(sum(not_modified), 0) FROM poll_days"
+        " WHERE feed_id = ?",
+        [feed_id],
+    ).fetchone()
+    counts["unchanged"] = counts.get("unchanged", 0) + int(days[0])
+    counts["not_modified"] = counts.get("not_modified", 0) + int(days[1])
+    return {k: int(v) for k, v in counts.items()}
 
 
 def fill(path: Path, feeds: int, days: int) -> dict[str, int]:

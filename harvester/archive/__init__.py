@@ -15,26 +15,13 @@ private, split by concern:
 
 from __future__ import annotations
 
-from harvester.archive._compaction import (
-    COMPACT_BATCH,
-    COMPACT_BUDGET_S,
-    COMPACT_CHUNK,
-    COMPACT_PAUSE_S,
-    COMPACTED_BEFORE_KEY,
-    Compaction,
-    compact_polls,
-    poll_counts,
-)
+from harvester.archive._compaction import Compaction, compact_polls
 from harvester.archive._connection import (
-    ANALYSIS_LIMIT,
-    ANALYZE_EVERY_S,
     ANALYZED_AT_KEY,
     BUSY_TIMEOUT_S,
-    CACHE_KIB,
     CHECK_EVERY_S,
     CHECKED_AT_KEY,
     PAGE_SIZE,
-    WAL_CHECKPOINT_BYTES,
     check_when_due,
     immediate_transaction,
     now_iso,
@@ -57,10 +44,8 @@ from harvester.archive._feeds import (
     url_key,
 )
 from harvester.archive._following import (
-    FOLLOW_REFRESHED_KEY,
     claim_digests,
     digest_queued,
-    digest_uid,
     follow_refreshed,
     followed_series,
     queue_digest,
@@ -97,7 +82,6 @@ from harvester.archive._polls import (
     write_fetch,
 )
 from harvester.archive._reads import (
-    DAEMON_COLUMNS,
     EXPORT_FIELDS,
     daemon_row,
     feed_status,
@@ -117,41 +101,26 @@ from harvester.archive._reads import (
     write_daemon_start,
     write_daemon_stop,
 )
-from harvester.archive._snapshot import (
-    SnapshotFacts,
-    snapshot_archive,
-)
+from harvester.archive._snapshot import snapshot_archive
 
 __all__ = [
     "ACTIVE_FINGERPRINTS_SQL",
-    "ANALYSIS_LIMIT",
     "ANALYZED_AT_KEY",
-    "ANALYZE_EVERY_S",
     "BUSY_TIMEOUT_S",
-    "CACHE_KIB",
     "CHECKED_AT_KEY",
     "CHECK_EVERY_S",
-    "COMPACTED_BEFORE_KEY",
-    "COMPACT_BATCH",
-    "COMPACT_BUDGET_S",
-    "COMPACT_CHUNK",
-    "COMPACT_PAUSE_S",
-    "DAEMON_COLUMNS",
     "EXPORT_FIELDS",
     "FETCH_COLUMNS",
     "FETCH_STORED",
-    "FOLLOW_REFRESHED_KEY",
     "LATEST_FIRST",
     "PAGE_SIZE",
     "STATE_KEYS",
     "URL_SALT_KEY",
-    "WAL_CHECKPOINT_BYTES",
     "WRITE_BATCH",
     "Compaction",
     "FeedRow",
     "FetchFacts",
     "PreparedTexts",
-    "SnapshotFacts",
     "Vouch",
     "active_fingerprints",
     "apply_changes",
@@ -163,7 +132,6 @@ __all__ = [
     "consecutive_failures",
     "daemon_row",
     "digest_queued",
-    "digest_uid",
     "ensure_feed",
     "feed_ids",
     "feed_status",
@@ -181,7 +149,6 @@ __all__ = [
     "notification_counts",
     "now_iso",
     "open_archive",
-    "poll_counts",
     "poll_dtstamp",
     "prepare_texts",
     "queue_digest",

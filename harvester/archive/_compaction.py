@@ -11,11 +11,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from harvester.archive._connection import immediate_transaction
+from harvester.archive._connection import immediate_transaction, meta
 from harvester.archive._polls import _LAST_SUCCESS_SQL, LATEST_FIRST
-
-# Compaction of old unchanged polls (`poll_days`, see migrations/0009_poll_days.sql).
-# ------------------------------------------------------------------------------------------
 
 COMPACTED_BEFORE_KEY = "polls_compacted_before"  # archive_meta: the day compaction reached
 # Polls per write transaction at most. A batch touches about two pages per feed whatever
@@ -81,13 +78,10 @@ def compact_polls(
     day = (now - timedelta(seconds=keep_s)).astimezone(UTC).date()
     bounds = _day_bounds("before", day) | _day_bounds("stop_at", day + timedelta(days=1))
     before = bounds["before"]
-    done = db.execute(
-        "SELECT value FROM archive_meta WHERE key = ?", [COMPACTED_BEFORE_KEY]
-    ).fetchone()
-    if not force and done and done[0] >= before:
+    done = meta(db, COMPACTED_BEFORE_KEY)
+    if not force and done and done >= before:
         return Compaction(0, 0, before, skipped=True)
     protected = _latest_polls(db)
-    budget = _Budget(budget_s, clock)
     after, polls, batches = 0, 0, 0
     while not (should_stop and should_stop()):
         rows = db.execute(_COMPACT_SCAN, bounds | {"after": after, "batch": batch}).fetchall()
@@ -98,7 +92,7 @@ def compact_polls(
         while ids:  # a batch whose budget ran out goes on in the next transaction
             if batches:
                 pause()
-            folded, ids = _fold_polls(db, ids, bounds, chunk, budget)
+            folded, ids = _fold_polls(db, ids, bounds, chunk, budget_s, clock)
             polls += folded
             batches += 1
             if ids and should_stop and should_stop():
@@ -168,57 +162,23 @@ _FOLD_INSERT = f"""
 _FOLD_DELETE = f"DELETE FROM fetches WHERE {_FOLD_WHERE}"  # noqa: S608
 
 
-@dataclass(frozen=True)
-class _Budget:
-    """How long one compaction transaction may hold the write lock, by `clock`."""
-
-    seconds: float
-    clock: Callable[[], float]
-
-    def deadline(self) -> float:
-        return self.clock() + self.seconds
-
-    def spent(self, deadline: float) -> bool:
-        return self.clock() >= deadline
-
-
 def _fold_polls(
-    db: Database, ids: list[int], bounds: Mapping[str, Any], chunk: int, budget: _Budget
+    db: Database,
+    ids: list[int],
+    bounds: Mapping[str, Any],
+    chunk: int,
+    budget_s: float,
+    clock: Callable[[], float],
 ) -> tuple[int, list[int]]:
     """One batch, one transaction: chunk by chunk, the day rows grow by these polls and the
-    polls leave `fetches`, until the budget is spent. The polls folded, and those left."""
+    polls leave `fetches`, until `budget_s` is spent. The polls folded, and those left."""
     folded = 0
     with immediate_transaction(db):
-        deadline = budget.deadline()
+        deadline = clock() + budget_s
         for start in range(0, len(ids), chunk):
-            folded += _fold_chunk(db, ids[start : start + chunk], bounds)
-            if budget.spent(deadline):
+            params = {**bounds, "ids": json.dumps(ids[start : start + chunk])}
+            db.execute(_FOLD_INSERT, params)
+            folded += int(db.execute(_FOLD_DELETE, params).rowcount)
+            if clock() >= deadline:
                 return folded, ids[start + chunk :]
     return folded, []
-
-
-def _fold_chunk(db: Database, ids: list[int], bounds: Mapping[str, Any]) -> int:
-    params = {
-        "ids": json.dumps(ids),
-        "before": bounds["before"],
-        "before_unix": bounds["before_unix"],
-    }
-    db.execute(_FOLD_INSERT, params)
-    return int(db.execute(_FOLD_DELETE, params).rowcount)
-
-
-def poll_counts(db: Database, feed_id: int) -> dict[str, int]:
-    """All the polls a feed ever had by outcome, compacted ones included."""
-    counts = dict(
-        db.execute(
-            "SELECT outcome, count(*) FROM fetches WHERE feed_id = ? GROUP BY outcome", [feed_id]
-        ).fetchall()
-    )
-    days = db.execute(
-        "SELECT coalesce(sum(unchanged), 0), coalesce(sum(not_modified), 0) FROM poll_days"
-        " WHERE feed_id = ?",
-        [feed_id],
-    ).fetchone()
-    counts["unchanged"] = counts.get("unchanged", 0) + int(days[0])
-    counts["not_modified"] = counts.get("not_modified", 0) + int(days[1])
-    return {k: int(v) for k, v in counts.items()}

@@ -40,45 +40,45 @@ def open_archive(path: Path | str, *, file_mode: int = 0o600, read_only: bool = 
     _refuse_special_file(path)
     if read_only:
         return _open_read_only(path, file_mode=file_mode)
-    conn: sqlite3.Connection | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            # Created owner-only: the archive may hold what personal feeds revealed.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, file_mode))
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
-        _refuse_foreign(conn, path)
-        db = _database(conn)
-        db.execute("PRAGMA foreign_keys = ON")
-        if not db.execute("PRAGMA page_count").fetchone()[0]:  # a new file: set before WAL
-            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.enable_wal()
-        # WAL's recommended level: a commit is atomic and survives a crash of the process;
-        # only a power cut may lose the last polls (never half of one). Skipping the fsync
-        # of every commit is what lets a sync of hundreds of feeds run at disk speed.
-        db.execute("PRAGMA synchronous = NORMAL")
-        # A poll with changes writes the pages of many talks: a larger WAL lets a
-        # checkpoint copy each page once for many polls instead of once per poll.
-        page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_BYTES // page_size}")
-        db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        db.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_BYTES}")
-        if _schema.pending(conn):  # read only: an up-to-date archive starts no transaction
-            with immediate_transaction(db):
-                _refuse_foreign(conn, path)
-                _schema.apply_pending(conn)
+        with contextlib.ExitStack() as on_error:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                # Created owner-only: the archive may hold what personal feeds revealed.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, file_mode))
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+            on_error.callback(conn.close)
+            _refuse_foreign(conn, path)
+            db = _database(conn)
+            _configure(db)
+            if _schema.pending(conn):  # read only: an up-to-date archive starts no transaction
+                with immediate_transaction(db):
+                    _refuse_foreign(conn, path)
+                    _schema.apply_pending(conn)
+            on_error.pop_all()
     except (OSError, sqlite3.Error) as exc:
-        if conn is not None:
-            conn.close()
         raise ArchiveError(
             f"{path}: cannot open the archive: {exc}{_read_only_hint(path)}"
         ) from None
-    except ArchiveError:
-        if conn is not None:
-            conn.close()
-        raise
     return db
+
+
+def _configure(db: Database) -> None:
+    db.execute("PRAGMA foreign_keys = ON")
+    if not db.execute("PRAGMA page_count").fetchone()[0]:  # a new file: set before WAL
+        db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        db.enable_wal()
+    # WAL's recommended level: a commit is atomic and survives a crash of the process;
+    # only a power cut may lose the last polls (never half of one). Skipping the fsync
+    # of every commit is what lets a sync of hundreds of feeds run at disk speed.
+    db.execute("PRAGMA synchronous = NORMAL")
+    # A poll with changes writes the pages of many talks: a larger WAL lets a
+    # checkpoint copy each page once for many polls instead of once per poll.
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_BYTES // page_size}")
+    db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    db.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_BYTES}")
 
 
 def _refuse_special_file(path: Path) -> None:
@@ -96,31 +96,27 @@ def _refuse_special_file(path: Path) -> None:
 def _open_read_only(path: Path, *, file_mode: int) -> Database:
     if not path.exists():  # as before: a first read makes an empty archive
         open_archive(path, file_mode=file_mode).close()
-    conn: sqlite3.Connection | None = None
     try:
-        conn = _connect_read_only(path)
-        _refuse_foreign(conn, path)
-        if _schema.pending(conn):
-            conn.close()
-            conn = None
-            if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
-                raise ArchiveError(
-                    f"{path}: the archive needs an upgrade and is read-only here: run"
-                    " `harvester sync` once where it can be written"
-                )
-            open_archive(path, file_mode=file_mode).close()
+        with contextlib.ExitStack() as on_error:
             conn = _connect_read_only(path)
-        conn.execute("PRAGMA query_only = 1")
+            on_error.callback(conn.close)
+            _refuse_foreign(conn, path)
+            if _schema.pending(conn):
+                conn.close()
+                if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+                    raise ArchiveError(
+                        f"{path}: the archive needs an upgrade and is read-only here: run"
+                        " `harvester sync` once where it can be written"
+                    )
+                open_archive(path, file_mode=file_mode).close()
+                conn = _connect_read_only(path)
+                on_error.callback(conn.close)
+            conn.execute("PRAGMA query_only = 1")
+            on_error.pop_all()
     except sqlite3.Error as exc:
-        if conn is not None:
-            conn.close()
         raise ArchiveError(
             f"{path}: cannot open the archive read-only: {exc}{_read_only_hint(path)}"
         ) from None
-    except ArchiveError:
-        if conn is not None:
-            conn.close()
-        raise
     return _database(conn)
 
 
@@ -201,18 +197,14 @@ CHECKED_AT_KEY = "quick_check_at"  # archive_meta: when `check_when_due` last fo
 CHECK_EVERY_S = 86_400.0
 
 
-def check_when_due(db: Database, now: datetime, every_s: float = CHECK_EVERY_S) -> bool:
-    """`PRAGMA quick_check` when the last one is `every_s` old (or there was none): raises
+def check_when_due(db: Database, now: datetime) -> bool:
+    """`PRAGMA quick_check` when the last one is a day old (or there was none): raises
     ArchiveError for a damaged file. Whether it ran."""
-    row = db.execute("SELECT value FROM archive_meta WHERE key = ?", [CHECKED_AT_KEY]).fetchone()
-    if row is not None and (now - datetime.fromisoformat(row[0])).total_seconds() < every_s:
+    if not _due(db, CHECKED_AT_KEY, now, CHECK_EVERY_S):
         return False
     _quick_check(db.conn, Path(_archive_file(db)))
     with immediate_transaction(db):
-        db.execute(
-            "INSERT OR REPLACE INTO archive_meta (key, value) VALUES (?, ?)",
-            [CHECKED_AT_KEY, now_iso(now)],
-        )
+        set_meta(db, CHECKED_AT_KEY, now_iso(now))
     return True
 
 
@@ -223,25 +215,35 @@ ANALYZE_EVERY_S = 86_400.0
 ANALYSIS_LIMIT = 1000
 
 
-def refresh_statistics_when_due(
-    db: Database, now: datetime, every_s: float = ANALYZE_EVERY_S
-) -> bool:
+def refresh_statistics_when_due(db: Database, now: datetime) -> bool:
     """The query planner's statistics (`sqlite_stat1`), made anew by a writing run when
     they are a day old or missing: without them a search page plans a join badly (see
     docs/performance.md). Not `PRAGMA optimize`: before SQLite 3.46 it analyzes only the
     tables its own connection queried, and a sync never queries what the pages do.
     Whether it ran."""
-    row = db.execute("SELECT value FROM archive_meta WHERE key = ?", [ANALYZED_AT_KEY]).fetchone()
-    if row is not None and (now - datetime.fromisoformat(row[0])).total_seconds() < every_s:
+    if not _due(db, ANALYZED_AT_KEY, now, ANALYZE_EVERY_S):
         return False
     db.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
     with immediate_transaction(db):
         db.execute("ANALYZE")
-        db.execute(
-            "INSERT OR REPLACE INTO archive_meta (key, value) VALUES (?, ?)",
-            [ANALYZED_AT_KEY, now_iso(now)],
-        )
+        set_meta(db, ANALYZED_AT_KEY, now_iso(now))
     return True
+
+
+def meta(db: Database, key: str) -> str | None:
+    """The `archive_meta` value of `key` (None when there is none)."""
+    row = db.execute("SELECT value FROM archive_meta WHERE key = ?", [key]).fetchone()
+    return None if row is None else row[0]
+
+
+def set_meta(db: Database, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO archive_meta (key, value) VALUES (?, ?)", [key, value])
+
+
+def _due(db: Database, key: str, now: datetime, every_s: float) -> bool:
+    """Whether the step whose last run `key` records has not run for `every_s`."""
+    done = meta(db, key)
+    return done is None or (now - datetime.fromisoformat(done)).total_seconds() >= every_s
 
 
 @contextlib.contextmanager

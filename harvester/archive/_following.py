@@ -1,26 +1,20 @@
-"""Following (`[[follow]]`): the series topics bring in, the notify filters on words and
-speakers, and the weekly digests."""
+"""Following (`[[follow]]`): the series topics bring in (`series.followed_since`,
+`followed_by`, `left_at`), the check of a notify `match` query, and the weekly digests
+(rows of `notifications` with uid 'digest/<week>' and a message)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlite_utils import Database
 
-from harvester.archive._connection import immediate_transaction, now_iso
-from harvester.diff import NewVersion
-from harvester.notify import Target as NotifyTarget
+from harvester.archive._connection import immediate_transaction, meta, now_iso, set_meta
+from harvester.archive._notifications import lease
 from harvester.redact import redact
-
-# --- following (issue 23) ---
-# Series a `[[follow]]` topic brings in (`series.followed_since`, `followed_by`, `left_at`),
-# the notification filters on words and speakers (`notify_targets.match`, `speakers`), and
-# the weekly digests (rows of `notifications` with uid 'digest/<week>' and a message).
 
 
 def search_problem(query: str) -> str | None:
@@ -44,11 +38,9 @@ FOLLOW_REFRESHED_KEY = "follow_refreshed_at"  # archive_meta: the last topic sea
 
 def follow_refreshed(db: Database) -> dict[str, Any] | None:
     """When the topics were last searched, and which `[[follow]]` entries they were."""
-    row = db.execute(
-        "SELECT value FROM archive_meta WHERE key = ?", [FOLLOW_REFRESHED_KEY]
-    ).fetchone()
+    stored = meta(db, FOLLOW_REFRESHED_KEY)
     try:
-        value = json.loads(row[0]) if row else None
+        value = json.loads(stored) if stored else None
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -80,10 +72,8 @@ def record_followed(
         db.conn.executemany(
             "UPDATE series SET left_at = ? WHERE shortname = ?", [(moment, name) for name in left]
         )
-        db.execute(
-            "INSERT OR REPLACE INTO archive_meta (key, value) VALUES (?, ?)",
-            [FOLLOW_REFRESHED_KEY, json.dumps({"at": moment, "follow": sorted(entries)})],
-        )
+        refreshed = {"at": moment, "follow": sorted(entries)}
+        set_meta(db, FOLLOW_REFRESHED_KEY, json.dumps(refreshed))
     return sorted(set(found) - before), left
 
 
@@ -98,62 +88,6 @@ def followed_series(db: Database, *, with_left: bool = False) -> list[dict[str, 
             {"with_left": int(with_left)},
         )
     ]
-
-
-def _register_target_filters(db: Database, targets: Iterable[NotifyTarget]) -> None:
-    """The targets' `match` and `speakers`, where they differ from what is stored."""
-    wanted = {
-        t.key: (t.match, json.dumps(list(t.speakers), ensure_ascii=False) if t.speakers else None)
-        for t in targets
-    }
-    stored = {
-        row[0]: (row[1], row[2])
-        for row in db.execute("SELECT key, match, speakers FROM notify_targets WHERE active = 1")
-    }
-    changed = [(*filters, key) for key, filters in wanted.items() if stored.get(key) != filters]
-    if changed:
-        with immediate_transaction(db):
-            db.conn.executemany(
-                "UPDATE notify_targets SET match = ?, speakers = ? WHERE key = ?", changed
-            )
-
-
-def _with_filters(db: Database, targets: list[NotifyTarget]) -> list[NotifyTarget]:
-    filters = {
-        row[0]: (row[1], tuple(json.loads(row[2])) if row[2] else ())
-        for row in db.execute(
-            "SELECT key, match, speakers FROM notify_targets WHERE active = 1"
-            " AND (match IS NOT NULL OR speakers IS NOT NULL)"
-        )
-    }
-    return [
-        replace(t, match=filters[t.key][0], speakers=filters[t.key][1]) if t.key in filters else t
-        for t in targets
-    ]
-
-
-_MATCHING_SQL = (
-    "SELECT s.uid FROM json_each(:uids) j JOIN talk_state s ON s.uid = j.value"
-    " JOIN talks_fts ON talks_fts.rowid = s.version_id WHERE talks_fts MATCH :match"
-)
-
-
-def _matched_versions(
-    db: Database, targets: list[NotifyTarget], versions: list[NewVersion]
-) -> set[tuple[str, str]]:
-    """(target key, uid) of the new versions each target's `match` finds: the archive's own
-    search over the talk's row in talks_fts (written before this, in the same transaction)."""
-    uids = json.dumps(sorted({v.uid for v in versions}))
-    found: set[tuple[str, str]] = set()
-    for target in targets:
-        if target.match is None:
-            continue
-        try:
-            rows = db.execute(_MATCHING_SQL, {"uids": uids, "match": target.match}).fetchall()
-        except sqlite3.OperationalError:  # a query checked by an older release: matches nothing
-            continue
-        found |= {(target.key, row[0]) for row in rows}
-    return found
 
 
 _WEEK_TALKS_SQL = (
@@ -176,8 +110,9 @@ def talks_between(
         else "AND version_id IN (SELECT rowid FROM talks_fts WHERE talks_fts MATCH :match)"
     )
     params = {
-        "start": _utc_seconds(start),
-        "end": _utc_seconds(end),
+        # As the archive writes a talk's start: `2026-12-10T15:00:00+00:00`.
+        "start": start.astimezone(UTC).isoformat(timespec="seconds"),
+        "end": end.astimezone(UTC).isoformat(timespec="seconds"),
         "series": None if series is None else json.dumps(sorted(series)),
         "match": match,
     }
@@ -185,11 +120,6 @@ def talks_between(
         return [dict(row) for row in db.query(sql, params)]
     except sqlite3.OperationalError:  # a query checked by an older release
         return []
-
-
-def _utc_seconds(moment: datetime) -> str:
-    """As the archive writes a talk's start: `2026-12-10T15:00:00+00:00`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def digest_uid(week: str) -> str:
@@ -223,9 +153,6 @@ def claim_digests(
     db: Database, keys: Iterable[str], now: datetime, lease_until: datetime, *, retry: bool
 ) -> list[dict[str, Any]]:
     """As `claim_notifications`, for the due digest rows (each with its own message)."""
-    keys = sorted(set(keys))
-    if not keys:
-        return []
     sql = (
         "SELECT id, target, attempts, uid, title, body FROM notifications"
         " WHERE version = 0 AND body IS NOT NULL"
@@ -234,11 +161,4 @@ def claim_digests(
         " AND target IN (SELECT value FROM json_each(:keys))"
         " AND coalesce(claimed_until, '') <= :now ORDER BY id"
     )
-    with immediate_transaction(db):
-        params = {"now": now_iso(now), "keys": json.dumps(keys), "retry": int(retry)}
-        rows = [dict(r) for r in db.query(sql, params)]
-        db.conn.executemany(
-            "UPDATE notifications SET claimed_until = ? WHERE id = ?",
-            [(now_iso(lease_until), r["id"]) for r in rows],
-        )
-    return rows
+    return lease(db, sql, keys, now, lease_until, retry)

@@ -1,8 +1,10 @@
-"""The notifications outbox (`[[notify]]`): targets by key, one row per (version, target)."""
+"""The notifications outbox (`[[notify]]`): targets by key, with their filters on words and
+speakers (`notify_targets.match`, `speakers`); one row per (version, target)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -10,14 +12,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from harvester.archive._connection import immediate_transaction, now_iso
-from harvester.archive._following import _matched_versions, _register_target_filters, _with_filters
 from harvester.diff import NewVersion
 from harvester.notify import Target as NotifyTarget
 from harvester.notify import wants
 from harvester.redact import redact
-
-# The notifications outbox (`[[notify]]`): targets by key, one row per (version, target).
-# ------------------------------------------------------------------------------------------
 
 
 def register_notify_targets(db: Database, targets: Iterable[NotifyTarget], at: datetime) -> None:
@@ -55,21 +53,64 @@ def register_notify_targets(db: Database, targets: Iterable[NotifyTarget], at: d
     _register_target_filters(db, targets)
 
 
-def _active_notify_targets(db: Database) -> list[NotifyTarget]:
-    targets = []
-    for key, series, kinds, upcoming_only in db.execute(
-        "SELECT key, series, kinds, upcoming_only FROM notify_targets WHERE active = 1"
-    ):
-        targets.append(
-            NotifyTarget(
-                key=key,
-                url="",
-                series=None if series is None else frozenset(json.loads(series)),
-                kinds=frozenset(json.loads(kinds)),
-                upcoming_only=bool(upcoming_only),
+def _register_target_filters(db: Database, targets: Iterable[NotifyTarget]) -> None:
+    """The targets' `match` and `speakers`, where they differ from what is stored."""
+    wanted = {
+        t.key: (t.match, json.dumps(list(t.speakers), ensure_ascii=False) if t.speakers else None)
+        for t in targets
+    }
+    stored = {
+        row[0]: (row[1], row[2])
+        for row in db.execute("SELECT key, match, speakers FROM notify_targets WHERE active = 1")
+    }
+    changed = [(*filters, key) for key, filters in wanted.items() if stored.get(key) != filters]
+    if changed:
+        with immediate_transaction(db):
+            db.conn.executemany(
+                "UPDATE notify_targets SET match = ?, speakers = ? WHERE key = ?", changed
             )
+
+
+def _active_notify_targets(db: Database) -> list[NotifyTarget]:
+    return [
+        NotifyTarget(
+            key=key,
+            url="",
+            series=None if series is None else frozenset(json.loads(series)),
+            kinds=frozenset(json.loads(kinds)),
+            upcoming_only=bool(upcoming_only),
+            match=match,
+            speakers=tuple(json.loads(speakers)) if speakers else (),
         )
-    return _with_filters(db, targets)
+        for key, series, kinds, upcoming_only, match, speakers in db.execute(
+            "SELECT key, series, kinds, upcoming_only, match, speakers FROM notify_targets"
+            " WHERE active = 1"
+        )
+    ]
+
+
+_MATCHING_SQL = (
+    "SELECT s.uid FROM json_each(:uids) j JOIN talk_state s ON s.uid = j.value"
+    " JOIN talks_fts ON talks_fts.rowid = s.version_id WHERE talks_fts MATCH :match"
+)
+
+
+def _matched_versions(
+    db: Database, targets: list[NotifyTarget], versions: list[NewVersion]
+) -> set[tuple[str, str]]:
+    """(target key, uid) of the new versions each target's `match` finds: the archive's own
+    search over the talk's row in talks_fts (written before this, in the same transaction)."""
+    uids = json.dumps(sorted({v.uid for v in versions}))
+    found: set[tuple[str, str]] = set()
+    for target in targets:
+        if target.match is None:
+            continue
+        try:
+            rows = db.execute(_MATCHING_SQL, {"uids": uids, "match": target.match}).fetchall()
+        except sqlite3.OperationalError:  # a query checked by an older release: matches nothing
+            continue
+        found |= {(target.key, row[0]) for row in rows}
+    return found
 
 
 def queue_notifications(db: Database, versions: list[NewVersion], observed_at: datetime) -> None:
@@ -119,23 +160,32 @@ def claim_notifications(
     """Take the due rows of these targets for one send (a lease, so that two processes do
     not send one row twice), each with its version's fields and the previous version's as
     `previous_<field>`, oldest first. `retry`: failed rows and rows backing off too."""
-    keys = sorted(set(keys))
-    if not keys:
-        return []
     due = "n.status IN ('pending', 'failed')" if retry else "n.status = 'pending'"
     if not retry:
         due += " AND coalesce(n.next_attempt_at, '') <= :now"
     previous = ", ".join(f"p.[{f}] AS [previous_{f}]" for f in _OUTBOX_FIELDS)
     sql = _CLAIM_SQL.format(previous=previous, due=due)
-    params = {"now": now_iso(now), "keys": json.dumps(keys)}
+    rows = lease(db, sql, keys, now, lease_until)
+    for row in rows:
+        row["kinds"] = json.loads(row["kinds"] or "[]")
+    return rows
+
+
+def lease(
+    db: Database, sql: str, keys: Iterable[str], now: datetime, until: datetime, retry: bool = False
+) -> list[dict[str, Any]]:
+    """The outbox rows of targets `keys` that `sql` selects, claimed until `until` in the
+    same transaction (`sql` reads :keys, :now and :retry)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return []
+    params = {"now": now_iso(now), "keys": json.dumps(keys), "retry": int(retry)}
     with immediate_transaction(db):
         rows = [dict(r) for r in db.query(sql, params)]
         db.conn.executemany(
             "UPDATE notifications SET claimed_until = ? WHERE id = ?",
-            [(now_iso(lease_until), r["id"]) for r in rows],
+            [(now_iso(until), r["id"]) for r in rows],
         )
-    for row in rows:
-        row["kinds"] = json.loads(row["kinds"] or "[]")
     return rows
 
 

@@ -15,9 +15,6 @@ from harvester import textstore
 from harvester.archive._connection import immediate_transaction
 from harvester.model import CONTENT_FIELDS, JSON_FIELDS
 
-# Read-side queries behind `history`, `export` and `status` (no writes).
-# ------------------------------------------------------------------------------------------
-
 EXPORT_FIELDS = ("uid", *CONTENT_FIELDS, "version", "first_seen", "changed_at")
 
 
@@ -99,9 +96,7 @@ def reschedule_links(db: Database, uid: str) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------------------------------
 # The daemon's heartbeat row (`daemon`, id 1; see harvester.health).
-# ------------------------------------------------------------------------------------------
 
 DAEMON_COLUMNS = (
     "pid",
@@ -118,12 +113,12 @@ DAEMON_COLUMNS = (
 
 def write_daemon_start(db: Database, row: Mapping[str, Any]) -> None:
     """The row of a daemon that starts, replacing the row of any earlier daemon."""
-    values = {name: row.get(name) for name in DAEMON_COLUMNS} | {"id": 1}
+    values = {name: row.get(name) for name in DAEMON_COLUMNS}
+    columns = ", ".join(DAEMON_COLUMNS)
+    placeholders = ", ".join(f":{name}" for name in DAEMON_COLUMNS)
     with immediate_transaction(db):
         db.execute(
-            "INSERT OR REPLACE INTO daemon (id, pid, host, version, config, feeds, started_at,"
-            " heartbeat_at, heartbeat_every, stopped_at) VALUES (:id, :pid, :host, :version,"
-            " :config, :feeds, :started_at, :heartbeat_at, :heartbeat_every, :stopped_at)",
+            f"INSERT OR REPLACE INTO daemon (id, {columns}) VALUES (1, {placeholders})",  # noqa: S608
             values,
         )
 
@@ -151,9 +146,7 @@ def daemon_row(db: Database) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-# ------------------------------------------------------------------------------------------
 # Series metadata (`series`; see harvester.series).
-# ------------------------------------------------------------------------------------------
 
 
 def upsert_series(db: Database, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -208,7 +201,6 @@ def series_names(db: Database) -> dict[str, str]:
     return {row[0]: row[1] for row in db.execute("SELECT shortname, name FROM series") if row[1]}
 
 
-# ------------------------------------------------------------------------------------------
 # What the Datasette pages read (on Datasette's own connections, hence sqlite3.Connection).
 
 

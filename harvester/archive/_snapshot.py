@@ -11,8 +11,6 @@ from harvester.archive._connection import _connect_read_only
 from harvester.archive._feeds import URL_SALT_KEY
 from harvester.errors import ArchiveError
 
-# A read-only copy to publish (`harvester snapshot`).
-
 
 @dataclass(frozen=True)
 class SnapshotFacts:
