@@ -44,9 +44,13 @@ import codecs
 import hashlib
 import html
 import itertools
+import multiprocessing
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -701,26 +705,63 @@ def parse_fast(text: bytes, lookup: Lookup) -> ParsedFeed | None:
     )
 
 
-def _parse_unknown(
-    text: bytes, context: bytes, unknown: list[tuple[int, Block]]
-) -> tuple[list[TalkRecord], list[str]] | None:
+Records = tuple[list[TalkRecord], list[str]]  # talk records, and the warnings of their parse
+
+
+def _parse_unknown(text: bytes, context: bytes, unknown: list[tuple[int, Block]]) -> Records | None:
     """icalendar's records of the unknown blocks in body order, read in the calendar
     `context` around them; None when icalendar does not see exactly those blocks.
 
-    With no unknown block, icalendar still reads the calendar's own lines.
+    With `MANY` unknown blocks or more, in another process when `other_processes` runs.
     """
-    fingerprints = {position: block.fingerprint for position, block in unknown}
-    items = ((position, text[block.start : block.end]) for position, block in unknown)
+    items = [(n, text[block.start : block.end], block.fingerprint) for n, block in unknown]
+    if _workers is not None and len(items) >= MANY:
+        try:
+            found = _workers.submit(_records, context, items).result(timeout=_WORKER_DEADLINE_S)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): parse here
+            return _records(context, items)
+        except TimeoutError:
+            raise ParseError(f"icalendar took over {_WORKER_DEADLINE_S} s") from None
+        # That process knows no secret: mask them here.
+        return None if found is None else ([masked(r) for r in found[0]], found[1])
+    return _records(context, items)
+
+
+def _records(context: bytes, items: list[tuple[int, bytes, str]]) -> Records | None:
+    """The records of the blocks (position, raw VEVENT, fingerprint) read in `context`."""
     warnings: list[str] = []
     records = []
+    fingerprints = {position: fingerprint for position, _, fingerprint in items}
     try:
-        for event, raw, position in read_events(context, items):
+        for event, raw, position in read_events(context, ((n, raw) for n, raw, _ in items)):
             record = talk_from_event(event, raw, position, warnings, fingerprints[position])
             if record is not None:
                 records.append(record)
     except MisreadError:
         return None
     return records, warnings
+
+
+# A first sync is mostly icalendar's parse and the archive's writes: with the parse in other
+# processes, one feed's parse runs while another's talks are written (docs/performance.md).
+MANY = 100  # unknown events of one body worth another process
+_WORKER_DEADLINE_S = 600
+_workers: Executor | None = None
+
+
+@contextmanager
+def other_processes(count: int) -> Iterator[None]:
+    """While the block runs, the events of bodies with `MANY` unknown events or more are
+    parsed in up to `count` other processes, started when first needed."""
+    global _workers
+    spawn = multiprocessing.get_context("spawn")  # a fork would copy the threads' locks
+    pool = ProcessPoolExecutor(count, mp_context=spawn)
+    _workers = pool
+    try:
+        yield
+    finally:
+        _workers = None
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _is_in(block: Block, archived: Mapping[str, str]) -> bool:

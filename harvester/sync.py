@@ -7,6 +7,7 @@ happen inside one `BEGIN IMMEDIATE` transaction that re-reads the archive state 
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -30,6 +31,7 @@ from harvester.parse import (
     ParsedFeed,
     body_fingerprint,
     check_calendar_bytes,
+    other_processes,
     parse_body,
     stamps_uniform,
 )
@@ -318,7 +320,7 @@ def sync_with_client(
     """`sync_feeds` with a client of `http`'s settings (the CLI's `sync`)."""
     from harvester.fetch import make_client  # httpx: not for `harvester import`
 
-    with make_client(http) as client:
+    with other_processes(os.cpu_count() or 1), make_client(http) as client:
         return sync_feeds(
             open_db,
             client,
