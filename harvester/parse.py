@@ -44,12 +44,10 @@ import codecs
 import hashlib
 import html
 import itertools
-import multiprocessing
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -60,6 +58,8 @@ from harvester.model import KnownTalk, Speaker, TalkRecord, masked
 from harvester.site import http_url
 
 if TYPE_CHECKING:  # icalendar is imported when a body needs it: most polls need none
+    from concurrent.futures import Executor
+
     import icalendar
 
 T = TypeVar("T")
@@ -716,8 +716,10 @@ def _parse_unknown(text: bytes, context: bytes, unknown: list[tuple[int, Block]]
     """
     items = [(n, text[block.start : block.end], block.fingerprint) for n, block in unknown]
     if _workers is not None and len(items) >= MANY:
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
-            found = _workers.submit(_records, context, items).result(timeout=_WORKER_DEADLINE_S)
+            found = _workers.get().submit(_records, context, items).result(_WORKER_DEADLINE_S)
         except BrokenProcessPool:  # a worker died (killed, out of memory): parse here
             return _records(context, items)
         except TimeoutError:
@@ -746,22 +748,46 @@ def _records(context: bytes, items: list[tuple[int, bytes, str]]) -> Records | N
 # processes, one feed's parse runs while another's talks are written (docs/performance.md).
 MANY = 100  # unknown events of one body worth another process
 _WORKER_DEADLINE_S = 600
-_workers: Executor | None = None
+
+
+class _Workers:
+    """Up to `count` spawned processes, the pool started when first needed (a sync that
+    parses little never imports multiprocessing)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.lock = threading.Lock()
+        self.pool: Executor | None = None
+
+    def get(self) -> Executor:
+        with self.lock:
+            if self.pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                spawn = multiprocessing.get_context("spawn")  # a fork copies the threads' locks
+                self.pool = ProcessPoolExecutor(self.count, mp_context=spawn)
+            return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+_workers: _Workers | None = None
 
 
 @contextmanager
 def other_processes(count: int) -> Iterator[None]:
     """While the block runs, the events of bodies with `MANY` unknown events or more are
-    parsed in up to `count` other processes, started when first needed."""
+    parsed in up to `count` other processes."""
     global _workers
-    spawn = multiprocessing.get_context("spawn")  # a fork would copy the threads' locks
-    pool = ProcessPoolExecutor(count, mp_context=spawn)
-    _workers = pool
+    _workers = workers = _Workers(count)
     try:
         yield
     finally:
         _workers = None
-        pool.shutdown(wait=False, cancel_futures=True)
+        workers.close()
 
 
 def _is_in(block: Block, archived: Mapping[str, str]) -> bool:

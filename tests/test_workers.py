@@ -8,12 +8,15 @@ import os
 import random
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from harvester import parse
+from harvester import parse, sync
 from harvester.archive import open_archive
+from harvester.config import HttpSettings
 from harvester.redact import forget_all, remember
 from tests.test_fastpath import T0, body_of, dump, make_talks, poll
 
@@ -60,7 +63,7 @@ def test_a_worker_that_died_leaves_the_parse_to_this_process(
 ) -> None:
     assert parse._workers is not None
     with pytest.raises(Exception, match="terminated abruptly"):
-        parse._workers.submit(os._exit, 1).result(timeout=60)  # as if killed
+        parse._workers.get().submit(os._exit, 1).result(timeout=60)  # as if killed
     result = poll(open_archive(tmp_path / "there.db"), body, T0)
     assert (result.outcome, result.counts["new"]) == ("changed", MANY)
     assert dump(tmp_path / "there.db") == in_process
@@ -81,3 +84,20 @@ def test_secrets_are_masked_in_what_another_process_parsed(tmp_path: Path, worke
     stored = "\n".join(str(row) for row in conn.execute("SELECT * FROM talks"))
     assert "Private link" in stored
     assert secret not in stored
+
+
+def test_a_sync_has_as_many_other_processes_as_the_machine_has_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts: list[int] = []
+    real = parse.other_processes
+
+    @contextmanager
+    def counted(count: int) -> Iterator[None]:
+        counts.append(count)
+        with real(count):
+            yield
+
+    monkeypatch.setattr(sync, "other_processes", counted)
+    sync.sync_with_client(partial(open_archive, tmp_path / "a.db"), HttpSettings(), [])
+    assert counts == [os.cpu_count()]
