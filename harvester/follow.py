@@ -22,9 +22,9 @@ from sqlite_utils import Database
 from harvester import archive as store
 from harvester.config import Config, FeedConfig
 from harvester.errors import ApiError, ArchiveError
+from harvester.follow_status import followed_feeds
 from harvester.logs import get_logger
 from harvester.series import open_api, store_series
-from harvester.site import series_shortname
 from harvester.site_api import SeriesInfo, select_series
 from harvester.sync import FeedTarget
 
@@ -73,16 +73,10 @@ def refresh_when_due(db: Database, config: Config, now: datetime, *, force: bool
 
 def followed_targets(db: Database, config: Config) -> list[FeedTarget]:
     """The feeds of the series the topics bring in, minus those the config names."""
-    base = config.site.base_url
-    configured = {series_shortname(feed.url, base) for feed in config.feeds}
+    gone_after = config.schedule.gone_after
     return [
-        FeedTarget(
-            f"{base.rstrip('/')}/seminar/{row['shortname']}/ics",
-            row["shortname"],
-            gone_after=config.schedule.gone_after,
-        )
-        for row in store.followed_series(db)
-        if row["shortname"] not in configured
+        FeedTarget(url, shortname, gone_after=gone_after)
+        for shortname, url in followed_feeds(db, config).items()
     ]
 
 

@@ -1,4 +1,5 @@
-"""`harvester status`'s account of `[[follow]]`: the series the topics brought in.
+"""What `[[follow]]` brought in, as the archive holds it: its lines in `harvester status`
+and the followed series' feeds.
 
 Apart from harvester.follow, which reaches the network, so that `status` loads no HTTP
 client (tests/test_startup.py).
@@ -11,6 +12,7 @@ from sqlite_utils import Database
 from harvester import archive as store
 from harvester.config import Config
 from harvester.humane import human_time
+from harvester.site import series_shortname
 
 
 def status_lines(db: Database, config: Config) -> list[str]:
@@ -29,3 +31,14 @@ def status_lines(db: Database, config: Config) -> list[str]:
             left = human_time(row["left_at"])
             lines.append(f"  {row['shortname']}  left the topic {left}, not polled (history kept)")
     return lines
+
+
+def followed_feeds(db: Database, config: Config) -> dict[str, str]:
+    """Shortname → feed URL of the series the topics bring in, but those the config names."""
+    base = config.site.base_url
+    configured = {series_shortname(feed.url, base) for feed in config.feeds}
+    return {
+        row["shortname"]: f"{base.rstrip('/')}/seminar/{row['shortname']}/ics"
+        for row in store.followed_series(db)
+        if row["shortname"] not in configured
+    }

@@ -2,8 +2,9 @@
 
 A feed is *stale* when its last success (or, if it never succeeded, the time it was
 added) is older than `STALE_AFTER` × its interval. Only feeds the config schedules are
-judged: an ad hoc `sync URL`, an imported file or a feed since dropped from the config has
-no interval to be late for.
+judged, its own and those of the series its `[[follow]]` topics bring in: an ad hoc
+`sync URL`, an imported file or a feed since dropped from the config has no interval to be
+late for.
 
 The daemon keeps one row in the archive's `daemon` table: written when it starts, its
 `heartbeat_at` refreshed every `HEARTBEAT_EVERY_S`, `stopped_at` set on a clean stop. A
@@ -24,6 +25,7 @@ from harvester import __version__
 from harvester import archive as store
 from harvester.archive import now_iso
 from harvester.config import Config
+from harvester.follow_status import followed_feeds
 from harvester.humane import counted, human_time
 
 STALE_AFTER = 3  # intervals (feeds) or heartbeats (the daemon)
@@ -43,17 +45,19 @@ def annotate_feeds(
     db: Database, feeds: list[dict[str, Any]], config: Config, now: datetime
 ) -> None:
     """Add `interval_s` (None when the config does not schedule the feed), `configured`
-    (an enabled feed of the config: the only ones health judges) and `stale`.
+    (an enabled feed of the config, or of a series its `[[follow]]` topics bring in: the
+    only ones health judges) and `stale`.
 
     Config entries are matched to archived feeds by the archive (`feed_ids`). Feeds polled
     ad hoc, imported files, and feeds removed from or disabled in the config are listed but
     never make the archive FAILING or STALE.
     """
-    enabled = [f for f in config.feeds if f.enabled]
-    ids = store.feed_ids(db, [f.url for f in enabled])
-    intervals = {
-        ids[f.url]: f.interval_or(config.schedule.interval) for f in enabled if f.url in ids
-    }
+    every = config.schedule.interval
+    scheduled = {f.url: f.interval_or(every) for f in config.feeds if f.enabled}
+    for url in followed_feeds(db, config).values():  # polled at the config's interval
+        scheduled.setdefault(url, every)
+    ids = store.feed_ids(db, list(scheduled))
+    intervals = {ids[url]: interval for url, interval in scheduled.items() if url in ids}
     for feed in feeds:
         interval = intervals.get(feed["id"])
         age = _age(feed["last_success_at"] or feed["added_at"], now)

@@ -254,3 +254,18 @@ def test_match_or_speakers_make_new_talks_a_default_kind(workdir: Path) -> None:
     )
     kinds = [entry.kinds for entry in load_config(path).notify]
     assert "new" in kinds[0] and "new" not in kinds[1] and kinds[2] == {"retitled"}
+
+
+@pytest.mark.slow
+def test_status_check_judges_the_series_a_topic_brings_in(h: Harvester, api: Api) -> None:
+    ok(h("sync"))
+    assert ok(h("status", "--check")).stdout.startswith("OK: 1 feed healthy")
+
+    def down(handler: Any) -> bool:
+        handler._send(500, b"down", {})
+        return True
+
+    api.site.overrides["/seminar/NumThy/ics"] = down
+    ok(h("sync"), 1)
+    result = ok(h("status", "--check"), 1)
+    assert result.stdout.startswith("FAILING: NumThy (")

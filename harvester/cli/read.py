@@ -161,8 +161,9 @@ def status(app: App, as_json: bool, check: bool) -> None:
 
     A configured feed is STALE when its last success is older than 3 of its intervals.
     The first line tells whether the daemon (`harvester run`) is running, by its heartbeat.
-    Exit code 1 when a configured, enabled feed's last poll failed (feeds polled ad hoc,
-    imported files, removed or disabled feeds are listed but not judged). With --check:
+    Exit code 1 when the last poll of a configured, enabled feed, or of a series a followed
+    topic brings in, failed (feeds polled ad hoc, imported files, removed or disabled feeds
+    are listed but not judged). With --check:
     0 all healthy, 1 a feed is failing, 4 none failing but a feed is stale or the daemon
     stopped beating without a clean stop.
     """
