@@ -165,14 +165,15 @@ class Daemon:
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the number of polls abandoned at the stop."""
         inbox = SignalInbox((*STOP_SIGNALS, signal.SIGHUP))
+        plans = plans_for(self.config)  # with [[follow]], maybe none until the API answers
         self._write_heartbeat(
             health.start_heartbeat,
-            feeds=len(plans_for(self.config)),
+            feeds=len(plans),
             config=str(self.config.path) if self.config.path else None,
         )
         self.scheduler.start()
         with self.lock:
-            self._apply(plans_for(self.config))
+            self._apply(plans)
         self._notify_soon()  # what an earlier run queued and did not send
         self.scheduler.add_job(
             self._heartbeat,

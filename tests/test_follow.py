@@ -269,3 +269,18 @@ def test_status_check_judges_the_series_a_topic_brings_in(h: Harvester, api: Api
     ok(h("sync"), 1)
     result = ok(h("status", "--check"), 1)
     assert result.stdout.startswith("FAILING: NumThy (")
+
+
+@pytest.mark.slow
+def test_the_daemon_starts_with_only_a_topic_while_the_api_is_down(workdir: Path, api: Api) -> None:
+    """It waits for the topic's series (its hourly upkeep asks again), asking once at the
+    start: no 'no feeds to poll' refusal."""
+    api.site.overrides["/api/0/search/series"] = api_error_override(500, "error", "down")
+    h = config(workdir, api)
+    daemon = Daemon(h.config)
+    try:
+        wait_for(lambda: daemon.events("daemon.started"), "the daemon's start")
+        assert len(daemon.events("follow.refresh_failed")) == 1
+        assert daemon.stop()[0] == 0
+    finally:
+        daemon.close()

@@ -15,7 +15,6 @@ from harvester.daemon import (
     DEFAULT_MAX_BACKOFF_S,
     DEFAULT_WORKERS,
     Daemon,
-    plans_for,
 )
 from harvester.errors import LockBusyError
 from harvester.lock import hold
@@ -50,12 +49,13 @@ def run(app: App, workers: int, max_backoff: float, grace: float) -> None:
     SIGHUP reloads the config (a bad config is refused and the old one kept). A failing
     feed backs off. Logs go to stderr (JSON lines when not on a terminal). Exit code 0 on
     a clean stop, 1 when the archive cannot be opened, 2 for a usage or config error
-    (including a config without enabled feeds), 3 when another `harvester run` already
-    uses this archive.
+    (including a config with neither an enabled feed nor a [[follow]]), 3 when another
+    `harvester run` already uses this archive. With [[follow]] alone, the daemon waits for
+    the topics' series (asked again hourly while the site's API does not answer).
     """
 
     config = app.config
-    if not plans_for(config):
+    if not any(feed.enabled for feed in config.feeds) and not config.follow:
         raise UsageProblem(f"no feeds to poll: add [[feeds]] to {config.path or 'a config file'}")
     with contextlib.closing(app.archive()) as db:  # create, migrate and check up front
         prepare_run(app, db)
