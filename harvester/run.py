@@ -17,7 +17,6 @@ from harvester import outbox
 from harvester.config import Config
 from harvester.errors import ArchiveError
 from harvester.logs import get_logger
-from harvester.sync import maintain_quietly
 
 log = get_logger("harvester.run")
 
@@ -50,6 +49,7 @@ def upkeep(
     """After the polls: the integrity check (a daemon runs for months), the followed
     series' metadata (every series with `refresh`, `sync --refresh`; none unless `online`:
     an import asks no server), then compaction and statistics. Problems are only logged."""
+    stopping = should_stop or (lambda: False)
     try:
         db = store.open_archive(config.archive_path, file_mode=config.archive_file_mode)
         with contextlib.closing(db):
@@ -58,14 +58,14 @@ def upkeep(
                 from harvester.series import refresh_followed_series  # httpx: not for import
 
                 refresh_followed_series(db, config, now, force=refresh)
+            if stopping():
+                return
+            done = store.compact_polls(db, now, config.archive_keep_polls, should_stop=stopping)
+            analyzed = not stopping() and store.refresh_statistics_when_due(db, now)
     except ArchiveError as exc:
         log.error("archive.upkeep_failed", error=str(exc))
         return
-    if should_stop is None or not should_stop():
-        maintain_quietly(
-            config.archive_path,
-            now,
-            config.archive_keep_polls,
-            file_mode=config.archive_file_mode,
-            should_stop=should_stop,
-        )
+    if not done.skipped:
+        log.info("archive.compacted", polls=done.polls, batches=done.batches, before=done.before)
+    if analyzed:
+        log.info("archive.analyzed")

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
@@ -24,7 +23,7 @@ from harvester import archive as store
 from harvester.config import HttpSettings, ScheduleSettings
 from harvester.diff import Changes, diff
 from harvester.diff import gone as feed_gone
-from harvester.errors import ArchiveError, FetchError, ParseError, StaleKnowledgeError
+from harvester.errors import FetchError, ParseError, StaleKnowledgeError
 from harvester.logs import get_logger
 from harvester.parse import (
     BodyPrint,
@@ -431,32 +430,3 @@ def _logged(result: PollResult, t0: float) -> PollResult:
     else:
         log.info("feed.polled", **fields)
     return result
-
-
-def maintain_quietly(
-    path: Path,
-    now: datetime,
-    keep_s: float,
-    *,
-    file_mode: int = 0o600,
-    should_stop: Callable[[], bool] | None = None,
-) -> None:
-    """What runs after polls, on its own connection, each step at most once a day: the
-    compaction of old unchanged polls (`archive.compact_polls`), then the planner's
-    statistics (`archive.refresh_statistics_when_due`). A failure is only logged."""
-    try:
-        db = store.open_archive(path, file_mode=file_mode)
-        try:
-            done = store.compact_polls(db, now, keep_s, should_stop=should_stop)
-            analyzed = not (should_stop and should_stop()) and store.refresh_statistics_when_due(
-                db, now
-            )
-        finally:
-            db.conn.close()
-    except ArchiveError as exc:
-        log.warning("archive.maintenance_failed", error=str(exc))
-        return
-    if not done.skipped:
-        log.info("archive.compacted", polls=done.polls, batches=done.batches, before=done.before)
-    if analyzed:
-        log.info("archive.analyzed")
