@@ -210,7 +210,7 @@ class Daemon:
             config = load_config(self.config_path, self.db_override)
             outbox.check_filters(config)
             plans = plans_for(config)
-            if not plans:
+            if not plans and not config.follow:
                 raise ConfigError(config.path or "", "feeds", "no enabled feed to poll")
             if config.archive_path != self.config.archive_path:
                 raise ConfigError(

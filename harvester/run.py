@@ -22,9 +22,11 @@ log = get_logger("harvester.run")
 
 
 def prepare(db: Database, config: Config, now: datetime) -> str | None:
-    """Before the polls. Raises ArchiveError for a damaged archive; returns the problem
+    """Before the polls: the integrity check when due, and which feeds the config disables
+    (`feed_health` says so). Raises ArchiveError for a damaged archive; returns the problem
     with the notify targets, if any (logged; it never fails the run)."""
     store.check_when_due(db, now)
+    store.record_enabled(db, {feed.url: feed.enabled for feed in config.feeds})
     try:
         outbox.register(db, config, now)
     except ArchiveError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -164,3 +165,23 @@ def test_human_duration() -> None:
         "1h",
         "3d 2h",
     ]
+
+
+def test_feed_health_says_disabled_for_a_feed_the_config_disables(
+    workdir: Path, site: Site
+) -> None:
+    config = write_config(workdir, [site.feed_url("AlgGeom"), site.feed_url("NumThy")])
+    h = Harvester(config)
+    assert h("sync").exit_code == 0
+    text = config.read_text()
+
+    def health() -> dict[str, str]:
+        with sqlite3.connect(h.db_path) as conn:
+            return dict(conn.execute("SELECT name, health FROM feed_health").fetchall())
+
+    config.write_text(text + "enabled = false\n")  # the last feed: NumThy
+    assert h("sync").exit_code == 0
+    assert health() == {"AlgGeom": "ok", "NumThy": "disabled"}
+    config.write_text(text)
+    assert h("sync").exit_code == 0
+    assert health() == {"AlgGeom": "ok", "NumThy": "ok"}

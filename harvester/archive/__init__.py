@@ -41,6 +41,7 @@ from harvester.archive._feeds import (
     legacy_url_hash,
     load_feed,
     load_state,
+    record_enabled,
     url_key,
 )
 from harvester.archive._following import (
@@ -154,6 +155,7 @@ __all__ = [
     "queue_digest",
     "queue_notifications",
     "recently_changed_talks",
+    "record_enabled",
     "record_failure",
     "record_followed",
     "record_gone",

@@ -79,6 +79,17 @@ def find_feed(db: Database, url: str, *, rekey: bool = False) -> int | None:
     return int(row[0])
 
 
+def record_enabled(db: Database, enabled: Mapping[str, bool]) -> None:
+    """`feeds.enabled` as the config says (full URL → enabled), for the feeds it names and
+    the archive has; the others keep theirs."""
+    ids = feed_ids(db, enabled)
+    with db.conn:
+        db.conn.executemany(
+            "UPDATE feeds SET enabled = ? WHERE id = ? AND enabled IS NOT ?",
+            [(int(on), ids[url], int(on)) for url, on in enabled.items() if url in ids],
+        )
+
+
 def feed_ids(db: Database, urls: Iterable[str]) -> dict[str, int]:
     """Full URL (from the config) → id of its archived feed, for the URLs the archive has.
 
