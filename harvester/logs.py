@@ -21,8 +21,9 @@ LogFormat = Literal["console", "json"]
 
 def configure_logging(
     log_format: LogFormat | None = None, level: int = logging.INFO, stream: TextIO | None = None
-) -> None:
-    """Set up structlog and route stdlib logging through it; safe to call more than once."""
+) -> LogFormat:
+    """Set up structlog and route stdlib logging through it; safe to call more than once.
+    Returns the format taken."""
     stream = stream or sys.stderr
     if log_format is None:
         log_format = "console" if stream.isatty() else "json"
@@ -73,6 +74,7 @@ def configure_logging(
     apprise.setLevel(logging.WARNING)
     apprise.propagate = False
     logging.getLogger("urllib3").setLevel(logging.WARNING)  # Apprise's HTTP: its request lines
+    return log_format
 
 
 def get_logger(name: str = "harvester") -> Any:

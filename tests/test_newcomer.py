@@ -19,7 +19,9 @@ from typing import Any
 
 import icalendar
 import pytest
+from click.testing import CliRunner
 
+from harvester.cli import cli
 from harvester.health import CHECK_STALE
 from tests.conftest import Harvester, write_config
 from tests.sitesim import Site
@@ -192,3 +194,20 @@ def test_compact_counts_one_poll_as_one_poll_and_says_the_day_as_people_read_it(
     assert re.fullmatch(
         r"1 unchanged poll before \w{3} \d{1,2} \w{3} \d{4}, 00:00 UTC compacted", said
     )
+
+
+@pytest.mark.parametrize(("log_format", "lines"), [("console", 1), ("json", 2)])
+def test_a_failed_poll_is_said_once_where_people_read_the_log(
+    workdir: Path, site: Site, log_format: str, lines: int
+) -> None:
+    """In console logs (a terminal's) the poll's own line says what failed and where; in
+    JSON logs, for machines, the `error:` line says it for people too."""
+    config = write_config(workdir, [site.feed_url("Missing")])
+    result = CliRunner().invoke(cli, ["--config", str(config), "--log-format", log_format, "sync"])
+    assert result.exit_code == 1
+    said = [
+        line
+        for line in result.stderr.splitlines()
+        if "/seminar/Missing/ics" in line or "error: Missing" in line
+    ]
+    assert len(said) == lines, result.stderr

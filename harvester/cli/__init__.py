@@ -162,8 +162,9 @@ def cli(
     from harvester.logs import configure_logging
 
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    configure_logging(log_format, level)  # type: ignore[arg-type]
+    taken = configure_logging(log_format, level)  # type: ignore[arg-type]
     ctx.obj = App(config_path=config_path, db_path=db_path, quiet=quiet)
+    ctx.obj.logs_for_people = taken == "console"
 
 
 def main() -> None:

@@ -35,6 +35,8 @@ class App:
     config_path: str | None
     db_path: str | None
     quiet: bool
+    # Log lines read by people (console): a failed poll's is then the one line it gets.
+    logs_for_people: bool = field(default=False, init=False)
     _config: Config | None = field(default=None, init=False)
 
     @property

@@ -77,12 +77,13 @@ def _target(config: Config, url: str, name: str | None = None) -> FeedTarget:
 
 
 def _report(app: App, results: list[PollResult]) -> None:
-    """A summary on stdout and one line per failed feed on stderr; exit 1 if any failed."""
+    """A summary on stdout and one line per failed feed on stderr (but where a person reads
+    the log, whose line for the poll said it already); exit 1 if any failed."""
     totals: Counter[str] = Counter()
     for result in results:
         totals.update(result.counts)
     failed = [r for r in results if r.failed]
-    for result in failed:
+    for result in [] if app.logs_for_people else failed:
         click.echo(f"error: {result.name or result.feed}: {result.error}", err=True)
     counts = ", ".join(f"{totals[key]} {key}" for key in POLL_COUNTS)
     app.say(f"{counted(len(results), 'feed')}: {counts}, {len(failed)} failed")
