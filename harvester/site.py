@@ -111,7 +111,18 @@ def http_url(value: object) -> str | None:
 
 
 def series_shortname(url: str, base_url: str) -> str | None:
-    """The shortname of a series feed URL on the site at `base_url`, else None."""
-    if feed_kind(url) != "series" or not url.startswith(base_url.rstrip("/") + "/"):
+    """The shortname of a series feed URL on the site at `base_url` (any user or password
+    in the URL aside), else None."""
+    parts = urlsplit(url)
+    try:
+        same_site = _origin(parts) == _origin(urlsplit(base_url))
+    except ValueError:  # a port that is no number
         return None
-    return urlsplit(url).path.strip("/").split("/")[1]
+    return parts.path.strip("/").split("/")[1] if same_site and feed_kind(url) == "series" else None
+
+
+def _origin(parts: SplitResult) -> tuple[str, str | None, int | None]:
+    return parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}

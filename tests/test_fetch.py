@@ -12,7 +12,7 @@ from harvester.config import HttpSettings
 from harvester.errors import FetchError
 from harvester.fetch import fetch, make_client
 from harvester.redact import redact
-from harvester.site import default_feed_name, feed_kind, normalize_url
+from harvester.site import default_feed_name, feed_kind, normalize_url, series_shortname
 from tests.sitesim import Site
 
 
@@ -160,6 +160,23 @@ def test_url_normalisation_kinds_and_names(given: str, normal: str, kind: str, n
     assert normalize_url(given) == normal
     assert feed_kind(normal) == kind
     assert default_feed_name(normal) == name
+
+
+@pytest.mark.parametrize(
+    ("url", "shortname"),
+    [
+        ("https://researchseminars.org/seminar/NT/ics", "NT"),
+        ("https://reader:s3cret-pass@researchseminars.org/seminar/NT/ics", "NT"),
+        ("https://RESEARCHSEMINARS.org:443/seminar/NT/ics", "NT"),
+        ("https://researchseminars.org:8443/seminar/NT/ics", None),
+        ("https://researchseminars.org:99999/seminar/NT/ics", None),
+        ("https://example.org/seminar/NT/ics", None),
+        ("http://researchseminars.org/seminar/NT/ics", None),
+        ("https://researchseminars.org/talk/NT/3/ics", None),
+    ],
+)
+def test_a_series_feed_is_known_by_its_site_and_path(url: str, shortname: str | None) -> None:
+    assert series_shortname(url, "https://researchseminars.org") == shortname
 
 
 def test_tokens_are_masked_inside_any_text() -> None:
