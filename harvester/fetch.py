@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -242,10 +243,8 @@ def _attempt(
                 if response.status_code == 304:
                     return _result(response, None)
                 _check_response(url, response, policy)
-                body = read_limited(
-                    url, response, max_bytes, lambda: _check_deadline(url, policy, deadline)
-                )
-                return _result(response, body)
+                in_time = partial(_check_deadline, url, policy, deadline)
+                return _result(response, read_limited(url, response, max_bytes, in_time))
             except httpx.TimeoutException as exc:
                 _check_deadline(url, policy, deadline)
                 raise FetchError(

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from harvester.redact import redact
+
+# C0 controls but tab and newline.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f]")
+
+
+def clean_text(text: str) -> str:
+    """A property's text as a record holds it: no C0 control characters but tab and newline."""
+    return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
+
 
 # The fields of `talks` that describe the talk itself; a difference in any of them is a change.
 CONTENT_FIELDS: tuple[str, ...] = (

@@ -33,7 +33,7 @@ fast path needs (UID and DTSTAMP, `scan`):
 - **unfolding** (RFC 5545 §3.1) happens on bytes, before decoding: a fold may split a
   multi-byte UTF-8 character. `unfold` is the rule icalendar applies; `fingerprint_lines`
   keeps the first release's rule, which the archived fingerprints were made with.
-- **decoding** (`decode`) is UTF-8 after unfolding; `clean_text` drops the C0 control
+- **decoding** (`decode`) is UTF-8 after unfolding; `model.clean_text` drops the C0 control
   characters other than tab and newline from a property's text before it is stored.
 - **DTSTAMP** is the download time on researchseminars.org: fingerprints leave it out.
 """
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import html
 import itertools
 import re
 import sys
@@ -54,8 +53,9 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harvester.errors import ParseError
-from harvester.model import KnownTalk, Speaker, TalkRecord, masked
+from harvester.model import KnownTalk, TalkRecord, clean_text, masked
 from harvester.site import http_url
+from harvester.sitetext import site_fields, uid_parts
 
 if TYPE_CHECKING:  # icalendar is imported when a body needs it: most polls need none
     from concurrent.futures import Executor
@@ -153,9 +153,6 @@ def property_name(line: bytes) -> bytes:
 
 # --- text ------------------------------------------------------------------------------------
 
-# C0 controls but tab and newline.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f]")
-
 
 @dataclass(frozen=True)
 class Decoded:
@@ -169,11 +166,6 @@ def decode(unfolded: bytes) -> Decoded:
         return Decoded(unfolded.decode("utf-8"), None)
     except UnicodeDecodeError as exc:
         return Decoded(unfolded.decode("utf-8", "replace"), exc.start)
-
-
-def clean_text(text: str) -> str:
-    """A property's text without C0 control characters other than tab and newline."""
-    return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
 
 
 def _iso_moment(match: re.Match[bytes] | None) -> str | None:
@@ -863,8 +855,8 @@ def _talk(
 ) -> TalkRecord:
     """The record of an event's values, as icalendar read them, with every secret the
     harvester knows masked (the fingerprint, of the block as received, stays)."""
-    site = parse_site_description(description) if description else None
-    series_id, counter = _split_uid(uid)
+    series_id, counter = uid_parts(uid)
+    site = site_fields(summary, description, location)
     common: dict[str, Any] = {
         "uid": uid,
         "dtstart": dtstart,
@@ -879,22 +871,7 @@ def _talk(
         "series_id": _shared(series_id),
         "counter": counter,
     }
-    if site is None:
-        return masked(TalkRecord(**common, title=summary))
-    return masked(
-        TalkRecord(
-            **common,
-            title=site.title,
-            speaker=summary,
-            speakers=parse_speakers(summary or ""),
-            series_name=site.series_name,
-            abstract=site.abstract,
-            room=site.room,
-            talk_url=http_url(site.talk_url) or http_url(_talk_url_from_location(location)),
-            livestream_url=site.livestream_url,
-            comments=site.comments,
-        )
-    )
+    return masked(TalkRecord(**common, **(site or {"title": summary})))
 
 
 def _shared(text: str | None) -> str | None:
@@ -948,175 +925,3 @@ def _end_from_duration(event: icalendar.cal.Component) -> str | None:
     if duration is None or start is None:
         return None
     return iso_utc(start.dt + duration.dt)
-
-
-_UID = re.compile(r"^(?P<series>[^/\s]+)/(?P<counter>-?\d+)$")
-
-
-def _split_uid(uid: str) -> tuple[str | None, int | None]:
-    match = _UID.match(uid)
-    if not match:
-        return None, None
-    return match["series"], int(match["counter"])
-
-
-_TALK_PATH = re.compile(r"^(?:https?://[^/]+)?/talk/[^/]+/-?\d+/?$")
-
-
-def _talk_url_from_location(location: str | None) -> str | None:
-    if location and _TALK_PATH.match(location):
-        if location.startswith("/"):
-            return "https://researchseminars.org" + location
-        return location
-    return None
-
-
-# --- researchseminars.org DESCRIPTION ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SiteDescription:
-    title: str | None = None
-    talk_url: str | None = None
-    series_name: str | None = None
-    livestream_url: str | None = None
-    room: str | None = None
-    abstract: str | None = None
-    comments: str | None = None
-
-
-_TITLE_LINE = re.compile(
-    r'^Title:\s*(?:<a href="(?P<href>[^"]*)">(?P<linked>.*)</a>|(?P<plain>.*))$'
-)
-_BY_LINE = re.compile(r"^by (?P<speakers>.*?)(?: as part of (?P<series>.*))?$")
-_TAG = re.compile(r"<[^<>]+>")  # not `[^>]`: each `<` with no `>` after it would scan to the end
-
-
-def parse_site_description(description: str) -> SiteDescription | None:
-    """The parts of a researchseminars.org DESCRIPTION, or None if it is not one of theirs."""
-    lines = description.replace("\r\n", "\n").split("\n")
-    title = talk_url = None
-    if lines and (match := _TITLE_LINE.match(lines[0])):
-        talk_url = match["href"] or None
-        title = _html_text(match["linked"] if match["linked"] is not None else match["plain"])
-        lines = lines[1:]
-    if not lines or not (by := _BY_LINE.match(lines[0])):
-        return None
-    rest = lines[1:]
-    found: dict[str, str] = {}
-    while rest and (not rest[0].strip() or _take_detail(rest[0], found)):
-        rest = rest[1:]
-    abstract, comments = _abstract_and_comments(rest)
-    return SiteDescription(
-        title=title,
-        talk_url=talk_url,
-        series_name=_html_text(by["series"]) if by["series"] else None,
-        livestream_url=http_url(found.get("Interactive livestream"))
-        or http_url(found.get("View-only livestream")),
-        room=found.get("room"),
-        abstract=abstract,
-        comments=comments,
-    )
-
-
-_DETAIL = re.compile(
-    r"^(?P<key>Interactive livestream|View-only livestream|Password hint):\s*(?P<value>.*)$"
-)
-_ROOM = "Lecture held in "
-
-
-def _take_detail(line: str, found: dict[str, str]) -> bool:
-    if match := _DETAIL.match(line):
-        found.setdefault(match["key"], match["value"].strip())
-        return True
-    if line.startswith(_ROOM):
-        room = line[len(_ROOM) :].rstrip()
-        found.setdefault("room", room.removesuffix(".").strip())
-        return True
-    return False
-
-
-def _abstract_and_comments(lines: list[str]) -> tuple[str | None, str | None]:
-    """After the header: `Abstract` + text, or `Abstract: TBA` + optional comments.
-
-    With an abstract present, comments follow it after a blank line, but an abstract may
-    have paragraphs of its own: the two cannot be told apart, so it all stays the abstract.
-    """
-    if not lines:
-        return None, None
-    head, body = lines[0].strip(), "\n".join(lines[1:]).strip()
-    if head == "Abstract":
-        return body or None, None
-    if head.startswith("Abstract:"):
-        return None, body or None
-    return None, "\n".join(lines).strip() or None
-
-
-def _html_text(fragment: str | None) -> str | None:
-    if fragment is None:
-        return None
-    text = clean_text(html.unescape(_TAG.sub("", fragment))).strip()
-    return text or None
-
-
-# --- speakers ----------------------------------------------------------------------------
-
-
-def parse_speakers(summary: str) -> tuple[Speaker, ...]:
-    """`A (X)`, `A (X) and B (Y)` or `A (X), B (Y), and C (Z)` → speakers with affiliations.
-
-    Separators count only outside parentheses, so affiliations may hold commas and "and".
-    Linear in the length of `summary` (no backtracking pattern: anyone who edits a series
-    writes it).
-    """
-    return tuple(_speaker(part) for part in _split_top_level(summary))
-
-
-def _speaker(part: str) -> Speaker:
-    """`Name (Affiliation)`: the name holds no parenthesis, the affiliation is all the rest."""
-    opening = part.find("(")
-    if opening < 0 or not part.endswith(")") or ")" in part[:opening]:
-        return Speaker(part)
-    return Speaker(part[:opening].strip(), part[opening + 1 : -1].strip() or None)
-
-
-def _split_top_level(text: str) -> list[str]:
-    """`text` cut at `, and `, ` and ` and `,` (with any whitespace) outside parentheses."""
-    parts: list[str] = []
-    depth = start = position = 0
-    while position < len(text):
-        char = text[position]
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth = max(depth - 1, 0)
-        elif depth == 0 and (char == "," or char.isspace()):
-            end = _separator_end(text, position)
-            if end is not None:
-                parts.append(text[start:position])
-                start = position = end
-                continue
-            if char.isspace():  # no separator starts anywhere in this run of whitespace
-                position = _skip_space(text, position)
-                continue
-        position += 1
-    parts.append(text[start:])
-    return [part.strip() for part in parts if part.strip()]
-
-
-def _separator_end(text: str, position: int) -> int | None:
-    """Where a separator that starts at `position` ends: `,` + whitespace, optionally
-    followed by `and` + whitespace; or whitespace + `and` + whitespace. None if none."""
-    after_comma = position + 1 if text[position] == "," else position
-    spaced = _skip_space(text, after_comma)
-    if text.startswith("and", spaced) and (spaced > position or after_comma > position):
-        after_and = _skip_space(text, spaced + 3)
-        if after_and > spaced + 3:
-            return after_and
-    return spaced if after_comma > position else None
-
-
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position].isspace():
-        position += 1
-    return position

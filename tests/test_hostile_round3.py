@@ -31,8 +31,8 @@ from harvester.cli import cli
 from harvester.config import load_config
 from harvester.export import csv_cell
 from harvester.model import Speaker
-from harvester.parse import parse_speakers
 from harvester.redact import redact, urls_in
+from harvester.sitetext import parse_speakers
 from tests.apisim import Api
 from tests.conftest import Harvester, write_config
 from tests.receiver import receiving

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from icalendar.parser.content_line import UFOLD
 
 from harvester import parse
+from harvester.model import clean_text
 from tests.sitesim import refold_octets
 
 EVENT = (
@@ -32,7 +33,7 @@ def test_a_fold_inside_a_utf8_character_decodes_after_unfolding() -> None:
 
 def test_clean_text_drops_c0_controls_but_tab_and_newline() -> None:
     assert parse.decode(b"A:a\x07b\r\n").text == "A:a\x07b\r\n"  # decoding keeps them
-    assert parse.clean_text("x\x00\x01\x1f\ty\nz\x7f") == "x\ty\nz\x7f"
+    assert clean_text("x\x00\x01\x1f\ty\nz\x7f") == "x\ty\nz\x7f"
 
 
 def test_dtstamp_lines() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from harvester.errors import ParseError
 from harvester.model import Speaker
-from harvester.parse import fingerprint_block, parse_feed, parse_speakers, split_vevents
+from harvester.parse import fingerprint_block, parse_feed, split_vevents
+from harvester.sitetext import parse_speakers
 from tests.conftest import SAMPLE
 
 
