@@ -113,10 +113,10 @@ def http_url(value: object) -> str | None:
 def series_shortname(url: str, base_url: str) -> str | None:
     """The shortname of a series feed URL on the site at `base_url` (any user or password
     in the URL aside), else None."""
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         same_site = _origin(parts) == _origin(urlsplit(base_url))
-    except ValueError:  # a port that is no number
+    except ValueError:  # not a URL: a port that is no number, a bracket not closed
         return None
     return parts.path.strip("/").split("/")[1] if same_site and feed_kind(url) == "series" else None
 

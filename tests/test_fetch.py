@@ -170,6 +170,7 @@ def test_url_normalisation_kinds_and_names(given: str, normal: str, kind: str, n
         ("https://RESEARCHSEMINARS.org:443/seminar/NT/ics", "NT"),
         ("https://researchseminars.org:8443/seminar/NT/ics", None),
         ("https://researchseminars.org:99999/seminar/NT/ics", None),
+        ("http://[::1/seminar/NT/ics", None),
         ("https://example.org/seminar/NT/ics", None),
         ("http://researchseminars.org/seminar/NT/ics", None),
         ("https://researchseminars.org/talk/NT/3/ics", None),
