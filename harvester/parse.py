@@ -712,8 +712,8 @@ def _parse_unknown(text: bytes, context: bytes, unknown: list[tuple[int, Block]]
 
         try:
             found = _workers.get().submit(_records, context, items).result(_WORKER_DEADLINE_S)
-        except BrokenProcessPool:  # a worker died (killed, out of memory): parse here
-            return _records(context, items)
+        except (BrokenProcessPool, OSError, ImportError):  # no worker to be had, or it died
+            return _records(context, items)  # (killed, out of memory, no sem_open): parse here
         except TimeoutError:
             raise ParseError(f"icalendar took over {_WORKER_DEADLINE_S} s") from None
         # That process knows no secret: mask them here.

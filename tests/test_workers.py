@@ -101,3 +101,22 @@ def test_a_sync_has_as_many_other_processes_as_the_machine_has_cores(
     monkeypatch.setattr(sync, "other_processes", counted)
     sync.sync_with_client(partial(open_archive, tmp_path / "a.db"), HttpSettings(), [])
     assert counts == [os.cpu_count()]
+
+
+def test_a_system_without_process_pools_parses_here(
+    tmp_path: Path,
+    body: bytes,
+    in_process: dict[str, list[tuple[object, ...]]],
+    monkeypatch: pytest.MonkeyPatch,
+    workers: None,
+) -> None:
+    """Where no pool can be made (no working sem_open, no processes left), the sync parses
+    in its own process."""
+    import concurrent.futures
+
+    def no_pool(*args: object, **kwargs: object) -> None:
+        raise OSError("this platform lacks a functioning sem_open implementation")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    assert poll(open_archive(tmp_path / "there.db"), body, T0).counts["new"] == MANY
+    assert dump(tmp_path / "there.db") == in_process
