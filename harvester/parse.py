@@ -712,10 +712,12 @@ def _parse_unknown(text: bytes, context: bytes, unknown: list[tuple[int, Block]]
 
         try:
             found = _workers.get().submit(_records, context, items).result(_WORKER_DEADLINE_S)
-        except (BrokenProcessPool, OSError, ImportError):  # no worker to be had, or it died
-            return _records(context, items)  # (killed, out of memory, no sem_open): parse here
-        except TimeoutError:
+        except TimeoutError:  # an OSError: before the next clause
             raise ParseError(f"icalendar took over {_WORKER_DEADLINE_S} s") from None
+        # No worker to be had (no working sem_open, no processes left) or it died (killed,
+        # out of memory): parse here.
+        except (BrokenProcessPool, OSError, ImportError):
+            return _records(context, items)
         # That process knows no secret: mask them here.
         return None if found is None else ([masked(r) for r in found[0]], found[1])
     return _records(context, items)

@@ -120,3 +120,14 @@ def test_a_system_without_process_pools_parses_here(
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
     assert poll(open_archive(tmp_path / "there.db"), body, T0).counts["new"] == MANY
     assert dump(tmp_path / "there.db") == in_process
+
+
+def test_a_parse_past_its_deadline_fails_the_poll_and_writes_no_talk(
+    tmp_path: Path, body: bytes, monkeypatch: pytest.MonkeyPatch, workers: None
+) -> None:
+    monkeypatch.setattr(parse, "_WORKER_DEADLINE_S", 0.001)  # a spawned process takes longer
+    result = poll(open_archive(tmp_path / "a.db"), body, T0)
+    assert result.outcome == "error"
+    assert result.error is not None and "icalendar took over 0.001 s" in result.error
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        assert conn.execute("SELECT count(*) FROM talks").fetchone() == (0,)
