@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from harvester.humane import parse_moment
 from harvester.kinds import STATUS_KINDS, automatic_reason, change_kinds
@@ -81,11 +81,7 @@ class Changes:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {
-            "new": self.count("new"),
-            "changed": self.count("changed"),
-            "removed": self.count("removed"),
-            "restored": self.count("restored"),
+        return {change: self.count(change) for change in get_args(Change)} | {
             "unchanged": len(self.unchanged) + len(self.refingerprinted),
             "stale": len(self.stale),
         }
@@ -146,13 +142,8 @@ def _classify(
         kinds = change_kinds(stored.content, content)
         seen = parse_moment(stored.last_seen)
         reason = automatic_reason(kinds, stored.content, content, observed_at, seen)
-        changes.versions.append(
-            replace(
-                _version(record, stored.version + 1, "changed", fields, stored, content),
-                kinds=tuple(kinds),
-                automatic_reason=reason,
-            )
-        )
+        version = _version(record, stored.version + 1, "changed", fields, stored, content)
+        changes.versions.append(replace(version, kinds=tuple(kinds), automatic_reason=reason))
     else:
         changes.refingerprinted.append(record)
 
@@ -229,16 +220,10 @@ def _removals(
 
 def _removal(stored: StoredTalk, reason: RemovedReason) -> NewVersion:
     return NewVersion(
-        stored.uid,
-        stored.version + 1,
-        "removed",
-        ("status",),
-        stored.content,
-        None,
-        tuple(STATUS_KINDS),
-        None,
-        stored.last_seen,
-        reason,
+        *(stored.uid, stored.version + 1, "removed", ("status",), stored.content, None),
+        kinds=tuple(STATUS_KINDS),
+        previous_seen_at=stored.last_seen,
+        removed_reason=reason,
     )
 
 
@@ -251,13 +236,5 @@ def _is_suspect(feed: FeedState, present: frozenset[str], leaving: frozenset[str
 
 
 def _ended_before(stored: StoredTalk, moment: datetime) -> bool:
-    end = stored.content.get("dtend") or stored.content.get("dtstart")
-    if not end:
-        return False
-    try:
-        ended = datetime.fromisoformat(end)
-    except ValueError:
-        return False
-    if ended.tzinfo is None:  # an all-day date
-        ended = ended.replace(tzinfo=moment.tzinfo)
-    return ended < moment
+    ended = parse_moment(stored.content.get("dtend") or stored.content.get("dtstart"))
+    return ended is not None and ended < moment
