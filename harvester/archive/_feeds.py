@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlite_utils import Database
 
-from harvester.archive._connection import now_iso
+from harvester.archive._connection import meta, now_iso
 from harvester.diff import ArchiveState, FeedState, StoredTalk
 from harvester.errors import StaleKnowledgeError
 from harvester.model import CONTENT_FIELDS, KnownTalk, TalkRecord
@@ -36,18 +36,13 @@ class FeedRow:
 URL_SALT_KEY = "url_hash_salt"
 
 
-def _url_salt(db: Database) -> str | None:
-    row = db.execute("SELECT value FROM archive_meta WHERE key = ?", [URL_SALT_KEY]).fetchone()
-    return str(row[0]) if row else None
-
-
 def url_key(db: Database, url: str) -> str:
     """`feeds.url_hash` of `url` in this archive: HMAC-SHA256 keyed by the archive's salt.
 
     Without the salt (which lives only in the archive) a guessed personal-feed token
     cannot be checked against a leaked hash list.
     """
-    salt = _url_salt(db)
+    salt = meta(db, URL_SALT_KEY)
     if salt is None:  # an archive from before 0006_archive_meta (not migrated)
         return legacy_url_hash(url)
     return hmac.new(salt.encode(), url.encode(), hashlib.sha256).hexdigest()
@@ -65,16 +60,13 @@ def find_feed(db: Database, url: str, *, rekey: bool = False) -> int | None:
     caller's write transaction) it is re-keyed with the archive's salt on that match.
     """
     key = url_key(db, url)
-    row = db.execute("SELECT id FROM feeds WHERE url_hash = ?", [key]).fetchone()
-    if row:
-        return int(row[0])
-    old = legacy_url_hash(url)
-    if old == key:
+    row = db.execute(
+        "SELECT id, url_hash FROM feeds WHERE url_hash IN (?, ?) ORDER BY url_hash != ? LIMIT 1",
+        [key, legacy_url_hash(url), key],
+    ).fetchone()
+    if row is None:
         return None
-    row = db.execute("SELECT id FROM feeds WHERE url_hash = ?", [old]).fetchone()
-    if not row:
-        return None
-    if rekey:
+    if rekey and row[1] != key:
         db.execute("UPDATE feeds SET url_hash = ? WHERE id = ?", [key, row[0]])
     return int(row[0])
 
@@ -95,12 +87,7 @@ def feed_ids(db: Database, urls: Iterable[str]) -> dict[str, int]:
 
     Read only: rows still under the old unsalted hash match, and are left as they are.
     """
-    found = {}
-    for url in urls:
-        feed_id = find_feed(db, url)
-        if feed_id is not None:
-            found[url] = feed_id
-    return found
+    return {url: feed_id for url in urls if (feed_id := find_feed(db, url)) is not None}
 
 
 def consecutive_failures(db: Database, url: str) -> int:
@@ -175,12 +162,7 @@ ACTIVE_FINGERPRINTS_SQL = (
 
 def active_fingerprints(db: Database, uids: list[str]) -> dict[str, str]:
     """UID → fingerprint of those of `uids` the archive has as active talks."""
-    return dict(
-        db.execute(
-            ACTIVE_FINGERPRINTS_SQL,
-            [json.dumps(uids)],
-        ).fetchall()
-    )
+    return dict(db.execute(ACTIVE_FINGERPRINTS_SQL, [json.dumps(uids)]).fetchall())
 
 
 # What the diff compares (not `raw`: it would be decompressed for nothing).
@@ -214,15 +196,8 @@ def load_state(
     uids = sorted((incoming_uids | feed.present) - known_uids)
     talks = {}
     for row in db.query(_STORED_TALKS_SQL, [json.dumps(uids)]):
-        talks[row["uid"]] = StoredTalk(
-            uid=row["uid"],
-            fingerprint=row["fingerprint"],
-            dtstamp=row["dtstamp"],
-            status=row["status"],
-            version=row["version"],
-            content={name: row[name] for name in CONTENT_FIELDS},
-            last_seen=row["last_seen"],
-        )
+        content = {name: row.pop(name) for name in CONTENT_FIELDS}
+        talks[row["uid"]] = StoredTalk(**row, content=content)
     leaving = feed.present - incoming_uids - known_uids
     elsewhere = {
         r[0]
