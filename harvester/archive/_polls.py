@@ -15,7 +15,7 @@ from harvester.archive._connection import now_iso
 from harvester.archive._feeds import FeedRow
 from harvester.archive._notifications import queue_notifications
 from harvester.diff import Changes, NewVersion
-from harvester.model import CONTENT_FIELDS, TalkRecord
+from harvester.model import TalkRecord
 from harvester.redact import redact
 
 
@@ -105,24 +105,8 @@ _INSERT_FETCH = """
 """
 # The generated columns as read: every one but `unchanged`, then `unchanged`, which the SQL
 # computes from the other counts as read.
-_READ_GENERATED = (
-    (
-        (
-            "started_at",
-            "finished_at",
-            "duration_ms",
-            "outcome",
-            "new",
-            "changed",
-            "removed",
-            "restored",
-            "stale",
-        ),
-        "SELECT started_at, finished_at, duration_ms, outcome, new, changed, removed,"
-        " restored, stale FROM fetches WHERE id = ?",
-    ),
-    (("unchanged",), "SELECT unchanged FROM fetches WHERE id = ?"),
-)
+_GENERATED = [name for name in FETCH_COLUMNS if name not in FETCH_STORED]
+_READ_GENERATED = ([name for name in _GENERATED if name != "unchanged"], ["unchanged"])
 # Latest start first: the stored columns in the index, for `ORDER BY started_at DESC`.
 LATEST_FIRST = "ORDER BY started_unix DESC, started_microsecond DESC, id DESC"
 _LAST_SUCCESS_SQL = (
@@ -144,7 +128,8 @@ def write_fetch(db: Database, values: Mapping[str, Any]) -> int:
             "SELECT coalesce(overrides, '{}') FROM fetches WHERE id = ?", [fetch_id]
         ).fetchone()[0]
     )  # an outcome with no code: the INSERT keeps it there
-    for names, sql in _READ_GENERATED:
+    for names in _READ_GENERATED:
+        sql = f"SELECT {', '.join(names)} FROM fetches WHERE id = ?"  # noqa: S608 (schema names)
         read = db.execute(sql, [fetch_id])
         wrong = {
             name: values[name]
@@ -225,10 +210,8 @@ class Vouch:
 
 
 def _last_vouch(db: Database, feed_id: int) -> Vouch:
-    row = db.execute(
-        "SELECT last_seen_at, last_dtstamp FROM feeds WHERE id = ?", [feed_id]
-    ).fetchone()
-    return Vouch(row[0], row[1])
+    sql = "SELECT last_seen_at, last_dtstamp FROM feeds WHERE id = ?"
+    return Vouch(*db.execute(sql, [feed_id]).fetchone())
 
 
 def poll_dtstamp(changes: Changes, last: str | None) -> str | None:
@@ -241,17 +224,13 @@ def poll_dtstamp(changes: Changes, last: str | None) -> str | None:
     return stamps.pop() if len(stamps) == 1 else None
 
 
-def _goes_back(before: Vouch, now: Vouch) -> bool:
-    seen_back = before.seen_at is not None and (now.seen_at or "") < before.seen_at
-    stamp_back = before.dtstamp is not None and (now.dtstamp or "") < before.dtstamp
-    return seen_back or stamp_back
-
-
 def _keep_floors_if_going_back(db: Database, feed_id: int, before: Vouch, now: Vouch) -> None:
     """A poll older than the feed's last (an import with an earlier time), or one whose
     events do not share a DTSTAMP: the talks the feed vouches for keep its last values in
     their floors (a write per talk, for such polls only)."""
-    if _goes_back(before, now):
+    seen_back = before.seen_at is not None and (now.seen_at or "") < before.seen_at
+    stamp_back = before.dtstamp is not None and (now.dtstamp or "") < before.dtstamp
+    if seen_back or stamp_back:
         _raise_floors(db, feed_id, before)
 
 
@@ -443,7 +422,8 @@ def apply_changes(
     before = _last_vouch(db, feed_id)
     # Talks this feed stops vouching for keep what its last poll said of them.
     _raise_floors(db, feed_id, before, changes.left | changes.held_removals | set(changes.stale))
-    _write_versions(db, changes.versions, at, fetch_id, texts)
+    for start in range(0, len(changes.versions), WRITE_BATCH):
+        _write_versions(db, changes.versions[start : start + WRITE_BATCH], at, fetch_id, texts)
     queue_notifications(db, changes.versions, observed_at)
     db.conn.executemany(
         "UPDATE talk_state SET fingerprint = ?, dtstamp = ?, last_seen = ? WHERE uid = ?",
@@ -481,25 +461,6 @@ def apply_changes(
     )
 
 
-_VERSION_COLUMNS = (
-    "uid",
-    "version",
-    "observed_at",
-    "fetch_id",
-    "change",
-    "changed_fields",
-    *CONTENT_FIELDS,
-    "status",
-    "dtstamp",
-    "fingerprint",
-    "raw",
-    "kinds",
-    "automatic",
-    "automatic_reason",
-    "previous_seen_at",
-)
-
-
 # The current version's keys that talk_state carries for the pages (migration 0015).
 STATE_KEYS = ("series_id", "counter", "series_name", "dtstart", "dtend")
 
@@ -521,20 +482,10 @@ def _write_versions(
     versions: list[NewVersion],
     at: str,
     fetch_id: int,
-    texts: PreparedTexts | None = None,
-) -> None:
-    """The talk_versions rows of new versions and the talk_state rows that point at them."""
-    for start in range(0, len(versions), WRITE_BATCH):
-        _write_batch(db, versions[start : start + WRITE_BATCH], at, fetch_id, texts)
-
-
-def _write_batch(
-    db: Database,
-    versions: list[NewVersion],
-    at: str,
-    fetch_id: int,
     texts: PreparedTexts | None,
 ) -> None:
+    """The talk_versions rows of new versions (at least one) and the talk_state rows that
+    point at them."""
     inserts, updates, removals, rows = [], [], [], []
     for version in versions:
         record = version.record
@@ -576,22 +527,20 @@ def _write_batch(
         # A new talk's version row comes before its state row (whose search-index trigger
         # reads it), so the talk_versions.uid → talk_state check waits for the COMMIT.
         db.execute("PRAGMA defer_foreign_keys = ON")
-    if rows:
-        stored = textstore.stored_columns(_VERSION_COLUMNS)  # description: generated
-        db.conn.executemany(
-            _insert_sql("talk_versions", stored),
-            (textstore.stored_row(row, texts) for row in rows),
-        )
+    stored = textstore.stored_columns(rows[0])  # description: generated
+    db.conn.executemany(
+        _insert_sql("talk_versions", stored), (textstore.stored_row(row, texts) for row in rows)
+    )
     for batch, write in ((inserts, _insert_sql), (updates, _update_sql), (removals, _update_sql)):
         if batch:
             db.conn.executemany(write("talk_state", list(batch[0])), batch)
-    if rows:  # the state rows point at the version rows just written (search: talks_fts)
-        db.execute(
-            "UPDATE talk_state SET version_id = (SELECT v.id FROM talk_versions v"
-            " WHERE v.uid = talk_state.uid AND v.version = talk_state.version)"
-            " WHERE uid IN (SELECT value FROM json_each(?))",
-            [json.dumps([version.uid for version in versions])],
-        )
+    # The state rows point at the version rows just written (search: talks_fts).
+    db.execute(
+        "UPDATE talk_state SET version_id = (SELECT v.id FROM talk_versions v"
+        " WHERE v.uid = talk_state.uid AND v.version = talk_state.version)"
+        " WHERE uid IN (SELECT value FROM json_each(?))",
+        [json.dumps([version.uid for version in versions])],
+    )
 
 
 def _insert_sql(table: str, columns: list[str]) -> str:
