@@ -220,7 +220,12 @@ def _removals(
 
 def _removal(stored: StoredTalk, reason: RemovedReason) -> NewVersion:
     return NewVersion(
-        *(stored.uid, stored.version + 1, "removed", ("status",), stored.content, None),
+        uid=stored.uid,
+        version=stored.version + 1,
+        change="removed",
+        changed_fields=("status",),
+        content=stored.content,
+        record=None,
         kinds=tuple(STATUS_KINDS),
         previous_seen_at=stored.last_seen,
         removed_reason=reason,
