@@ -38,13 +38,8 @@ NEW_CONFIG_HEADER = (
     "# seminar-harvester configuration, created by `harvester feeds add`.\n"
     "# Every key is optional except feeds[].url; see `harvester --help`.\n"
 )
-_PAGE_PATHS = (
-    (re.compile(r"^/seminar/(?P<series>[^/]+)(/ics)?/?$"), "/seminar/{series}/ics"),
-    (
-        re.compile(r"^/talk/(?P<series>[^/]+)/(?P<counter>-?\d+)(/ics)?/?$"),
-        "/talk/{series}/{counter}/ics",
-    ),
-)
+# A series or talk page of the site, or its feed: the feed is the page's path + /ics.
+_PAGE_PATH = re.compile(r"^/(?P<page>seminar/[^/]+|talk/[^/]+/-?\d+)(/ics)?/?$")
 
 
 @dataclass(frozen=True)
@@ -84,10 +79,9 @@ def _page_to_feed(url: str, base_url: str) -> str:
     site_hosts = {SITE_HOST, *OLD_SITE_HOSTS, (urlsplit(base_url).netloc or "").lower()}
     if parts.netloc.lower() not in site_hosts:
         return url
-    for pattern, template in _PAGE_PATHS:
-        if match := pattern.match(parts.path):
-            path = template.format(**match.groupdict())
-            return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    if match := _PAGE_PATH.match(parts.path):
+        path = f"/{match['page']}/ics"
+        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
     return url
 
 
