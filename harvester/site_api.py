@@ -121,10 +121,8 @@ class SiteApi:
 
     def search_series(self, query: Mapping[str, Any] | None = None) -> list[SeriesInfo]:
         """Public series matching `query` (the API's query language); all of them for None."""
-        if query:
-            data = self._call("POST", "/search/series", body={"query": dict(query)})
-        else:
-            data = self._call("GET", "/search/series")
+        body = {"query": dict(query)} if query else None
+        data = self._call("POST" if query else "GET", "/search/series", body=body)
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list):
             raise self._malformed("/search/series", "expected a list of results")
