@@ -130,9 +130,8 @@ class ConfigFile:
     def find(self, ref: str) -> FeedEntry | None:
         """The entry named `ref`, or whose feed `ref` means (URL, page URL or shortname)."""
         entries = self.entries()
-        for entry in entries:
-            if entry.name == ref:
-                return entry
+        if named := next((e for e in entries if e.name == ref), None):
+            return named
         try:
             url = canonical_feed_url(ref, self.base_url)
         except ConfigEditError:
@@ -158,11 +157,7 @@ class ConfigFile:
 
     def add(self, url: str, *, name: str | None = None, interval: str | None = None) -> None:
         """Append a `[[feeds]]` entry for `url` (already canonical)."""
-        values: dict[str, Any] = {"url": url}
-        if name:
-            values["name"] = name
-        if interval:
-            values["interval"] = interval
+        values = {k: v for k, v in (("url", url), ("name", name), ("interval", interval)) if v}
         item = self._feeds_item()
         if isinstance(item, Array):
             inline = tomlkit.inline_table()
@@ -170,8 +165,7 @@ class ConfigFile:
             item.append(inline)
             return
         table = tomlkit.table()
-        for key, value in values.items():
-            table.add(key, value)
+        table.update(values)
         if item is not None and item.body and not self._is_last_in_document(item):
             # Comments after the last entry introduce whatever table follows the feeds:
             # keep them there, after the new entry.
