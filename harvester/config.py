@@ -352,11 +352,9 @@ def _parse_http(table: _Table) -> HttpSettings:
     for name, value in (("timeout", timeout), ("max_bytes", max_bytes)):
         if value <= 0:
             raise table.error(name, f"must be positive, got {value!r}")
-    if retries < 0:
-        raise table.error("retries", f"must be 0 or more, got {retries}")
-    for name, count in (("per_host", settings.per_host), ("concurrency", settings.concurrency)):
-        if count < 1:
-            raise table.error(name, f"must be 1 or more, got {count}")
+    for name, least in (("retries", 0), ("per_host", 1), ("concurrency", 1)):
+        if (count := getattr(settings, name)) < least:
+            raise table.error(name, f"must be {least} or more, got {count}")
     table.refuse_unknown()
     return settings
 
