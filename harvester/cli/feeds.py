@@ -274,7 +274,7 @@ def list_feeds(app: App, as_json: bool) -> None:
     """
     path = _config_path(app, must_exist=True)
     config = app.config
-    names = _series_names(app)
+    names = series_names(app.archive(read_only=True)) if config.archive_path.exists() else {}
     series = [names.get(series_shortname(f.url, config.site.base_url) or "") for f in config.feeds]
     if as_json:
         rows = [
@@ -292,17 +292,6 @@ def list_feeds(app: App, as_json: bool) -> None:
     ]
     for line in aligned(table):
         click.echo(line)
-
-
-def _series_names(app: App) -> dict[str, str]:
-    """Series names from an existing archive (none when there is no archive yet)."""
-    try:
-        path = app.config.archive_path
-    except click.ClickException:
-        return {}
-    if not Path(path).exists():
-        return {}
-    return series_names(app.archive(read_only=True))
 
 
 @feeds_group.command("add")
