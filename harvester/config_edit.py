@@ -26,13 +26,7 @@ from tomlkit.toml_document import TOMLDocument
 
 from harvester.config import FETCHABLE_SCHEMES, parse_config
 from harvester.errors import ConfigEditError, ConfigError
-from harvester.site import (
-    OLD_SITE_HOSTS,
-    SITE_HOST,
-    default_feed_name,
-    is_shortname,
-    normalize_url,
-)
+from harvester.site import SITE_HOST, default_feed_name, is_shortname, normalize_url
 
 NEW_CONFIG_HEADER = (
     "# seminar-harvester configuration, created by `harvester feeds add`.\n"
@@ -70,18 +64,11 @@ def canonical_feed_url(ref: str, base_url: str) -> str:
         raise ConfigEditError(
             f"{ref!r} is neither a series shortname (like MITNT) nor an http(s) or webcal URL"
         )
-    url = normalize_url(ref)
-    return _page_to_feed(url, base_url)
-
-
-def _page_to_feed(url: str, base_url: str) -> str:
+    url = normalize_url(ref)  # the site's old host names are the site's now
     parts = urlsplit(url)
-    site_hosts = {SITE_HOST, *OLD_SITE_HOSTS, (urlsplit(base_url).netloc or "").lower()}
-    if parts.netloc.lower() not in site_hosts:
-        return url
-    if match := _PAGE_PATH.match(parts.path):
-        path = f"/{match['page']}/ics"
-        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    on_site = parts.netloc.lower() in {SITE_HOST, urlsplit(base_url).netloc.lower()}
+    if on_site and (match := _PAGE_PATH.match(parts.path)):
+        return urlunsplit((parts.scheme, parts.netloc, f"/{match['page']}/ics", parts.query, ""))
     return url
 
 
