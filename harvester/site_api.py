@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from harvester._http import URL_ERRORS, UrlRefusedError, read_limited, time_limit
+from harvester.config import HttpSettings
 from harvester.errors import ApiError, FetchError
 from harvester.site import is_shortname
 
@@ -93,8 +94,8 @@ class SiteApi:
         self,
         client: httpx.Client,
         base_url: str,
-        max_bytes: int = 20_000_000,
-        max_time: float = 180.0,
+        max_bytes: int = HttpSettings.max_bytes,
+        max_time: float = HttpSettings.max_poll_time,
     ) -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
