@@ -387,7 +387,7 @@ def _parse_notify(table: _Table) -> NotifyConfig:
         raise table.error("url", f"{redact(url)}: {why}")
     series = table.strings("series", "series shortnames")
     match = _match_query(table)
-    speakers = _speaker_names(table)
+    speakers = tuple(name.strip() for name in table.strings("speakers", "names") or [])
     default_kinds = list(DEFAULT_NOTIFY_KINDS)
     if match is not None or speakers:
         default_kinds.append("new")  # a target that follows words or people hears of new talks
@@ -423,10 +423,6 @@ def _match_query(table: _Table) -> str | None:
     if not query:
         raise table.error("match", "an empty query would match nothing")
     return query
-
-
-def _speaker_names(table: _Table) -> tuple[str, ...]:
-    return tuple(name.strip() for name in table.strings("speakers", "names") or [])
 
 
 def _digest(table: _Table) -> str | None:
