@@ -352,11 +352,9 @@ def _parse_http(table: _Table) -> HttpSettings:
     for name, value in (("timeout", timeout), ("max_bytes", max_bytes)):
         if value <= 0:
             raise table.error(name, f"must be positive, got {value!r}")
-    if retries < 0:
-        raise table.error("retries", f"must be 0 or more, got {retries}")
-    for name, count in (("per_host", settings.per_host), ("concurrency", settings.concurrency)):
-        if count < 1:
-            raise table.error(name, f"must be 1 or more, got {count}")
+    for name, least in (("retries", 0), ("per_host", 1), ("concurrency", 1)):
+        if (count := getattr(settings, name)) < least:
+            raise table.error(name, f"must be {least} or more, got {count}")
     table.refuse_unknown()
     return settings
 
@@ -389,7 +387,7 @@ def _parse_notify(table: _Table) -> NotifyConfig:
         raise table.error("url", f"{redact(url)}: {why}")
     series = table.strings("series", "series shortnames")
     match = _match_query(table)
-    speakers = _speaker_names(table)
+    speakers = tuple(name.strip() for name in table.strings("speakers", "names") or [])
     default_kinds = list(DEFAULT_NOTIFY_KINDS)
     if match is not None or speakers:
         default_kinds.append("new")  # a target that follows words or people hears of new talks
@@ -425,10 +423,6 @@ def _match_query(table: _Table) -> str | None:
     if not query:
         raise table.error("match", "an empty query would match nothing")
     return query
-
-
-def _speaker_names(table: _Table) -> tuple[str, ...]:
-    return tuple(name.strip() for name in table.strings("speakers", "names") or [])
 
 
 def _digest(table: _Table) -> str | None:

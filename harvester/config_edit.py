@@ -26,25 +26,14 @@ from tomlkit.toml_document import TOMLDocument
 
 from harvester.config import FETCHABLE_SCHEMES, parse_config
 from harvester.errors import ConfigEditError, ConfigError
-from harvester.site import (
-    OLD_SITE_HOSTS,
-    SITE_HOST,
-    default_feed_name,
-    is_shortname,
-    normalize_url,
-)
+from harvester.site import SITE_HOST, default_feed_name, is_shortname, normalize_url
 
 NEW_CONFIG_HEADER = (
     "# seminar-harvester configuration, created by `harvester feeds add`.\n"
     "# Every key is optional except feeds[].url; see `harvester --help`.\n"
 )
-_PAGE_PATHS = (
-    (re.compile(r"^/seminar/(?P<series>[^/]+)(/ics)?/?$"), "/seminar/{series}/ics"),
-    (
-        re.compile(r"^/talk/(?P<series>[^/]+)/(?P<counter>-?\d+)(/ics)?/?$"),
-        "/talk/{series}/{counter}/ics",
-    ),
-)
+# A series or talk page of the site, or its feed: the feed is the page's path + /ics.
+_PAGE_PATH = re.compile(r"^/(?P<page>seminar/[^/]+|talk/[^/]+/-?\d+)(/ics)?/?$")
 
 
 @dataclass(frozen=True)
@@ -75,19 +64,11 @@ def canonical_feed_url(ref: str, base_url: str) -> str:
         raise ConfigEditError(
             f"{ref!r} is neither a series shortname (like MITNT) nor an http(s) or webcal URL"
         )
-    url = normalize_url(ref)
-    return _page_to_feed(url, base_url)
-
-
-def _page_to_feed(url: str, base_url: str) -> str:
+    url = normalize_url(ref)  # the site's old host names are the site's now
     parts = urlsplit(url)
-    site_hosts = {SITE_HOST, *OLD_SITE_HOSTS, (urlsplit(base_url).netloc or "").lower()}
-    if parts.netloc.lower() not in site_hosts:
-        return url
-    for pattern, template in _PAGE_PATHS:
-        if match := pattern.match(parts.path):
-            path = template.format(**match.groupdict())
-            return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    on_site = parts.netloc.lower() in {SITE_HOST, urlsplit(base_url).netloc.lower()}
+    if on_site and (match := _PAGE_PATH.match(parts.path)):
+        return urlunsplit((parts.scheme, parts.netloc, f"/{match['page']}/ics", parts.query, ""))
     return url
 
 
@@ -136,9 +117,8 @@ class ConfigFile:
     def find(self, ref: str) -> FeedEntry | None:
         """The entry named `ref`, or whose feed `ref` means (URL, page URL or shortname)."""
         entries = self.entries()
-        for entry in entries:
-            if entry.name == ref:
-                return entry
+        if named := next((e for e in entries if e.name == ref), None):
+            return named
         try:
             url = canonical_feed_url(ref, self.base_url)
         except ConfigEditError:
@@ -164,11 +144,7 @@ class ConfigFile:
 
     def add(self, url: str, *, name: str | None = None, interval: str | None = None) -> None:
         """Append a `[[feeds]]` entry for `url` (already canonical)."""
-        values: dict[str, Any] = {"url": url}
-        if name:
-            values["name"] = name
-        if interval:
-            values["interval"] = interval
+        values = {k: v for k, v in (("url", url), ("name", name), ("interval", interval)) if v}
         item = self._feeds_item()
         if isinstance(item, Array):
             inline = tomlkit.inline_table()
@@ -176,8 +152,7 @@ class ConfigFile:
             item.append(inline)
             return
         table = tomlkit.table()
-        for key, value in values.items():
-            table.add(key, value)
+        table.update(values)
         if item is not None and item.body and not self._is_last_in_document(item):
             # Comments after the last entry introduce whatever table follows the feeds:
             # keep them there, after the new entry.

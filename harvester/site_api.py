@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from harvester._http import URL_ERRORS, UrlRefusedError, read_limited, time_limit
+from harvester.config import HttpSettings
 from harvester.errors import ApiError, FetchError
 from harvester.site import is_shortname
 
@@ -93,8 +94,8 @@ class SiteApi:
         self,
         client: httpx.Client,
         base_url: str,
-        max_bytes: int = 20_000_000,
-        max_time: float = 180.0,
+        max_bytes: int = HttpSettings.max_bytes,
+        max_time: float = HttpSettings.max_poll_time,
     ) -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
@@ -121,10 +122,8 @@ class SiteApi:
 
     def search_series(self, query: Mapping[str, Any] | None = None) -> list[SeriesInfo]:
         """Public series matching `query` (the API's query language); all of them for None."""
-        if query:
-            data = self._call("POST", "/search/series", body={"query": dict(query)})
-        else:
-            data = self._call("GET", "/search/series")
+        body = {"query": dict(query)} if query else None
+        data = self._call("POST" if query else "GET", "/search/series", body=body)
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list):
             raise self._malformed("/search/series", "expected a list of results")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from harvester.config import (
     parse_duration,
     resolve_config_path,
 )
-from harvester.config_edit import ConfigFile, canonical_feed_url, series_feed_url
+from harvester.config_edit import ConfigFile, FeedEntry, canonical_feed_url, series_feed_url
 from harvester.errors import ApiError, ArchiveError, ConfigEditError, ConfigError
 from harvester.series import open_api, store_series
 from harvester.site import default_feed_name, series_shortname
@@ -68,12 +70,10 @@ def _store_metadata(app: App, infos: list[SeriesInfo]) -> None:
     """Keep what the API said about newly followed series (best effort)."""
     if not infos:
         return
+    config = app.config
     try:
-        db = open_archive(app.config.archive_path, file_mode=app.config.archive_file_mode)
-        try:
+        with closing(open_archive(config.archive_path, file_mode=config.archive_file_mode)) as db:
             store_series(db, infos, datetime.now(UTC))
-        finally:
-            db.close()
     except (ArchiveError, OSError, sqlite3.Error) as exc:
         warn(f"series metadata not stored: {exc}")
 
@@ -274,7 +274,7 @@ def list_feeds(app: App, as_json: bool) -> None:
     """
     path = _config_path(app, must_exist=True)
     config = app.config
-    names = _series_names(app)
+    names = series_names(app.archive(read_only=True)) if config.archive_path.exists() else {}
     series = [names.get(series_shortname(f.url, config.site.base_url) or "") for f in config.feeds]
     if as_json:
         rows = [
@@ -292,17 +292,6 @@ def list_feeds(app: App, as_json: bool) -> None:
     ]
     for line in aligned(table):
         click.echo(line)
-
-
-def _series_names(app: App) -> dict[str, str]:
-    """Series names from an existing archive (none when there is no archive yet)."""
-    try:
-        path = app.config.archive_path
-    except click.ClickException:
-        return {}
-    if not Path(path).exists():
-        return {}
-    return series_names(app.archive(read_only=True))
 
 
 @feeds_group.command("add")
@@ -364,9 +353,9 @@ def _new_urls(app: App, config_file: ConfigFile, refs: tuple[str, ...]) -> list[
 
 def _check_series(app: App, shortnames: list[str]) -> list[SeriesInfo]:
     """Refuse series the API does not know; warn (and go on) when it cannot be asked."""
-    infos = []
     if not shortnames:
         return []
+    infos = []
     try:
         with open_api(*_settings(app)) as api:
             for shortname in shortnames:
@@ -394,10 +383,7 @@ def remove_feed(app: App, refs: tuple[str, ...]) -> None:
     """
     config_file = _config_file(app)
     removed = []
-    for ref in refs:
-        entry = config_file.find(ref)
-        if entry is None:
-            fail(f"no feed {ref!r} in {config_file.path} (`harvester feeds list` shows them)")
+    for entry in _entries(config_file, refs):
         config_file.remove(entry)
         removed.append(entry)
     _save(config_file)
@@ -405,13 +391,18 @@ def remove_feed(app: App, refs: tuple[str, ...]) -> None:
         app.say(f"removed {entry.name} from {config_file.path}; its archived history is kept")
 
 
-def _set_enabled(app: App, refs: tuple[str, ...], enabled: bool) -> None:
-    config_file = _config_file(app)
-    changed: list[str] = []
-    for ref in refs:
+def _entries(config_file: ConfigFile, refs: tuple[str, ...]) -> Iterator[FeedEntry]:
+    for ref in refs:  # each found after the edit of the one before (indexes move)
         entry = config_file.find(ref)
         if entry is None:
             fail(f"no feed {ref!r} in {config_file.path} (`harvester feeds list` shows them)")
+        yield entry
+
+
+def _set_enabled(app: App, refs: tuple[str, ...], enabled: bool) -> None:
+    config_file = _config_file(app)
+    changed: list[str] = []
+    for entry in _entries(config_file, refs):
         if config_file.set_enabled(entry, enabled):
             changed.append(entry.name)
         else:
