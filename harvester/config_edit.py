@@ -26,7 +26,7 @@ from tomlkit.toml_document import TOMLDocument
 
 from harvester.config import FETCHABLE_SCHEMES, parse_config
 from harvester.errors import ConfigEditError, ConfigError
-from harvester.site import SITE_HOST, default_feed_name, is_shortname, normalize_url
+from harvester.site import SITE_HOST, default_feed_name, is_shortname, normalize_url, split_url
 
 NEW_CONFIG_HEADER = (
     "# seminar-harvester configuration, created by `harvester feeds add`.\n"
@@ -59,8 +59,8 @@ def canonical_feed_url(ref: str, base_url: str) -> str:
     ref = ref.strip()
     if is_shortname(ref):
         return series_feed_url(base_url, ref)
-    parts = urlsplit(ref)
-    if parts.scheme.lower() not in FETCHABLE_SCHEMES or not parts.hostname:
+    parts = split_url(ref)
+    if parts is None or parts.scheme.lower() not in FETCHABLE_SCHEMES or not parts.hostname:
         raise ConfigEditError(
             f"{ref!r} is neither a series shortname (like MITNT) nor an http(s) or webcal URL"
         )

@@ -113,12 +113,10 @@ def http_url(value: object) -> str | None:
 def series_shortname(url: str, base_url: str) -> str | None:
     """The shortname of a series feed URL on the site at `base_url` (any user or password
     in the URL aside), else None."""
-    try:
-        parts = urlsplit(url)
-        same_site = _origin(parts) == _origin(urlsplit(base_url))
-    except ValueError:  # not a URL: a port that is no number, a bracket not closed
+    parts, site = split_url(url), split_url(base_url)
+    if parts is None or site is None or _origin(parts) != _origin(site):
         return None
-    return parts.path.strip("/").split("/")[1] if same_site and feed_kind(url) == "series" else None
+    return parts.path.strip("/").split("/")[1] if feed_kind(url) == "series" else None
 
 
 def _origin(parts: SplitResult) -> tuple[str, str | None, int | None]:

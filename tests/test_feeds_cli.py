@@ -146,6 +146,8 @@ def test_bad_references_are_usage_errors(h: Harvester) -> None:
     assert "neither a series shortname" in result.output
     result = h("feeds", "add", "--no-check", "ftp://example.org/x.ics")
     assert result.exit_code == 2
+    result = h("feeds", "add", "--no-check", "http://[x")  # urlsplit refuses it
+    assert result.exit_code == 2 and "neither a series shortname" in result.output
     result = h("feeds", "add", "--interval", "soon", "NumThy")
     assert result.exit_code == 2 and "--interval" in result.output
     assert h.config.read_bytes() == before
