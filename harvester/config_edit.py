@@ -26,7 +26,14 @@ from tomlkit.toml_document import TOMLDocument
 
 from harvester.config import FETCHABLE_SCHEMES, parse_config
 from harvester.errors import ConfigEditError, ConfigError
-from harvester.site import SITE_HOST, default_feed_name, is_shortname, normalize_url, split_url
+from harvester.site import (
+    SITE_HOST,
+    default_feed_name,
+    is_shortname,
+    normalize_url,
+    series_feed_url,
+    split_url,
+)
 
 NEW_CONFIG_HEADER = (
     "# seminar-harvester configuration, created by `harvester feeds add`.\n"
@@ -44,10 +51,6 @@ class FeedEntry:
     url: str  # canonical feed URL (may hold a personal token: mask before showing)
     name: str
     enabled: bool
-
-
-def series_feed_url(base_url: str, shortname: str) -> str:
-    return f"{base_url.rstrip('/')}/seminar/{shortname}/ics"
 
 
 def canonical_feed_url(ref: str, base_url: str) -> str:

@@ -12,7 +12,7 @@ from sqlite_utils import Database
 from harvester import archive as store
 from harvester.config import Config
 from harvester.humane import human_time
-from harvester.site import series_shortname
+from harvester.site import series_feed_url, series_shortname
 
 
 def status_lines(db: Database, config: Config) -> list[str]:
@@ -38,7 +38,7 @@ def followed_feeds(db: Database, config: Config) -> dict[str, str]:
     base = config.site.base_url
     configured = {series_shortname(feed.url, base) for feed in config.feeds}
     return {
-        row["shortname"]: f"{base.rstrip('/')}/seminar/{row['shortname']}/ics"
+        row["shortname"]: series_feed_url(base, row["shortname"])
         for row in store.followed_series(db)
         if row["shortname"] not in configured
     }

@@ -110,6 +110,11 @@ def http_url(value: object) -> str | None:
     return text if _HTTP_URL.fullmatch(text) else None
 
 
+def series_feed_url(base_url: str, shortname: str) -> str:
+    """The feed of the series `shortname` on the site at `base_url`."""
+    return f"{base_url.rstrip('/')}/seminar/{shortname}/ics"
+
+
 def series_shortname(url: str, base_url: str) -> str | None:
     """The shortname of a series feed URL on the site at `base_url` (any user or password
     in the URL aside), else None."""

@@ -23,10 +23,10 @@ from harvester.config import (
     parse_duration,
     resolve_config_path,
 )
-from harvester.config_edit import ConfigFile, FeedEntry, canonical_feed_url, series_feed_url
+from harvester.config_edit import ConfigFile, FeedEntry, canonical_feed_url
 from harvester.errors import ApiError, ArchiveError, ConfigEditError, ConfigError
 from harvester.series import open_api, store_series
-from harvester.site import default_feed_name, series_shortname
+from harvester.site import default_feed_name, series_feed_url, series_shortname
 from harvester.site_api import SeriesInfo, SiteApi, Topic, select_series
 
 
