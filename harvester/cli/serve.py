@@ -108,11 +108,11 @@ def write_queries(metadata: dict[str, Any]) -> list[str]:
 def archive_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """The metadata with the archive's read-only guard switched on whatever the file says."""
     metadata = copy.deepcopy(metadata)
-    databases = metadata["databases"] = metadata.get("databases") or {}
-    database = databases[DATABASE_NAME] = databases.get(DATABASE_NAME) or {}
-    plugins = database["plugins"] = database.get("plugins") or {}
-    plugin = plugins[PLUGIN_NAME] = plugins.get(PLUGIN_NAME) or {}
-    plugin["query_only"] = True
+    block = metadata
+    for key in ("databases", DATABASE_NAME, "plugins", PLUGIN_NAME):
+        block[key] = block.get(key) or {}
+        block = block[key]
+    block["query_only"] = True
     return metadata
 
 
