@@ -26,7 +26,7 @@ from harvester.site import http_url
 
 PRODID = f"-//seminar-harvester//{__version__}//EN"
 DEFAULT_NAME = "researchseminars.org talks"
-DEFAULT_REFRESH = timedelta(hours=1)
+REFRESH = timedelta(hours=1)  # how often a client should fetch the calendar again
 DEFAULT_LENGTH = timedelta(hours=1)  # a talk without DTEND
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but LF (escaped as \n)
 
@@ -36,7 +36,6 @@ def render_calendar(
     *,
     name: str | None = None,
     keep_cancelled: bool = False,
-    refresh: timedelta = DEFAULT_REFRESH,
 ) -> bytes:
     """A VCALENDAR of `talks` (rows with the `talks` fields, JSON fields decoded or not),
     named after their series if they have one, else `name`."""
@@ -47,8 +46,8 @@ def render_calendar(
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("x-wr-calname", clean_text(_one_series(rows) or name or DEFAULT_NAME))
-    calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
-    calendar.add("x-published-ttl", icalendar.vDuration(refresh))  # PT1H, not "1:00:00"
+    calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", icalendar.vDuration(REFRESH))  # PT1H, not "1:00:00"
     if not events:  # RFC 5545 wants one component at least: a filter may match no talk
         calendar.add_component(_utc_timezone())
     ical: bytes = calendar.to_ical()
@@ -127,10 +126,8 @@ def _plus_default_length(start: datetime) -> datetime:
 
 def summary(talk: Mapping[str, Any]) -> str:
     """`Title — Speaker`, or whichever of the two the talk has."""
-    title, speaker = talk.get("title"), talk.get("speaker")
-    if title and speaker:
-        return f"{title} — {speaker}"
-    return str(title or speaker or talk["uid"])
+    parts = [str(part) for part in (talk.get("title"), talk.get("speaker")) if part]
+    return " — ".join(parts) or str(talk["uid"])
 
 
 def description(talk: Mapping[str, Any]) -> str:

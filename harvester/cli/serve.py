@@ -178,8 +178,7 @@ def serve(app: App, host: str, port: int, metadata_path: Path | None) -> None:
     \b
         pip install 'seminar-harvester[datasette]'
     """
-    missing = missing_packages()
-    if missing:
+    if missing := missing_packages():
         raise ServeError(
             f"harvester serve needs {', '.join(missing)}, not installed here.\n"
             f"Install the datasette extra: {INSTALL_HINT}"
