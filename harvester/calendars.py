@@ -11,9 +11,9 @@ so are removed talks unless `keep_cancelled` keeps them as `STATUS:CANCELLED`.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,25 +57,23 @@ def render_calendar(
 
 _END = b"END:VCALENDAR\r\n"
 # The serialised VEVENT of each talk as last rendered (icalendar's folding is slow: a
-# calendar of 1,000 talks takes half a second). Keyed by every field and the option, so a
-# changed talk is rendered again; the oldest entries go first beyond the limit.
-_EVENTS: OrderedDict[str, bytes] = OrderedDict()
+# calendar of 1,000 talks takes half a second). Keyed by every field and the option, as
+# JSON (what the archive's rows are made of), so a changed talk is rendered again.
 EVENT_CACHE_SIZE = 20_000
 
 
 def event_ical(talk: Mapping[str, Any], keep_cancelled: bool = False) -> bytes:
     """The VEVENT of one talk, serialised (b"" for a talk the calendar leaves out)."""
-    key = json.dumps([keep_cancelled, sorted(talk.items())], default=str, ensure_ascii=False)
-    cached = _EVENTS.get(key)
-    if cached is not None:
-        _EVENTS.move_to_end(key)
-        return cached
-    event = talk_event(talk, keep_cancelled)
-    ical: bytes = event.to_ical() if event is not None else b""
-    _EVENTS[key] = ical
-    if len(_EVENTS) > EVENT_CACHE_SIZE:
-        _EVENTS.popitem(last=False)
-    return ical
+    return _event_of(
+        json.dumps([keep_cancelled, sorted(talk.items())], default=str, ensure_ascii=False)
+    )
+
+
+@functools.lru_cache(maxsize=EVENT_CACHE_SIZE)
+def _event_of(key: str) -> bytes:
+    keep_cancelled, items = json.loads(key)
+    event = talk_event(dict(items), keep_cancelled)
+    return event.to_ical() if event is not None else b""
 
 
 def _utc_timezone() -> icalendar.Timezone:
