@@ -418,12 +418,11 @@ async def render_feed(
         ]
     if filters:
         title += f": {'; '.join(filters)}"
-    page = request.url.replace(".atom", "", 1)
     body = render_atom(
         [dict(zip(row.keys(), tuple(row), strict=True)) for row in rows],
         title=title,
         feed_id=f"urn:seminar-harvester:{query_name or table}:{quote('&'.join(filters))}",
-        link=page,
+        link=request.url.replace(".atom", "", 1),
         self_link=request.url,
     )
     return Response(body, status=200, content_type=ATOM_CONTENT_TYPE)
