@@ -55,16 +55,15 @@ def feed_entry(feed: FeedGenerator, row: Mapping[str, Any]) -> datetime:
     """Add one row as an entry (appended, so the feed keeps the rows' order); its time."""
     entry = feed.add_entry(order="append")
     entry.id(xml_text(str(row["atom_id"])))
-    entry.title(xml_text(str(row.get("atom_title") or row["atom_id"])))
+    title = xml_text(str(row.get("atom_title") or row["atom_id"]))
+    entry.title(title)
     updated = _moment(row.get("atom_updated"))
     entry.updated(updated)
     entry.author({"name": xml_text(str(row.get("atom_author_name") or DEFAULT_AUTHOR))})
     page = http_url(row.get("atom_link"))
     content = row.get("atom_content")
     if content or not page:  # Atom wants one of the two: the title stands in for a content
-        entry.content(
-            xml_text(str(content or row.get("atom_title") or row["atom_id"])), type="text"
-        )
+        entry.content(xml_text(str(content)) if content else title, type="text")
     if page:
         entry.link(href=page, rel="alternate")
     return updated

@@ -11,9 +11,9 @@ so are removed talks unless `keep_cancelled` keeps them as `STATUS:CANCELLED`.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from harvester.site import http_url
 
 PRODID = f"-//seminar-harvester//{__version__}//EN"
 DEFAULT_NAME = "researchseminars.org talks"
-DEFAULT_REFRESH = timedelta(hours=1)
+REFRESH = timedelta(hours=1)  # how often a client should fetch the calendar again
 DEFAULT_LENGTH = timedelta(hours=1)  # a talk without DTEND
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but LF (escaped as \n)
 
@@ -36,7 +36,6 @@ def render_calendar(
     *,
     name: str | None = None,
     keep_cancelled: bool = False,
-    refresh: timedelta = DEFAULT_REFRESH,
 ) -> bytes:
     """A VCALENDAR of `talks` (rows with the `talks` fields, JSON fields decoded or not),
     named after their series if they have one, else `name`."""
@@ -47,8 +46,8 @@ def render_calendar(
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("x-wr-calname", clean_text(_one_series(rows) or name or DEFAULT_NAME))
-    calendar.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
-    calendar.add("x-published-ttl", icalendar.vDuration(refresh))  # PT1H, not "1:00:00"
+    calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", icalendar.vDuration(REFRESH))  # PT1H, not "1:00:00"
     if not events:  # RFC 5545 wants one component at least: a filter may match no talk
         calendar.add_component(_utc_timezone())
     ical: bytes = calendar.to_ical()
@@ -58,25 +57,23 @@ def render_calendar(
 
 _END = b"END:VCALENDAR\r\n"
 # The serialised VEVENT of each talk as last rendered (icalendar's folding is slow: a
-# calendar of 1,000 talks takes half a second). Keyed by every field and the option, so a
-# changed talk is rendered again; the oldest entries go first beyond the limit.
-_EVENTS: OrderedDict[str, bytes] = OrderedDict()
+# calendar of 1,000 talks takes half a second). Keyed by every field and the option, as
+# JSON (what the archive's rows are made of), so a changed talk is rendered again.
 EVENT_CACHE_SIZE = 20_000
 
 
 def event_ical(talk: Mapping[str, Any], keep_cancelled: bool = False) -> bytes:
     """The VEVENT of one talk, serialised (b"" for a talk the calendar leaves out)."""
-    key = json.dumps([keep_cancelled, sorted(talk.items())], default=str, ensure_ascii=False)
-    cached = _EVENTS.get(key)
-    if cached is not None:
-        _EVENTS.move_to_end(key)
-        return cached
-    event = talk_event(talk, keep_cancelled)
-    ical: bytes = event.to_ical() if event is not None else b""
-    _EVENTS[key] = ical
-    if len(_EVENTS) > EVENT_CACHE_SIZE:
-        _EVENTS.popitem(last=False)
-    return ical
+    return _event_of(
+        json.dumps([keep_cancelled, sorted(talk.items())], default=str, ensure_ascii=False)
+    )
+
+
+@functools.lru_cache(maxsize=EVENT_CACHE_SIZE)
+def _event_of(key: str) -> bytes:
+    keep_cancelled, items = json.loads(key)
+    event = talk_event(dict(items), keep_cancelled)
+    return event.to_ical() if event is not None else b""
 
 
 def _utc_timezone() -> icalendar.Timezone:
@@ -127,10 +124,8 @@ def _plus_default_length(start: datetime) -> datetime:
 
 def summary(talk: Mapping[str, Any]) -> str:
     """`Title — Speaker`, or whichever of the two the talk has."""
-    title, speaker = talk.get("title"), talk.get("speaker")
-    if title and speaker:
-        return f"{title} — {speaker}"
-    return str(title or speaker or talk["uid"])
+    parts = [str(part) for part in (talk.get("title"), talk.get("speaker")) if part]
+    return " — ".join(parts) or str(talk["uid"])
 
 
 def description(talk: Mapping[str, Any]) -> str:

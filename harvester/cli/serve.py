@@ -108,11 +108,11 @@ def write_queries(metadata: dict[str, Any]) -> list[str]:
 def archive_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """The metadata with the archive's read-only guard switched on whatever the file says."""
     metadata = copy.deepcopy(metadata)
-    databases = metadata["databases"] = metadata.get("databases") or {}
-    database = databases[DATABASE_NAME] = databases.get(DATABASE_NAME) or {}
-    plugins = database["plugins"] = database.get("plugins") or {}
-    plugin = plugins[PLUGIN_NAME] = plugins.get(PLUGIN_NAME) or {}
-    plugin["query_only"] = True
+    block = metadata
+    for key in ("databases", DATABASE_NAME, "plugins", PLUGIN_NAME):
+        block[key] = block.get(key) or {}
+        block = block[key]
+    block["query_only"] = True
     return metadata
 
 
@@ -178,8 +178,7 @@ def serve(app: App, host: str, port: int, metadata_path: Path | None) -> None:
     \b
         pip install 'seminar-harvester[datasette]'
     """
-    missing = missing_packages()
-    if missing:
+    if missing := missing_packages():
         raise ServeError(
             f"harvester serve needs {', '.join(missing)}, not installed here.\n"
             f"Install the datasette extra: {INSTALL_HINT}"

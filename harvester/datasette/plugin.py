@@ -125,19 +125,13 @@ def startup(datasette: Any) -> None:
 def asgi_wrapper(datasette: Any) -> Callable[[ASGIApp], ASGIApp]:
     def wrap(app: ASGIApp) -> ASGIApp:
         async def hide_bookkeeping_columns(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http" and _writes_to_archive(datasette, scope):
+            if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD"):
+                scope = _relevance_search(datasette, scope)
+                scope = _without_repeated_facets(datasette, scope)
+                scope = await _without_hidden(datasette, scope)
+            elif scope["type"] == "http" and _read_only(datasette, scope):
                 await _refuse_method(send)  # no canned query writes: a POST would be a 500
                 return
-            if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD"):
-                searched = await _relevance_search(datasette, scope)
-                if searched is not None:
-                    path, arguments = searched
-                    scope = {**scope, "path": path, "raw_path": path.encode("latin-1")}
-                    scope["query_string"] = arguments.encode("latin-1")
-                for rewrite in (_query_without_repeated_facets, _query_without_hidden):
-                    query = await rewrite(datasette, scope)
-                    if query is not None:
-                        scope = {**scope, "query_string": query.encode("latin-1")}
             await app(scope, receive, send)
 
         return hide_bookkeeping_columns
@@ -145,10 +139,8 @@ def asgi_wrapper(datasette: Any) -> Callable[[ASGIApp], ASGIApp]:
     return wrap
 
 
-def _writes_to_archive(datasette: Any, scope: Scope) -> bool:
-    """A request other than GET or HEAD to a page of a read-only (`query_only`) archive."""
-    if scope.get("method") in ("GET", "HEAD"):
-        return False
+def _read_only(datasette: Any, scope: Scope) -> bool:
+    """Whether the address is a page of a read-only (`query_only`) archive."""
     database, _ = _route(datasette, scope)
     return database is not None and bool(_config(datasette, database.name).get("query_only"))
 
@@ -168,16 +160,30 @@ def _route(datasette: Any, scope: Scope) -> tuple[Any, list[str]]:
 
 
 def _table_route(datasette: Any, scope: Scope) -> tuple[Any, str] | None:
-    """The database and table of a /<database>/<table> address (any format), or None."""
+    """The database and the tilde-encoded table of a /<database>/<table> address, or None."""
     database, rest = _route(datasette, scope)
-    return (database, tilde_decode(rest[0])) if database is not None and len(rest) == 1 else None
+    return (database, rest[0]) if database is not None and len(rest) == 1 else None
+
+
+def _table_setting(datasette: Any, database: Any, key: str, table: str) -> Any:
+    """The plugin's `key: {table: value}` setting for this table, or None."""
+    per_table = _config(datasette, database.name).get(key)
+    return per_table.get(table) if isinstance(per_table, dict) else None
+
+
+def _args(scope: Scope) -> list[tuple[str, str]]:
+    return parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+
+
+def _with_args(scope: Scope, args: list[tuple[str, str]]) -> Scope:
+    return {**scope, "query_string": urlencode(args).encode("latin-1")}
 
 
 _SORT_ARGUMENTS = frozenset({"_sort", "_sort_desc", "_sort_by_desc"})
 
 
-async def _relevance_search(datasette: Any, scope: Scope) -> tuple[str, str] | None:
-    """The path and query string that answer a table's plain search by relevance, or None.
+def _relevance_search(datasette: Any, scope: Scope) -> Scope:
+    """The request, a table's plain search answered by relevance.
 
     Datasette orders a table's search results by the table's sort (talks: the latest start
     first, so talks years ahead came first); `relevance_search: {table: query}` names a
@@ -187,20 +193,18 @@ async def _relevance_search(datasette: Any, scope: Scope) -> tuple[str, str] | N
     inside the server: the address stays as the reader typed it."""
     route = _table_route(datasette, scope)
     if route is None:
-        return None
-    database, table = route
-    searches = _config(datasette, database.name).get("relevance_search") or {}
-    query = searches.get(table) if isinstance(searches, dict) else None
+        return scope
+    database, table = route[0], tilde_decode(route[1])
+    query = _table_setting(datasette, database, "relevance_search", table)
     if not query:
-        return None
-    args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        return scope
+    args = _args(scope)
     words = " ".join(value for key, value in args if key == "_search").strip()
     others = [(key, value) for key, value in args if key != "_search"]
     if not words or not _default_sort(datasette.table_metadata(database.name, table), others):
-        return None
-    return f"{datasette.urls.database(database.name)}/{tilde_encode(query)}", urlencode(
-        {"q": words}
-    )
+        return scope
+    path = f"{datasette.urls.database(database.name)}/{tilde_encode(query)}"
+    return _with_args({**scope, "path": path, "raw_path": path.encode("latin-1")}, [("q", words)])
 
 
 def _default_sort(table_metadata: Mapping[str, Any], args: list[tuple[str, str]]) -> bool:
@@ -216,35 +220,32 @@ def _default_sort(table_metadata: Mapping[str, Any], args: list[tuple[str, str]]
     return bool(column == default)
 
 
-async def _query_without_hidden(datasette: Any, scope: Scope) -> str | None:
-    """The query string of a table page with its hidden columns left out, or None."""
-    database, rest = _route(datasette, scope)
-    if database is None or len(rest) != 1 or "." in rest[0]:  # the HTML page of a table only
-        return None
-    hidden = _config(datasette, database.name).get("hidden_columns") or {}
-    table = tilde_decode(rest[0])
-    wanted = hidden.get(table) if isinstance(hidden, dict) else None
-    if not wanted:
-        return None
-    args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-    if any(key in ("_col", "_nocol") for key, _ in args):
-        return None  # the user chose the columns
+async def _without_hidden(datasette: Any, scope: Scope) -> Scope:
+    """The request, a table's HTML page with its hidden columns left out."""
+    route = _table_route(datasette, scope)
+    if route is None or "." in route[1]:  # the HTML page of a table only
+        return scope
+    database, table = route[0], tilde_decode(route[1])
+    wanted = _table_setting(datasette, database, "hidden_columns", table)
+    args = _args(scope)
+    if not wanted or any(key in ("_col", "_nocol") for key, _ in args):
+        return scope  # nothing hidden, or the user chose the columns
     existing = set(await database.table_columns(table))
     nocols = [("_nocol", column) for column in wanted if column in existing]
-    return urlencode(args + nocols) if nocols else None
+    return _with_args(scope, args + nocols) if nocols else scope
 
 
-async def _query_without_repeated_facets(datasette: Any, scope: Scope) -> str | None:
-    """The query string of a table page (HTML or JSON) without the `_facet`/`_facet_array`
-    arguments its metadata already declares (see the module's docstring), or None."""
+def _without_repeated_facets(datasette: Any, scope: Scope) -> Scope:
+    """The request, a table page (HTML or JSON) without the `_facet`/`_facet_array`
+    arguments its metadata already declares (see the module's docstring)."""
     route = _table_route(datasette, scope)
     if route is None or not _archive_db(datasette, route[0].name):
-        return None
-    database, table = route[0], route[1].removesuffix(".json")
+        return scope
+    database, table = route[0], tilde_decode(route[1]).removesuffix(".json")
     declared = _declared_facets(datasette.table_metadata(database.name, table))
-    args = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    args = _args(scope)
     kept = [(key, value) for key, value in args if (key, value) not in declared]
-    return urlencode(kept) if len(kept) < len(args) else None
+    return _with_args(scope, kept) if len(kept) < len(args) else scope
 
 
 def _declared_facets(table_metadata: Mapping[str, Any]) -> set[tuple[str, str]]:
@@ -417,12 +418,11 @@ async def render_feed(
         ]
     if filters:
         title += f": {'; '.join(filters)}"
-    page = request.url.replace(".atom", "", 1)
     body = render_atom(
         [dict(zip(row.keys(), tuple(row), strict=True)) for row in rows],
         title=title,
         feed_id=f"urn:seminar-harvester:{query_name or table}:{quote('&'.join(filters))}",
-        link=page,
+        link=request.url.replace(".atom", "", 1),
         self_link=request.url,
     )
     return Response(body, status=200, content_type=ATOM_CONTENT_TYPE)
@@ -472,15 +472,8 @@ def extra_template_vars(
 
         async def history_vars() -> dict[str, Any]:
             uid = (request.args.get("uid") or "").strip()
-            if uid:
-                history = await db.execute_fn(lambda conn: archive.talk_page(conn, uid))
-                talks = await db.execute_fn(lambda conn: archive.talks_by_uid(conn, [uid]))
-                changes = await db.execute_fn(lambda conn: _version_changes(conn, uid))
-                for version in history:
-                    version["changes"] = changes.get(version["version"], [])
-                return {"talk": talks[0] if talks else None, "history": history}
-            recent = await db.execute_fn(lambda conn: archive.recently_changed_talks(conn))
-            return {"recent_talks": recent}
+            page: dict[str, Any] = await db.execute_fn(lambda conn: _history_vars(conn, uid))
+            return page
 
         return history_vars
 
@@ -524,15 +517,22 @@ DIFF_CONTEXT_WORDS = 6
 DIFF_MAX_WORDS = 5000  # per side: longer texts are said to be edited, not diffed
 
 
-def _version_changes(conn: sqlite3.Connection, uid: str) -> dict[int, list[Markup]]:
-    """What each version of a talk changed, as the talk page says it: one item per field,
-    times as people read them, an abstract as a word diff."""
+def _history_vars(conn: sqlite3.Connection, uid: str) -> dict[str, Any]:
+    """Without a uid, the recently changed talks; with one, the talk as it is now and its
+    versions newest first, each with what it changed as the talk page says it: one item per
+    field, times as people read them, an abstract as a word diff."""
+    if not uid:
+        return {"recent_talks": archive.recently_changed_talks(conn)}
     changes: dict[int, list[Markup]] = {}
     previous: dict[str, Any] | None = None
     for version in archive.talk_history(Database(conn), uid):
         changes[version["version"]] = _changes_of(previous, version)
         previous = version
-    return changes
+    history = archive.talk_page(conn, uid)
+    for version in history:
+        version["changes"] = changes.get(version["version"], [])
+    talks = archive.talks_by_uid(conn, [uid])
+    return {"talk": talks[0] if talks else None, "history": history}
 
 
 def _changes_of(previous: Mapping[str, Any] | None, version: Mapping[str, Any]) -> list[Markup]:
@@ -544,12 +544,9 @@ def _changes_of(previous: Mapping[str, Any] | None, version: Mapping[str, Any]) 
         f for f in _VERSION_FIELDS if f in fields and not (f == "dtend" and "dtstart" in fields)
     ]
     items = [_field_change(f, previous, version) for f in shown]
-    said = {_field_name(f) for f in _VERSION_FIELDS if f in fields}
-    for field in fields:
-        name = _field_name(field)
-        if name is not None and name not in said:
-            items.append(escape(f"{name} edited"))
-            said.add(name)
+    said = {_field_name(f) for f in _VERSION_FIELDS if f in fields} | {None}
+    others = dict.fromkeys(name for f in fields if (name := _field_name(f)) not in said)
+    items += [escape(f"{name} edited") for name in others]
     return items or [escape("details edited")]
 
 
@@ -649,9 +646,10 @@ def week_chart(
     highest = max((sum(c.values()) for c in counts.values()), default=0)
     step = nice_step(highest)
     top = step * max(1, math.ceil(highest / step))
+    wide = width >= 800
     left, bottom = 50, 40
-    right = 20 if width >= 800 else 40  # room for the last week's date under its bar
-    height = 320 if width >= 800 else 300
+    right = 20 if wide else 40  # room for the last week's date under its bar
+    height, label_every = (320, 4) if wide else (300, 3)
     legend_per_row = max(1, (width - left) // 160)
     legend_rows = math.ceil(len(kinds) / legend_per_row)
     bar = (width - left - right) / len(all_weeks)
@@ -669,13 +667,12 @@ def week_chart(
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="13">{value}</text>'
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ddd"/>'
         )
-    label_every = 4 if width >= 800 else 3
     for n, week in enumerate(all_weeks):
         x = left + n * bar + 2
         parts += _stacked_bar(week, counts[week], kinds, x, bar, height - bottom, plot / top)
         if n % label_every == 0:
             monday = date.fromisoformat(week)
-            label = f"{monday.day} {monday:%b %Y}" if width >= 800 else f"{monday.day} {monday:%b}"
+            label = f"{monday.day} {monday:%b %Y}" if wide else f"{monday.day} {monday:%b}"
             parts.append(
                 f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle"'
                 f' font-size="13">{label}</text>'
