@@ -498,9 +498,8 @@ class _Inflater:
             raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
         self.url = url
         self.encoding = encoding
-        self.gzip = encoding != "deflate"
-        self.started = False
-        self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
+        self.may_be_raw = encoding == "deflate"  # until its first piece is inflated
+        self.inflater = zlib.decompressobj(zlib.MAX_WBITS + (0 if self.may_be_raw else 16))
 
     def feed(self, data: bytes, room: int) -> list[bytes]:
         """Inflate `data`; never more than `room` bytes out in total (the caller refuses then)."""
@@ -522,10 +521,10 @@ class _Inflater:
             raise FetchError(self.url, f"corrupt {self.encoding} body: {exc}") from None
 
     def _decompress(self, data: bytes, room: int) -> bytes:
-        if self.started or self.gzip:
+        if not self.may_be_raw:
             return self.inflater.decompress(data, room)
         # "deflate" is meant to be zlib-wrapped, but some servers send a raw deflate stream.
-        self.started = True
+        self.may_be_raw = False
         try:
             return self.inflater.decompress(data, room)
         except zlib.error:

@@ -176,10 +176,9 @@ def _refused(url: str) -> str | None:
     from harvester._http import AddressRefusedError, UrlPolicy  # httpx: not for `status`
 
     host = server_host(url)
-    if host is None:
-        return None
     try:
-        UrlPolicy().connect_addresses(host)
+        if host is not None:
+            UrlPolicy().connect_addresses(host)
     except AddressRefusedError as exc:
         if exc.retryable:  # the name does not resolve: Apprise will say so itself
             return None

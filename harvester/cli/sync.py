@@ -79,9 +79,7 @@ def _target(config: Config, url: str, name: str | None = None) -> FeedTarget:
 def _report(app: App, results: list[PollResult]) -> None:
     """A summary on stdout and one line per failed feed on stderr (but where a person reads
     the log, whose line for the poll said it already); exit 1 if any failed."""
-    totals: Counter[str] = Counter()
-    for result in results:
-        totals.update(result.counts)
+    totals = sum((Counter(result.counts) for result in results), Counter[str]())
     failed = [r for r in results if r.failed]
     for result in [] if app.logs_for_people else failed:
         click.echo(f"error: {result.name or result.feed}: {result.error}", err=True)
