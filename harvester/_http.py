@@ -187,9 +187,7 @@ class UrlPolicy:
         if not host:
             raise FetchError(url, "refused: the URL has no host")
         self._check_allowed_host(url, parsed)
-        literal = _ip_literal(host)
-        refused = None if literal is None else self._literal_refused(host, literal)
-        if refused:
+        if refused := self._literal_refused(host):
             raise FetchError(url, refused)
         return parsed
 
@@ -199,11 +197,9 @@ class UrlPolicy:
         Raises AddressRefusedError when the name does not resolve or, unless private hosts are
         allowed, when any of its addresses is not globally reachable.
         """
-        literal = _ip_literal(host)
-        if literal is not None:
-            refused = self._literal_refused(host, literal)
-            if refused:
-                raise AddressRefusedError(refused)
+        if refused := self._literal_refused(host):
+            raise AddressRefusedError(refused)
+        if (literal := _ip_literal(host)) is not None:
             return [str(literal)]
         found = self._resolve(host)
         if not self.allow_private:
@@ -215,8 +211,10 @@ class UrlPolicy:
                     )
         return list(dict.fromkeys(str(address) for _, address in found))
 
-    def _literal_refused(self, host: str, literal: IPAddress) -> str | None:
-        problem = None if self.allow_private else self.classify(literal)
+    def _literal_refused(self, host: str) -> str | None:
+        """Why the policy refuses `host` if it is an IP address, else None."""
+        literal = _ip_literal(host)
+        problem = None if literal is None or self.allow_private else self.classify(literal)
         return problem and f"refused: {host} is {problem} {ALLOW_PRIVATE_HINT}"
 
     def _check_allowed_host(self, url: str, parsed: httpx.URL) -> None:

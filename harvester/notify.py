@@ -9,6 +9,7 @@ its password) comes back as a string for the caller to mask and store.
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
@@ -213,12 +214,9 @@ def deliver(url: str, title: str, body: str) -> str | None:
 
     Never through a proxy, as feeds are not: `no_proxy=*` for this process (Apprise posts
     with requests, which would take one from the environment)."""
-    import os
-
     import apprise
 
     os.environ["no_proxy"] = "*"
-
     client = apprise.Apprise()
     if not client.add(url):
         return "not an Apprise URL Apprise can use"
