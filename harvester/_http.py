@@ -124,18 +124,19 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 class AddressRefusedError(Exception):
     """The policy refused where a connection would go (raised by `PinnedBackend`).
 
-    `unresolved`: the host name did not resolve (see `UnresolvedHostError`).
+    `unresolved`: the host name did not resolve, the one refusal worth a retry (as a failed
+    lookup by httpx itself would be: a network error; see `UnresolvedHostError`).
     """
 
-    def __init__(self, reason: str, *, retryable: bool = False, unresolved: bool = False) -> None:
+    def __init__(self, reason: str, *, unresolved: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.retryable = retryable
         self.unresolved = unresolved
 
     def as_fetch_error(self, url: str) -> FetchError:
-        error = UnresolvedHostError if self.unresolved else FetchError
-        return error(url, self.reason, retryable=self.retryable)
+        if self.unresolved:
+            return UnresolvedHostError(url, self.reason, retryable=True)
+        return FetchError(url, self.reason)
 
 
 class UnresolvedHostError(FetchError):
@@ -230,15 +231,10 @@ class UrlPolicy:
             found = [(a, ipaddress.ip_address(a)) for a in _resolve_in_time(self.resolve, host)]
         except (OSError, UnicodeError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            # As a failed lookup by httpx itself would be: a network error, worth a retry.
-            raise _unresolved(f"cannot resolve {host}: {reason}") from None
+            raise AddressRefusedError(f"cannot resolve {host}: {reason}", unresolved=True) from None
         if not found:
-            raise _unresolved(f"cannot resolve {host}: no addresses")
+            raise AddressRefusedError(f"cannot resolve {host}: no addresses", unresolved=True)
         return found
-
-
-def _unresolved(reason: str) -> AddressRefusedError:
-    return AddressRefusedError(reason, retryable=True, unresolved=True)
 
 
 def _ip_literal(host: str) -> IPAddress | None:

@@ -181,7 +181,7 @@ def _refused(url: str) -> str | None:
         if host is not None:
             UrlPolicy().connect_addresses(host)
     except AddressRefusedError as exc:
-        if exc.retryable:  # the name does not resolve: Apprise will say so itself
+        if exc.unresolved:  # Apprise will say so itself
             return None
         return exc.reason.replace("[http] allow_private", "allow_private on the [[notify]] entry")
     return None
