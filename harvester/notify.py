@@ -195,11 +195,10 @@ def server_host(url: str) -> str | None:
 
     import apprise
 
-    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    host = getattr(plugin, "host", None)
-    if not isinstance(host, str) or not host.strip("[]"):
+    host = getattr(apprise.Apprise.instantiate(url, suppress_exceptions=True), "host", None)
+    host = host.strip("[]") if isinstance(host, str) else None  # an IPv6 literal: in brackets
+    if not host:
         return None
-    host = host.strip("[]")  # an IPv6 literal comes in brackets
     if url.partition("://")[0].lower() in _WEBHOOK_SCHEMES or host.lower() == "localhost":
         return host
     try:
