@@ -66,10 +66,8 @@ def _series_feed_of(app: App, body: bytes) -> FeedTarget | None:
         return None
     (shortname,) = series
     base = app.config.site.base_url
-    for feed in app.config.feeds:
-        if series_shortname(feed.url, base) == shortname:
-            return _target(app.config, feed.url, feed.name)
-    return None
+    feed = next((f for f in app.config.feeds if series_shortname(f.url, base) == shortname), None)
+    return None if feed is None else _target(app.config, feed.url, feed.name)
 
 
 def _target(config: Config, url: str, name: str | None = None) -> FeedTarget:
