@@ -124,18 +124,19 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 class AddressRefusedError(Exception):
     """The policy refused where a connection would go (raised by `PinnedBackend`).
 
-    `unresolved`: the host name did not resolve (see `UnresolvedHostError`).
+    `unresolved`: the host name did not resolve, the one refusal worth a retry (as a failed
+    lookup by httpx itself would be: a network error; see `UnresolvedHostError`).
     """
 
-    def __init__(self, reason: str, *, retryable: bool = False, unresolved: bool = False) -> None:
+    def __init__(self, reason: str, *, unresolved: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.retryable = retryable
         self.unresolved = unresolved
 
     def as_fetch_error(self, url: str) -> FetchError:
-        error = UnresolvedHostError if self.unresolved else FetchError
-        return error(url, self.reason, retryable=self.retryable)
+        if self.unresolved:
+            return UnresolvedHostError(url, self.reason, retryable=True)
+        return FetchError(url, self.reason)
 
 
 class UnresolvedHostError(FetchError):
@@ -187,9 +188,7 @@ class UrlPolicy:
         if not host:
             raise FetchError(url, "refused: the URL has no host")
         self._check_allowed_host(url, parsed)
-        literal = _ip_literal(host)
-        refused = None if literal is None else self._literal_refused(host, literal)
-        if refused:
+        if refused := self._literal_refused(host):
             raise FetchError(url, refused)
         return parsed
 
@@ -199,11 +198,9 @@ class UrlPolicy:
         Raises AddressRefusedError when the name does not resolve or, unless private hosts are
         allowed, when any of its addresses is not globally reachable.
         """
-        literal = _ip_literal(host)
-        if literal is not None:
-            refused = self._literal_refused(host, literal)
-            if refused:
-                raise AddressRefusedError(refused)
+        if refused := self._literal_refused(host):
+            raise AddressRefusedError(refused)
+        if (literal := _ip_literal(host)) is not None:
             return [str(literal)]
         found = self._resolve(host)
         if not self.allow_private:
@@ -215,8 +212,10 @@ class UrlPolicy:
                     )
         return list(dict.fromkeys(str(address) for _, address in found))
 
-    def _literal_refused(self, host: str, literal: IPAddress) -> str | None:
-        problem = None if self.allow_private else self.classify(literal)
+    def _literal_refused(self, host: str) -> str | None:
+        """Why the policy refuses `host` if it is an IP address, else None."""
+        literal = _ip_literal(host)
+        problem = None if literal is None or self.allow_private else self.classify(literal)
         return problem and f"refused: {host} is {problem} {ALLOW_PRIVATE_HINT}"
 
     def _check_allowed_host(self, url: str, parsed: httpx.URL) -> None:
@@ -232,15 +231,10 @@ class UrlPolicy:
             found = [(a, ipaddress.ip_address(a)) for a in _resolve_in_time(self.resolve, host)]
         except (OSError, UnicodeError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            # As a failed lookup by httpx itself would be: a network error, worth a retry.
-            raise _unresolved(f"cannot resolve {host}: {reason}") from None
+            raise AddressRefusedError(f"cannot resolve {host}: {reason}", unresolved=True) from None
         if not found:
-            raise _unresolved(f"cannot resolve {host}: no addresses")
+            raise AddressRefusedError(f"cannot resolve {host}: no addresses", unresolved=True)
         return found
-
-
-def _unresolved(reason: str) -> AddressRefusedError:
-    return AddressRefusedError(reason, retryable=True, unresolved=True)
 
 
 def _ip_literal(host: str) -> IPAddress | None:
@@ -498,9 +492,8 @@ class _Inflater:
             raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
         self.url = url
         self.encoding = encoding
-        self.gzip = encoding != "deflate"
-        self.started = False
-        self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
+        self.may_be_raw = encoding == "deflate"  # until its first piece is inflated
+        self.inflater = zlib.decompressobj(zlib.MAX_WBITS + (0 if self.may_be_raw else 16))
 
     def feed(self, data: bytes, room: int) -> list[bytes]:
         """Inflate `data`; never more than `room` bytes out in total (the caller refuses then)."""
@@ -522,10 +515,10 @@ class _Inflater:
             raise FetchError(self.url, f"corrupt {self.encoding} body: {exc}") from None
 
     def _decompress(self, data: bytes, room: int) -> bytes:
-        if self.started or self.gzip:
+        if not self.may_be_raw:
             return self.inflater.decompress(data, room)
         # "deflate" is meant to be zlib-wrapped, but some servers send a raw deflate stream.
-        self.started = True
+        self.may_be_raw = False
         try:
             return self.inflater.decompress(data, room)
         except zlib.error:

@@ -391,8 +391,7 @@ class Daemon:
         not reached its transaction) and a wait between retries ends at once."""
         policy = FetchPolicy.from_settings(settings, sleep=self.stopping.wait)
         client = make_client(settings, policy=policy)
-        hooks = client.event_hooks
-        client.event_hooks = {**hooks, "request": [*hooks["request"], self._refuse_when_stopping]}
+        client.event_hooks["request"].append(self._refuse_when_stopping)  # the client's own list
         return client
 
     def _refuse_when_stopping(self, _request: httpx.Request) -> None:

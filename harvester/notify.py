@@ -9,6 +9,7 @@ its password) comes back as a string for the caller to mask and store.
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
@@ -194,11 +195,10 @@ def server_host(url: str) -> str | None:
 
     import apprise
 
-    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    host = getattr(plugin, "host", None)
-    if not isinstance(host, str) or not host.strip("[]"):
+    host = getattr(apprise.Apprise.instantiate(url, suppress_exceptions=True), "host", None)
+    host = host.strip("[]") if isinstance(host, str) else None  # an IPv6 literal: in brackets
+    if not host:
         return None
-    host = host.strip("[]")  # an IPv6 literal comes in brackets
     if url.partition("://")[0].lower() in _WEBHOOK_SCHEMES or host.lower() == "localhost":
         return host
     try:
@@ -213,12 +213,9 @@ def deliver(url: str, title: str, body: str) -> str | None:
 
     Never through a proxy, as feeds are not: `no_proxy=*` for this process (Apprise posts
     with requests, which would take one from the environment)."""
-    import os
-
     import apprise
 
     os.environ["no_proxy"] = "*"
-
     client = apprise.Apprise()
     if not client.add(url):
         return "not an Apprise URL Apprise can use"

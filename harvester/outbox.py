@@ -26,7 +26,7 @@ from sqlite_utils import Database
 
 from harvester import archive as store
 from harvester import digest as weekly
-from harvester.config import Config, NotificationSettings
+from harvester.config import Config, NotificationSettings, NotifyConfig
 from harvester.errors import ConfigError
 from harvester.logs import get_logger
 from harvester.notify import Target, deliver, digest, fold_name, server_host
@@ -76,21 +76,22 @@ def targets(db: Database, config: Config) -> list[Target]:
 
     ConfigError for a `match` the archive's search cannot run: refused before any poll."""
     check_filters(config)
-    return [
-        Target(
-            key=store.url_key(db, entry.url),
-            url=entry.url,
-            series=entry.series,
-            kinds=entry.kinds,
-            upcoming_only=entry.upcoming_only,
-            allow_private=entry.allow_private or config.http.allow_private,
-            match=entry.match,
-            speakers=tuple(fold_name(name) for name in entry.speakers),
-            digest=entry.digest,
-            timezone=entry.timezone,
-        )
-        for entry in config.notify
-    ]
+    return [_target(config, entry, store.url_key(db, entry.url)) for entry in config.notify]
+
+
+def _target(config: Config, entry: NotifyConfig, key: str) -> Target:
+    return Target(
+        key=key,
+        url=entry.url,
+        series=entry.series,
+        kinds=entry.kinds,
+        upcoming_only=entry.upcoming_only,
+        allow_private=entry.allow_private or config.http.allow_private,
+        match=entry.match,
+        speakers=tuple(fold_name(name) for name in entry.speakers),
+        digest=entry.digest,
+        timezone=entry.timezone,
+    )
 
 
 def label(index: int, url: str) -> str:
@@ -176,12 +177,11 @@ def _refused(url: str) -> str | None:
     from harvester._http import AddressRefusedError, UrlPolicy  # httpx: not for `status`
 
     host = server_host(url)
-    if host is None:
-        return None
     try:
-        UrlPolicy().connect_addresses(host)
+        if host is not None:
+            UrlPolicy().connect_addresses(host)
     except AddressRefusedError as exc:
-        if exc.retryable:  # the name does not resolve: Apprise will say so itself
+        if exc.unresolved:  # Apprise will say so itself
             return None
         return exc.reason.replace("[http] allow_private", "allow_private on the [[notify]] entry")
     return None
@@ -202,13 +202,8 @@ def send_test(config: Config) -> list[TargetResult]:
     """One test message to every target; what happened, target by target."""
     results = []
     for i, entry in enumerate(config.notify):
-        target = Target(
-            key="test",
-            url=entry.url,
-            allow_private=entry.allow_private or config.http.allow_private,
-        )
         error = _deliver(
-            target,
+            _target(config, entry, "test"),
             "seminar-harvester: test notification",
             "This is a test message from seminar-harvester: notifications reach you here.",
             config.notifications.timeout,

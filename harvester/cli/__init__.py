@@ -107,12 +107,9 @@ class _Harvester(click.Group):
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(len(name) for name in names)
         rows = []
-        for name in names:
-            command = self.commands.get(name)
-            if command is None:
-                summary = click.Command(name, help=COMMANDS[name][1])  # click's own shortening
-                rows.append((name, summary.get_short_help_str(limit)))
-            elif not command.hidden:
+        for name in names:  # a command not loaded yet: its one-line help, shortened by click
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name][1])
+            if not command.hidden:
                 rows.append((name, command.get_short_help_str(limit)))
         if rows:
             with formatter.section("Commands"):

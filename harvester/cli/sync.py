@@ -66,10 +66,8 @@ def _series_feed_of(app: App, body: bytes) -> FeedTarget | None:
         return None
     (shortname,) = series
     base = app.config.site.base_url
-    for feed in app.config.feeds:
-        if series_shortname(feed.url, base) == shortname:
-            return _target(app.config, feed.url, feed.name)
-    return None
+    feed = next((f for f in app.config.feeds if series_shortname(f.url, base) == shortname), None)
+    return None if feed is None else _target(app.config, feed.url, feed.name)
 
 
 def _target(config: Config, url: str, name: str | None = None) -> FeedTarget:
@@ -79,9 +77,7 @@ def _target(config: Config, url: str, name: str | None = None) -> FeedTarget:
 def _report(app: App, results: list[PollResult]) -> None:
     """A summary on stdout and one line per failed feed on stderr (but where a person reads
     the log, whose line for the poll said it already); exit 1 if any failed."""
-    totals: Counter[str] = Counter()
-    for result in results:
-        totals.update(result.counts)
+    totals = sum((Counter(result.counts) for result in results), Counter[str]())
     failed = [r for r in results if r.failed]
     for result in [] if app.logs_for_people else failed:
         click.echo(f"error: {result.name or result.feed}: {result.error}", err=True)
