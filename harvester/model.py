@@ -41,8 +41,7 @@ CONTENT_FIELDS: tuple[str, ...] = (
 )
 JSON_FIELDS = frozenset({"speakers", "urls"})
 
-# What a `[[notify]]` target is sent when it names no kinds, and the kinds it may name: the
-# change kinds of a version (harvester.kinds), plus the version's own change.
+# What a `[[notify]]` target is sent when it names no kinds.
 DEFAULT_NOTIFY_KINDS: tuple[str, ...] = (
     "rescheduled",
     "retitled",
@@ -108,23 +107,17 @@ def masked(record: TalkRecord) -> TalkRecord:
     """`record` with every secret the harvester knows masked in its text, as the archive
     stores it (a personal feed may carry its own token in a title); `record` itself when
     it holds none."""
+    texts = {f.name: v for f in fields(record) if isinstance(v := getattr(record, f.name), str)}
     people = [part for s in record.speakers for part in (s.name, s.affiliation) if part]
-    texts = [*_texts(record).values(), *record.urls, *people]
-    joined = "\0".join(texts)
+    joined = "\0".join([*texts.values(), *record.urls, *people])
     if redact(joined) == joined:
         return record
     speakers = tuple(
         Speaker(redact(s.name), redact(s.affiliation) if s.affiliation else s.affiliation)
         for s in record.speakers
     )
-    found: dict[str, Any] = {name: redact(value) for name, value in _texts(record).items()}
+    found: dict[str, Any] = {name: redact(value) for name, value in texts.items()}
     return replace(record, **found, speakers=speakers, urls=tuple(map(redact, record.urls)))
-
-
-def _texts(record: TalkRecord) -> dict[str, str]:
-    return {
-        f.name: value for f in fields(record) if isinstance(value := getattr(record, f.name), str)
-    }
 
 
 def _stored(name: str, value: Any) -> Any:
