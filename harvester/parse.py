@@ -141,11 +141,7 @@ def unfolded_lines(block: bytes) -> list[bytes] | None:
 
 def property_name(line: bytes) -> bytes:
     """The name icalendar reads from a content line: up to `:` or `;`, blanks dropped."""
-    end = line.find(b":")
-    if end < 0:
-        end = len(line)
-    semicolon = line.find(b";", 0, end)
-    name = line[: semicolon if semicolon >= 0 else end]
+    name = line.partition(b":")[0].partition(b";")[0]
     if b" " in name or b"\t" in name:
         name = name.replace(b" ", b"").replace(b"\t", b"")
     return name.upper()
@@ -627,9 +623,8 @@ def records_in_order(events: Iterable[Event], warnings: list[str]) -> list[TalkR
         record = talk_from_event(event, block, position, warnings)
         if record is None:
             continue
-        if record.uid in by_uid:
+        if by_uid.pop(record.uid, None) is not None:  # the last one takes the last place
             warnings.append(f"event #{position}: duplicate UID {record.uid!r}; the last one wins")
-            del by_uid[record.uid]
         by_uid[record.uid] = record
     return list(by_uid.values())
 
