@@ -100,7 +100,10 @@ class TalkRecord:
 
     def content(self) -> dict[str, Any]:
         """The content fields as they are stored (lists as JSON text)."""
-        return {name: _stored(name, getattr(self, name)) for name in CONTENT_FIELDS}
+        stored = {name: getattr(self, name) for name in CONTENT_FIELDS}
+        stored["speakers"] = json.dumps([asdict(s) for s in self.speakers], ensure_ascii=False)
+        stored["urls"] = json.dumps(list(self.urls), ensure_ascii=False)
+        return stored
 
 
 def masked(record: TalkRecord) -> TalkRecord:
@@ -118,14 +121,6 @@ def masked(record: TalkRecord) -> TalkRecord:
     )
     found: dict[str, Any] = {name: redact(value) for name, value in texts.items()}
     return replace(record, **found, speakers=speakers, urls=tuple(map(redact, record.urls)))
-
-
-def _stored(name: str, value: Any) -> Any:
-    if name == "speakers":
-        return json.dumps([asdict(s) for s in value], ensure_ascii=False)
-    if name == "urls":
-        return json.dumps(list(value), ensure_ascii=False)
-    return value
 
 
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
