@@ -126,11 +126,11 @@ def _posted_in_time(
     )
 
 
-def word_diff(old: str | None, new: str | None, context: int = 4) -> str:
-    """What changed in a long text, word by word: `[-removed-] {+added+}` with a few words
+def word_diff(old: str | None, new: str | None) -> str:
+    """What changed in a long text, word by word: `[-removed-] {+added+}` with four words
     of context around each change (git's `--word-diff=plain` notation), `…` where cut."""
     marks = {"-": "[-{}-]", "+": "{{+{}+}}", " ": "{}"}
-    return " ".join(marks[op].format(text) for op, text in word_changes(old, new, context))
+    return " ".join(marks[op].format(text) for op, text in word_changes(old, new, context=4))
 
 
 def word_changes(old: str | None, new: str | None, context: int) -> list[tuple[str, str]]:

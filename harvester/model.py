@@ -41,8 +41,7 @@ CONTENT_FIELDS: tuple[str, ...] = (
 )
 JSON_FIELDS = frozenset({"speakers", "urls"})
 
-# What a `[[notify]]` target is sent when it names no kinds, and the kinds it may name: the
-# change kinds of a version (harvester.kinds), plus the version's own change.
+# What a `[[notify]]` target is sent when it names no kinds.
 DEFAULT_NOTIFY_KINDS: tuple[str, ...] = (
     "rescheduled",
     "retitled",
@@ -101,38 +100,27 @@ class TalkRecord:
 
     def content(self) -> dict[str, Any]:
         """The content fields as they are stored (lists as JSON text)."""
-        return {name: _stored(name, getattr(self, name)) for name in CONTENT_FIELDS}
+        stored = {name: getattr(self, name) for name in CONTENT_FIELDS}
+        stored["speakers"] = json.dumps([asdict(s) for s in self.speakers], ensure_ascii=False)
+        stored["urls"] = json.dumps(list(self.urls), ensure_ascii=False)
+        return stored
 
 
 def masked(record: TalkRecord) -> TalkRecord:
     """`record` with every secret the harvester knows masked in its text, as the archive
     stores it (a personal feed may carry its own token in a title); `record` itself when
     it holds none."""
+    texts = {f.name: v for f in fields(record) if isinstance(v := getattr(record, f.name), str)}
     people = [part for s in record.speakers for part in (s.name, s.affiliation) if part]
-    texts = [*_texts(record).values(), *record.urls, *people]
-    joined = "\0".join(texts)
+    joined = "\0".join([*texts.values(), *record.urls, *people])
     if redact(joined) == joined:
         return record
     speakers = tuple(
         Speaker(redact(s.name), redact(s.affiliation) if s.affiliation else s.affiliation)
         for s in record.speakers
     )
-    found: dict[str, Any] = {name: redact(value) for name, value in _texts(record).items()}
+    found: dict[str, Any] = {name: redact(value) for name, value in texts.items()}
     return replace(record, **found, speakers=speakers, urls=tuple(map(redact, record.urls)))
-
-
-def _texts(record: TalkRecord) -> dict[str, str]:
-    return {
-        f.name: value for f in fields(record) if isinstance(value := getattr(record, f.name), str)
-    }
-
-
-def _stored(name: str, value: Any) -> Any:
-    if name == "speakers":
-        return json.dumps([asdict(s) for s in value], ensure_ascii=False)
-    if name == "urls":
-        return json.dumps(list(value), ensure_ascii=False)
-    return value
 
 
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -141,11 +141,7 @@ def unfolded_lines(block: bytes) -> list[bytes] | None:
 
 def property_name(line: bytes) -> bytes:
     """The name icalendar reads from a content line: up to `:` or `;`, blanks dropped."""
-    end = line.find(b":")
-    if end < 0:
-        end = len(line)
-    semicolon = line.find(b";", 0, end)
-    name = line[: semicolon if semicolon >= 0 else end]
+    name = line.partition(b":")[0].partition(b";")[0]
     if b" " in name or b"\t" in name:
         name = name.replace(b" ", b"").replace(b"\t", b"")
     return name.upper()
@@ -166,19 +162,6 @@ def decode(unfolded: bytes) -> Decoded:
         return Decoded(unfolded.decode("utf-8"), None)
     except UnicodeDecodeError as exc:
         return Decoded(unfolded.decode("utf-8", "replace"), exc.start)
-
-
-def _iso_moment(match: re.Match[bytes] | None) -> str | None:
-    """The ISO form of a matched year, month, day, hour, minute and second in UTC; None
-    for no match or an impossible time."""
-    if match is None:
-        return None
-    try:
-        year, month, day, hour, minute, second = (int(part) for part in match.groups())
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError:
-        return None
-    return moment.isoformat()
 
 
 # --- DTSTAMP ---------------------------------------------------------------------------------
@@ -203,8 +186,16 @@ def is_dtstamp(line: bytes) -> bool:
 
 
 def plain_dtstamp(line: bytes) -> str | None:
-    """The parse's ISO form of a plain UTC or floating DTSTAMP line; None for anything else."""
-    return _iso_moment(_PLAIN_DTSTAMP.fullmatch(line))
+    """The parse's ISO form of a plain UTC or floating DTSTAMP line; None for anything else
+    (an impossible time too)."""
+    match = _PLAIN_DTSTAMP.fullmatch(line)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = map(int, match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC).isoformat()
+    except ValueError:
+        return None
 
 
 def dtstamp_lines(text: bytes) -> set[bytes]:
@@ -212,16 +203,15 @@ def dtstamp_lines(text: bytes) -> set[bytes]:
     return {line[1:].removesuffix(b"\r") for line in _DTSTAMP_LINE.findall(text)}
 
 
-def plain_dtstamp_line(text: bytes, start: int = 0, end: int | None = None) -> slice | None:
-    """Where the first DTSTAMP line of `text[start:end]` is, from the LF before it to its
-    LF; None when there is none. Its line may still be folded or not plain: see
-    `continues` and `plain_dtstamp`.
+def plain_dtstamp_line(text: bytes) -> slice | None:
+    """Where the first DTSTAMP line of `text` is, from the LF before it to its LF; None
+    when there is none. Its line may still be folded or not plain: see `continues` and
+    `plain_dtstamp`.
     """
-    end = len(text) if end is None else end
-    at = text.find(_PLAIN_START, start, end)
+    at = text.find(_PLAIN_START)
     if at < 0:
         return None
-    line_end = text.find(b"\n", at + 1, end)
+    line_end = text.find(b"\n", at + 1)
     return slice(at, line_end if line_end >= 0 else -1)
 
 
@@ -368,17 +358,10 @@ def only_calendar_components(context: bytes) -> bool:
 
 
 def cut(text: bytes, spans: Iterable[tuple[int, int]]) -> bytes:
-    """`text` without the (sorted) spans (`text` itself when there are none)."""
-    spans = list(spans)
-    if not spans:
-        return text
-    pieces = []
-    previous = 0
-    for start, end in spans:
-        pieces.append(text[previous:start])
-        previous = end
-    pieces.append(text[previous:])
-    return b"".join(pieces)
+    """`text` without the (sorted) spans."""
+    bounds = [0, *itertools.chain.from_iterable(spans), len(text)]
+    pairs = zip(bounds[::2], bounds[1::2], strict=True)
+    return b"".join(text[start:end] for start, end in pairs)
 
 
 def uids(body: bytes) -> list[str]:
@@ -519,39 +502,33 @@ def parse_feed(body: bytes) -> ParsedFeed:
         warnings.append(f"invalid UTF-8 at byte {bad_at}; replaced")
         text = text.decode("utf-8", "replace").encode("utf-8")
     head = list(warnings)
-    counted = _Counted()
     try:
-        talks = records_in_order(_events_in_chunks(text, counted), warnings)
+        count, events = _events_in_chunks(text)
+        talks = records_in_order(events, warnings)
     except MisreadError:  # the reference way, with a tree of the whole calendar
         warnings = list(head)
-        talks = records_in_order(_events_at_once(text, counted, warnings), warnings)
-    return ParsedFeed(talks=talks, warnings=warnings, events=counted.events)
+        at_once = _events_at_once(text, warnings)
+        count, talks = len(at_once), records_in_order(at_once, warnings)
+    return ParsedFeed(talks=talks, warnings=warnings, events=count)
 
 
 Event = tuple["icalendar.cal.Component", bytes, int]  # (event, its raw block, its position)
-
-
-@dataclass
-class _Counted:
-    events: int = 0
 
 
 class MisreadError(Exception):
     """icalendar does not see exactly the VEVENT blocks the lexer cut."""
 
 
-def _events_at_once(text: bytes, counted: _Counted, warnings: list[str]) -> Iterator[Event]:
+def _events_at_once(text: bytes, warnings: list[str]) -> list[Event]:
     """The events of `text`, parsed by icalendar in one go (the reference, for odd bodies)."""
     try:
         events = calendar_events(text)
     except ParseError as exc:
         events = _events_alone(text, exc, warnings)
-    counted.events = len(events)
     blocks = split_vevents(text)
     if blocks is None or len(blocks) != len(events):
         blocks = [event.to_ical() for event in events]
-    for position, (event, block) in enumerate(zip(events, blocks, strict=True), start=1):
-        yield event, block, position
+    return [(e, b, n) for n, (e, b) in enumerate(zip(events, blocks, strict=True), start=1)]
 
 
 # The calendar the events are read in when the feed's own other parts cannot be read.
@@ -580,14 +557,15 @@ def _events_alone(
     return events
 
 
-def _events_in_chunks(text: bytes, counted: _Counted) -> Iterator[Event]:
-    """The events of `text`, parsed `CHUNK` at a time; MisreadError when that is not sure."""
+def _events_in_chunks(text: bytes) -> tuple[int, Iterator[Event]]:
+    """How many events `text` has, and the events parsed `CHUNK` at a time; MisreadError
+    when that is not sure (here or while they are read)."""
     spans = plain_vevent_spans(text)
     context = cut(text, spans) if spans else b""
     if not spans or unfolded_lines(context) is None:
         raise MisreadError  # no events, or lines the lexer and icalendar may read apart
-    counted.events = len(spans)
-    yield from read_events(context, ((n, text[s:e]) for n, (s, e) in enumerate(spans, start=1)))
+    blocks = ((n, text[s:e]) for n, (s, e) in enumerate(spans, start=1))
+    return len(spans), read_events(context, blocks)
 
 
 def read_events(context: bytes, blocks: Iterable[tuple[int, bytes]]) -> Iterator[Event]:
@@ -645,9 +623,8 @@ def records_in_order(events: Iterable[Event], warnings: list[str]) -> list[TalkR
         record = talk_from_event(event, block, position, warnings)
         if record is None:
             continue
-        if record.uid in by_uid:
+        if by_uid.pop(record.uid, None) is not None:  # the last one takes the last place
             warnings.append(f"event #{position}: duplicate UID {record.uid!r}; the last one wins")
-            del by_uid[record.uid]
         by_uid[record.uid] = record
     return list(by_uid.values())
 
@@ -671,22 +648,20 @@ def parse_fast(text: bytes, lookup: Lookup) -> ParsedFeed | None:
     if blocks is None:
         return None
     scanned = [b.uid for b in blocks if b.uid is not None]
-    if len(set(scanned)) != len(scanned):
+    if _repeats(scanned):
         return None  # duplicate UIDs: the full parse decides which one wins
     archived = lookup(scanned)
     known = [b for b in blocks if _is_in(b, archived)]
     unknown = [(i, b) for i, b in enumerate(blocks, start=1) if not _is_in(b, archived)]
     # Known blocks are valid UTF-8 once unfolded: their fingerprints came from parsed
     # text. Anything else takes the full parse, which replaces it with a warning.
-    spans = [(b.start, b.end) for b in blocks]
     if not unfolds_to_utf8(cut(text, [(b.start, b.end) for b in known])):
         return None
-    parsed = _parse_unknown(text, cut(text, spans), unknown)
+    parsed = _parse_unknown(text, cut(text, [(b.start, b.end) for b in blocks]), unknown)
     if parsed is None:
         return None
     records, warnings = parsed
-    present = [r.uid for r in records] + [b.uid for b in known if b.uid is not None]
-    if len(set(present)) != len(present):
+    if _repeats([r.uid for r in records] + [b.uid for b in known]):
         return None  # a parsed event repeats a UID: the full parse decides which one wins
     return ParsedFeed(
         talks=records,
@@ -788,6 +763,10 @@ def _is_in(block: Block, archived: Mapping[str, str]) -> bool:
     return block.uid is not None and archived.get(block.uid) == block.fingerprint
 
 
+def _repeats(uids: Sequence[str | None]) -> bool:
+    return len(set(uids)) != len(uids)
+
+
 def parse_body(text: bytes, lookup: Lookup | None) -> ParsedFeed:
     """The fast path's reading of a body after `check_calendar_bytes`, or the full parse
     when the fast path is not certain of it (or `lookup` is None)."""
@@ -809,11 +788,12 @@ def talk_from_event(
 
     `fingerprint` is `fingerprint_block(block)` when the caller has it already. Text
     fields hold no C0 control characters (`raw` keeps the block as received); URLs are
-    kept only when they are http(s) URLs (`site.http_url`).
+    kept only when they are http(s) URLs (`site.http_url`). Every secret the harvester
+    knows is masked (the fingerprint, of the block as received, stays).
     """
-    summary = _text(event.get("SUMMARY"))
+    summary = _text(event, "SUMMARY")
     label = f"event #{position}" + (f" ({summary[:60]!r})" if summary else "")
-    uid = _text(event.get("UID"))
+    uid = _text(event, "UID")
     if not uid:
         warnings.append(f"{label} has no UID; skipped")
         return None
@@ -828,52 +808,25 @@ def talk_from_event(
     if dtstart is None:
         warnings.append(f"{label} has no DTSTART; skipped")
         return None
-    return _talk(
+    description, location = _text(event, "DESCRIPTION"), _text(event, "LOCATION")
+    series_id, counter = uid_parts(uid)
+    site = site_fields(summary, description, location)
+    record = TalkRecord(
         uid=uid,
         dtstart=dtstart,
         dtend=dtend,
-        dtstamp=dtstamp,
+        dtstamp=_shared(dtstamp),  # one download stamps every event alike
+        fingerprint=fingerprint or fingerprint_block(block),
+        raw=block.decode("utf-8", "replace"),
         summary=summary,
-        description=_text(event.get("DESCRIPTION")),
-        location=_text(event.get("LOCATION")),
-        urls=_texts(event.get("URL")),
-        block=block,
-        fingerprint=fingerprint,
+        description=description,
+        location=location,
+        urls=_urls(event),
+        series_id=_shared(series_id),
+        counter=counter,
+        **(site or {"title": summary}),
     )
-
-
-def _talk(
-    *,
-    uid: str,
-    dtstart: str,
-    dtend: str | None,
-    dtstamp: str | None,
-    summary: str | None,
-    description: str | None,
-    location: str | None,
-    urls: list[str],
-    block: bytes,
-    fingerprint: str | None,
-) -> TalkRecord:
-    """The record of an event's values, as icalendar read them, with every secret the
-    harvester knows masked (the fingerprint, of the block as received, stays)."""
-    series_id, counter = uid_parts(uid)
-    site = site_fields(summary, description, location)
-    common: dict[str, Any] = {
-        "uid": uid,
-        "dtstart": dtstart,
-        "dtend": dtend,
-        "dtstamp": _shared(dtstamp),  # one download stamps every event alike
-        "fingerprint": fingerprint or fingerprint_block(block),
-        "raw": block.decode("utf-8", "replace"),
-        "summary": summary,
-        "description": description,
-        "location": location,
-        "urls": tuple(url for url in map(http_url, urls) if url),
-        "series_id": _shared(series_id),
-        "counter": counter,
-    }
-    return masked(TalkRecord(**common, **(site or {"title": summary})))
+    return masked(record)
 
 
 def _shared(text: str | None) -> str | None:
@@ -881,30 +834,22 @@ def _shared(text: str | None) -> str | None:
     return sys.intern(text) if text is not None else None
 
 
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, list):  # a property given twice: keep the first
-        value = value[0] if value else None
-        return _text(value)
-    return _clean(str(value))
-
-
-def _clean(text: str) -> str | None:
-    """A TEXT value as stored: no C0 controls but tab and newline, no blanks around."""
-    return clean_text(text).strip() or None
-
-
-def _texts(value: object) -> list[str]:
-    values = value if isinstance(value, list) else [value] if value is not None else []
-    return [str(v).strip() for v in values if str(v).strip()]
-
-
-# An absolute http(s) URL with a host, and no whitespace or control character anywhere.
 def _first(event: icalendar.cal.Component, name: str) -> Any:
     """The property's first occurrence (icalendar gives a list when it occurs twice)."""
     prop = event.get(name)
     return prop[0] if isinstance(prop, list) else prop
+
+
+def _text(event: icalendar.cal.Component, name: str) -> str | None:
+    """A TEXT value as stored: no C0 controls but tab and newline, no blanks around."""
+    value = _first(event, name)
+    return None if value is None else clean_text(str(value)).strip() or None
+
+
+def _urls(event: icalendar.cal.Component) -> tuple[str, ...]:
+    value = event.get("URL")
+    values = value if isinstance(value, list) else [value] if value is not None else []
+    return tuple(url for v in values if (url := http_url(str(v).strip())))
 
 
 def _time(event: icalendar.cal.Component, name: str) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from harvester.model import Speaker, clean_text
@@ -23,20 +22,11 @@ def site_fields(
 ) -> dict[str, Any] | None:
     """The talk record's fields that the site's SUMMARY, DESCRIPTION and LOCATION give;
     None when the DESCRIPTION is not one of the site's."""
-    site = parse_site_description(description) if description else None
+    site = _description_fields(description) if description else None
     if site is None:
         return None
-    return {
-        "title": site.title,
-        "speaker": summary,
-        "speakers": parse_speakers(summary or ""),
-        "series_name": site.series_name,
-        "abstract": site.abstract,
-        "room": site.room,
-        "talk_url": http_url(site.talk_url) or http_url(_talk_url_from_location(location)),
-        "livestream_url": site.livestream_url,
-        "comments": site.comments,
-    }
+    site["talk_url"] = http_url(site["talk_url"]) or http_url(_talk_url_from_location(location))
+    return {**site, "speaker": summary, "speakers": parse_speakers(summary or "")}
 
 
 _UID = re.compile(r"^(?P<series>[^/\s]+)/(?P<counter>-?\d+)$")
@@ -64,17 +54,6 @@ def _talk_url_from_location(location: str | None) -> str | None:
 # --- researchseminars.org DESCRIPTION ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SiteDescription:
-    title: str | None = None
-    talk_url: str | None = None
-    series_name: str | None = None
-    livestream_url: str | None = None
-    room: str | None = None
-    abstract: str | None = None
-    comments: str | None = None
-
-
 _TITLE_LINE = re.compile(
     r'^Title:\s*(?:<a href="(?P<href>[^"]*)">(?P<linked>.*)</a>|(?P<plain>.*))$'
 )
@@ -82,7 +61,7 @@ _BY_LINE = re.compile(r"^by (?P<speakers>.*?)(?: as part of (?P<series>.*))?$")
 _TAG = re.compile(r"<[^<>]+>")  # not `[^>]`: each `<` with no `>` after it would scan to the end
 
 
-def parse_site_description(description: str) -> SiteDescription | None:
+def _description_fields(description: str) -> dict[str, str | None] | None:
     """The parts of a researchseminars.org DESCRIPTION, or None if it is not one of theirs."""
     lines = description.replace("\r\n", "\n").split("\n")
     title = talk_url = None
@@ -97,16 +76,16 @@ def parse_site_description(description: str) -> SiteDescription | None:
     while rest and (not rest[0].strip() or _take_detail(rest[0], found)):
         rest = rest[1:]
     abstract, comments = _abstract_and_comments(rest)
-    return SiteDescription(
-        title=title,
-        talk_url=talk_url,
-        series_name=_html_text(by["series"]) if by["series"] else None,
-        livestream_url=http_url(found.get("Interactive livestream"))
+    return {
+        "title": title,
+        "talk_url": talk_url,
+        "series_name": _html_text(by["series"]) if by["series"] else None,
+        "livestream_url": http_url(found.get("Interactive livestream"))
         or http_url(found.get("View-only livestream")),
-        room=found.get("room"),
-        abstract=abstract,
-        comments=comments,
-    )
+        "room": found.get("room"),
+        "abstract": abstract,
+        "comments": comments,
+    }
 
 
 _DETAIL = re.compile(

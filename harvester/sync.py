@@ -198,15 +198,11 @@ def _parse_and_store(
         # After the fast path, its talks are those the archive lacks: all to be written.
         texts = store.prepare_texts(parsed.talks) if parsed.skimmed else {}
         try:
-            outcome, changes = _store(
-                db, target, facts, observed_at, parsed, body_print, text=text, texts=texts
-            )
+            return parsed, *_store(db, target, facts, observed_at, parsed, body_print, text, texts)
         except StaleKnowledgeError:
             if lookup is None:
                 raise
             lookup = None
-            continue
-        return parsed, outcome, changes
 
 
 class _ShortcutRefusedError(Exception):
@@ -220,7 +216,6 @@ def _store(
     observed_at: datetime,
     parsed: ParsedFeed,
     body_print: BodyPrint,
-    *,
     text: bytes,
     texts: store.PreparedTexts,
 ) -> tuple[str, Changes]:
@@ -256,7 +251,6 @@ def sync_feeds(
     *,
     concurrency: int = 4,
     on_result: Callable[[PollResult], None] | None = None,
-    fast: bool = True,
 ) -> list[PollResult]:
     """Poll `targets` with up to `concurrency` feeds at once; the results in target order.
 
@@ -286,7 +280,7 @@ def sync_feeds(
                     index, target = jobs.get_nowait()
                 except queue.Empty:
                     return
-                result = poll_feed(db, client, target, max_bytes, fast=fast)
+                result = poll_feed(db, client, target, max_bytes)
                 results[index] = result
                 if on_result is not None:
                     with report_lock:
