@@ -334,7 +334,8 @@ def test_damage_is_reported_by_the_next_due_check(tmp_path: Path) -> None:
 def test_a_sync_records_its_check(tmp_path: Path) -> None:
     path = archived(tmp_path)
     before = utc_now()
-    result = run("sync", config=write_config(tmp_path, ["http://127.0.0.1:9/x.ics"]))
+    config = write_config(tmp_path, ["http://127.0.0.1:9/x.ics"], "retries = 0\n")
+    result = run("sync", config=config)
     assert result.exit_code == 1 and "127.0.0.1:9" in result.stderr, result.output  # the feed
     db = open_archive(path)
     assert checked_at(db) >= before

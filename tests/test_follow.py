@@ -262,7 +262,7 @@ def test_status_check_judges_the_series_a_topic_brings_in(h: Harvester, api: Api
     assert ok(h("status", "--check")).stdout.startswith("OK: 1 feed healthy")
 
     def down(handler: Any) -> bool:
-        handler._send(500, b"down", {})
+        handler._send(404, b"gone", {})  # a 4xx is not retried
         return True
 
     api.site.overrides["/seminar/NumThy/ics"] = down
