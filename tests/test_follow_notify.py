@@ -3,11 +3,7 @@ site through the real CLI, the outbox in the archive, Apprise posting to a local
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import zoneinfo
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +21,7 @@ from harvester.outbox import register, send_pending
 from tests.conftest import Harvester, write_config
 from tests.receiver import Receiver, receiving
 from tests.sitesim import Site, serve
+from tests.test_notify import sync_killed_before_send
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -243,16 +240,7 @@ def test_a_sync_killed_between_commit_and_send_sends_the_digest_once_on_the_next
     zone, end = roomiest_zone(NOW)
     digest_site(quiet_site, end)
     h = target_config(workdir, quiet_site, receiver, digest_entry(zone))
-    env = {**os.environ, "HARVESTER_TEST_CRASH": "before_send"}
-    env.pop("HARVESTER_CONFIG", None)
-    process = subprocess.run(
-        [sys.executable, "-m", "harvester", "--config", str(h.config), "-q", "sync"],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert process.returncode == -signal.SIGKILL, process.stderr
+    sync_killed_before_send(h.config)
     assert receiver.messages == []
     with sqlite3.connect(h.db_path) as conn:
         rows = conn.execute("SELECT uid, status FROM notifications").fetchall()

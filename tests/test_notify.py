@@ -112,6 +112,20 @@ def test_a_retitle_and_a_reschedule_arrive_as_one_message_and_nothing_else(
     assert "notifications: 0 pending, 0 failed, 2 sent" in ok(harvester("status")).stdout
 
 
+def sync_killed_before_send(config: Path) -> None:
+    """`harvester sync` in a process that SIGKILLs itself after its commit, before sending."""
+    env = {**os.environ, "HARVESTER_TEST_CRASH": "before_send"}
+    env.pop("HARVESTER_CONFIG", None)
+    process = subprocess.run(
+        [sys.executable, "-m", "harvester", "--config", str(config), "-q", "sync"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr
+
+
 @pytest.mark.slow
 def test_sigkill_after_the_commit_and_before_the_send_then_a_rerun_delivers_once(
     workdir: Path, site: Site, receiver: Receiver
@@ -119,16 +133,7 @@ def test_sigkill_after_the_commit_and_before_the_send_then_a_rerun_delivers_once
     harvester = notify_config(workdir, site, [receiver.url()])
     ok(harvester("sync"))
     edit_followed_series(site)
-    env = {**os.environ, "HARVESTER_TEST_CRASH": "before_send"}
-    env.pop("HARVESTER_CONFIG", None)
-    process = subprocess.run(
-        [sys.executable, "-m", "harvester", "--config", str(harvester.config), "-q", "sync"],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert process.returncode == -signal.SIGKILL, process.stderr
+    sync_killed_before_send(harvester.config)
     assert receiver.messages == []
     assert [row[2] for row in outbox(harvester.db_path)] == ["pending", "pending"]
 

@@ -160,8 +160,7 @@ def cli(
 
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     taken = configure_logging(log_format, level)  # type: ignore[arg-type]
-    ctx.obj = App(config_path=config_path, db_path=db_path, quiet=quiet)
-    ctx.obj.logs_for_people = taken == "console"
+    ctx.obj = App(config_path, db_path, quiet, logs_for_people=taken == "console")
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ class App:
     db_path: str | None
     quiet: bool
     # Log lines read by people (console): a failed poll's is then the one line it gets.
-    logs_for_people: bool = field(default=False, init=False)
+    logs_for_people: bool = False
     _config: Config | None = field(default=None, init=False)
 
     @property
